@@ -1,0 +1,221 @@
+"""Attention layers of Motionformer: trajectory, joint space-time, divided space-time, space-only.
+
+Token layout everywhere: x is (B, 1 + N, D), index 0 = cls, then token 1 + t*P + p for temporal
+slot t (F = T' slots) and patch p. Per-head tensors are (B, tokens, heads, d) ("BTNH", the
+layout of `jax.nn.dot_product_attention`). Parameter names follow the official state dict
+(`qkv`, `proj_q`, `proj_kv`, `proj`) so checkpoint conversion is a plain table.
+"""
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import zlib
+
+from mformer_jax import approx
+
+Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02),
+                          bias_init=nn.initializers.zeros)
+
+
+def _stable_id(name):
+  # Python's str hash is salted per process; crc32 is stable across runs and hosts.
+  return zlib.crc32(name.encode()) % (2**31)
+
+
+def _softmax(logits, axis=-1):
+  # Softmax in at least float32, whatever the compute dtype (bfloat16 logits overflow exp).
+  dtype = jnp.promote_types(logits.dtype, jnp.float32)
+  return jax.nn.softmax(logits.astype(dtype), axis=axis).astype(logits.dtype)
+
+
+def split_heads(x, num_heads):
+  return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+
+
+def merge_heads(x):
+  return x.reshape(*x.shape[:-2], -1)
+
+
+def cls_attention(q_cls, k, v):
+  """The cls query attends to all 1+N tokens (itself included). q_cls: (B, 1, h, d), scaled."""
+  a = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q_cls, k))
+  return jnp.einsum('bhqk,bkhd->bqhd', a, v)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trajectory attention: reference (einsum) implementation of the two steps
+# ----------------------------------------------------------------------------------------------
+def trajectory_spatial(q, k, v, num_frames):
+  """Spatial step: every query attends, separately for each frame f, over that frame's P keys.
+
+  q, k, v: (B, N, h, d) patch tokens, q already scaled. Returns X: (B, N, F, h, d), the
+  trajectory token of query n in frame f. Materialises the full (N, N) score matrix per head.
+  """
+  b, n, h, d = k.shape
+  p = n // num_frames
+  scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, num_frames, p)
+  attn = _softmax(scores)
+  return jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, num_frames, p, h, d))
+
+
+def trajectory_diagonal(x, num_frames):
+  """X[b, s, f(s)] for every query s (its own frame): (B, N, F, ...) -> (B, N, ...)."""
+  b, n, f = x.shape[:3]
+  xr = x.reshape(b, f, n // f, f, *x.shape[3:])
+  diag = jnp.diagonal(xr, axis1=1, axis2=3)          # (B, P, ..., F)
+  diag = jnp.moveaxis(diag, -1, 1)                    # (B, F, P, ...)
+  return diag.reshape(b, n, *x.shape[3:])
+
+
+def trajectory_temporal(q2, k2, values):
+  """Temporal step: 1D attention of each query along its own trajectory (softmax over F).
+
+  q2: (B, N, h, d) scaled; k2, values: (B, N, F, h, d). Returns (B, N, h, d) and the
+  attention (B, h, N, F).
+  """
+  a = _softmax(jnp.einsum('bnhd,bnfhd->bhnf', q2, k2))
+  return jnp.einsum('bhnf,bnfhd->bnhd', a, values), a
+
+
+class TrajectoryAttention(nn.Module):
+  """Trajectory attention (paper eqs. 4-6) as the official code computes it.
+
+  values='original': the temporal step aggregates the trajectory tokens themselves (what the
+    released checkpoints were trained with; the v-half of proj_kv is dead weight).
+  values='projected': it aggregates the v-half of proj_kv (the paper's equations).
+  approx: 'none' | 'orthoformer' | 'nystrom' | 'performer' replaces the spatial step.
+  """
+  num_heads: int
+  num_frames: int                      # F = T' temporal token slots
+  values: str = 'original'
+  approx: str = 'none'
+  num_landmarks: int = 128
+  nystrom_iters: int = 6
+  performer_features: int = 256
+  attn_dropout: float = 0.0
+  qkv_bias: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, first_landmarks=None):
+    b, _, dim = x.shape
+    h, f = self.num_heads, self.num_frames
+    dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    d = dim // h
+    scale = d ** -0.5
+    q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x), 3 * h),
+                        3, axis=2)
+    cls_out = cls_attention(q[:, :1] * scale, k, v)
+    q, k, v = q[:, 1:], k[:, 1:], v[:, 1:]
+
+    if self.approx == 'none':
+      traj = trajectory_spatial(q * scale, k, v, f)
+      if self.attn_dropout:
+        traj = nn.Dropout(self.attn_dropout)(traj, deterministic=not train)
+    else:
+      traj = self._approx_spatial(q, k, v, first_landmarks)
+    traj = merge_heads(traj)                                           # (B, N, F, D)
+
+    q2 = split_heads(dense(dim, name='proj_q')(trajectory_diagonal(traj, f)), h) * scale
+    kv2 = dense(2 * dim, name='proj_kv')(traj)                         # all N*F trajectory tokens
+    k2, v2 = jnp.split(split_heads(kv2, 2 * h), 2, axis=-2)
+    values = split_heads(traj, h) if self.values == 'original' else v2
+    out, temporal_attn = trajectory_temporal(q2, k2, values)
+    self.sow('intermediates', 'temporal_attn', temporal_attn)
+    out = jnp.concatenate([cls_out, out], axis=1)
+    return dense(dim, name='proj')(merge_heads(out))
+
+  def _approx_spatial(self, q, k, v, first_landmarks):
+    """(B, N, h, d) unscaled -> (B, N, F, h, d) via the selected approximation."""
+    b, n, h, d = q.shape
+    to_rows = lambda t: t.transpose(0, 2, 1, 3).reshape(b * h, n, d)  # (B*h, N, d), batch-major
+    q, k, v = to_rows(q), to_rows(k), to_rows(v)
+    if self.approx == 'orthoformer':
+      if first_landmarks is not None:
+        x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+                               first_index=first_landmarks)
+      else:
+        # Eval without a 'landmarks' RNG stream gets a fixed per-layer key: deterministic outputs.
+        rng = (self.make_rng('landmarks') if self.has_rng('landmarks')
+               else jax.random.fold_in(jax.random.key(0), _stable_id(self.name)))
+        x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+                               rng=rng)
+    elif self.approx == 'nystrom':
+      x = approx.nystrom(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+                         pinv_iters=self.nystrom_iters)
+    elif self.approx == 'performer':
+      # Fixed random features per layer (a constant, like a buffer), so eval is deterministic.
+      key = jax.random.fold_in(jax.random.key(0), _stable_id(self.name))
+      feats = approx.orthogonal_gaussian(key, self.performer_features, d)
+      x = approx.performer(q, k, v, num_frames=self.num_frames, features=feats)
+    else:
+      raise ValueError(f'unknown approx {self.approx!r}')
+    return x.reshape(b, h, n, self.num_frames, d).transpose(0, 2, 3, 1, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Joint and divided space-time attention
+# ----------------------------------------------------------------------------------------------
+class JointAttention(nn.Module):
+  """Standard multi-head attention over all 1+N tokens (timm ViT names: qkv, proj)."""
+  num_heads: int
+  attn_dropout: float = 0.0
+  qkv_bias: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    dim = x.shape[-1]
+    dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x),
+                                    3 * self.num_heads), 3, axis=2)
+    a = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) * (dim // self.num_heads) ** -0.5)
+    if self.attn_dropout:
+      a = nn.Dropout(self.attn_dropout)(a, deterministic=not train)
+    out = jnp.einsum('bhqk,bkhd->bqhd', a, v)
+    return dense(dim, name='proj')(merge_heads(out))
+
+
+class DividedAttention(nn.Module):
+  """Motionformer's divided attention: 'time' (fixed patch, over slots) or 'space' (fixed slot).
+
+  Unlike TimeSformer the cls token is a key/value of every group, and the cls query attends to
+  all 1+N tokens in both calls.
+  """
+  num_heads: int
+  num_frames: int
+  mode: str  # 'time' | 'space'
+  qkv_bias: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train  # the official attn_drop is constructed but never applied
+    b, _, dim = x.shape
+    f = self.num_frames
+    dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x),
+                                    3 * self.num_heads), 3, axis=2)
+    q = q * (dim // self.num_heads) ** -0.5
+    cls_out = cls_attention(q[:, :1], k, v)
+    grid = lambda t: t[:, 1:].reshape(b, f, -1, *t.shape[2:])         # (B, F, P, h, d)
+    qg, kg, vg = grid(q), grid(k), grid(v)
+    # Group-internal logits plus a logit for the cls key, one softmax over [cls, group].
+    if self.mode == 'time':
+      inner = jnp.einsum('bfphd,bgphd->bhfpg', qg, kg)
+    else:
+      inner = jnp.einsum('bfphd,bfqhd->bhfpq', qg, kg)
+    to_cls = jnp.einsum('bfphd,bhd->bhfp', qg, k[:, 0])[..., None]
+    a = _softmax(jnp.concatenate([to_cls, inner], axis=-1))
+    out = jnp.einsum('bhfp,bhd->bfphd', a[..., 0], v[:, 0])
+    if self.mode == 'time':
+      out = out + jnp.einsum('bhfpg,bgphd->bfphd', a[..., 1:], vg)
+    else:
+      out = out + jnp.einsum('bhfpq,bfqhd->bfphd', a[..., 1:], vg)
+    out = jnp.concatenate([cls_out, out.reshape(b, -1, *out.shape[3:])], axis=1)
+    return dense(dim, name='proj')(merge_heads(out))

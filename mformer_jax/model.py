@@ -1,0 +1,270 @@
+"""Motionformer (ViT-B video transformer with trajectory attention) in Flax linen.
+
+    model = Motionformer(ModelConfig(...))
+    logits = model.apply(variables, clip, train=False)   # clip: (B, T, H, W, 3) in [-1, 1]
+
+Returns logits (not the softmax the official eval forward returns); Epic-Kitchens models return
+{'verb': (B, 97), 'noun': (B, 300)}. Parameter names mirror the official state dict (see
+`convert.py` for the table).
+"""
+import dataclasses
+import functools
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mformer_jax import attention, posembed
+
+ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
+APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float64': jnp.float64}
+REMAT_POLICIES = {
+    'none': None,
+    'full': jax.checkpoint_policies.nothing_saveable,
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything the model needs; built once from `config.model` by `from_config`."""
+  num_classes: int = 400
+  epic_kitchens: bool = False        # two heads: head0 = verbs, head1 = nouns
+  num_verbs: int = 97
+  num_nouns: int = 300
+  num_frames: int = 16               # input frames T; T' = T / tubelet_size token slots
+  img_size: int = 224                # crop size (the model itself works from the input shape)
+  patch_size: int = 16
+  tubelet_size: int = 2
+  pretrain_img_size: int = 224       # pos_embed is always sized for this grid (official quirk)
+  embed_dim: int = 768
+  depth: int = 12
+  num_heads: int = 12
+  mlp_ratio: float = 4.0
+  qkv_bias: bool = True
+  attention: str = 'trajectory'      # trajectory | joint | divided | space (single-frame study)
+  trajectory_values: str = 'original'  # original (released ckpts) | projected (paper eq. 6)
+  approx: str = 'none'               # none | orthoformer | nystrom | performer
+  num_landmarks: int = 128
+  nystrom_iters: int = 6
+  performer_features: int = 256
+  dropout: float = 0.0
+  attn_dropout: float = 0.0
+  drop_path: float = 0.2
+  head_dropout: float = 0.0
+  dtype: str = 'float32'             # compute dtype; params are float32 (float64 for x64 checks)
+  remat: str = 'none'                # none | full | dots: jax.checkpoint policy per block
+
+  def __post_init__(self):
+    checks = [('attention', ATTENTIONS), ('approx', APPROXIMATIONS), ('dtype', tuple(DTYPES)),
+              ('trajectory_values', ('original', 'projected')), ('remat', tuple(REMAT_POLICIES))]
+    for field, allowed in checks:
+      if getattr(self, field) not in allowed:
+        raise ValueError(f'model.{field}={getattr(self, field)!r}; expected one of {allowed}')
+    if self.num_frames % self.tubelet_size:
+      raise ValueError(f'num_frames={self.num_frames} is not a multiple of tubelet_size')
+    if self.approx != 'none' and self.attention != 'trajectory':
+      raise ValueError('approx applies to trajectory attention only')
+
+  @property
+  def temporal_slots(self) -> int:
+    return self.num_frames // self.tubelet_size
+
+  @property
+  def compute_dtype(self):
+    return DTYPES[self.dtype]
+
+  @property
+  def param_dtype(self):
+    return jnp.float64 if self.dtype == 'float64' else jnp.float32
+
+  @classmethod
+  def from_config(cls, cfg) -> 'ModelConfig':
+    """From a dict / ConfigDict; unknown keys are an error naming them."""
+    cfg = dict(cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg)
+    unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise ValueError(f'unknown model config keys: {unknown}')
+    return cls(**cfg)
+
+
+Dense = attention.Dense
+
+
+class DropPath(nn.Module):
+  """Per-sample stochastic depth, scaled by 1/keep (timm semantics)."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
+
+class Mlp(nn.Module):
+  hidden: int
+  dropout: float
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    y = nn.gelu(dense(self.hidden, name='fc1')(x), approximate=False)  # torch GELU is exact erf
+    y = nn.Dropout(self.dropout)(y, deterministic=not train)
+    y = dense(x.shape[-1], name='fc2')(y)
+    return nn.Dropout(self.dropout)(y, deterministic=not train)
+
+
+class Block(nn.Module):
+  """Pre-norm block. Divided blocks run a time-attention residual first (no DropPath on it)."""
+  cfg: ModelConfig
+  drop_path: float
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, first_landmarks=None):
+    c = self.cfg
+    kw = dict(dtype=c.compute_dtype, param_dtype=c.param_dtype)
+    norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **kw)
+    f = c.temporal_slots
+    if c.attention == 'trajectory':
+      attn = attention.TrajectoryAttention(
+          c.num_heads, f, values=c.trajectory_values, approx=c.approx, num_landmarks=c.num_landmarks,
+          nystrom_iters=c.nystrom_iters, performer_features=c.performer_features,
+          attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, name='attn', **kw)
+      attn_fn = functools.partial(attn, train=train, first_landmarks=first_landmarks)
+    elif c.attention == 'joint':
+      attn_fn = functools.partial(attention.JointAttention(
+          c.num_heads, attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, name='attn', **kw),
+                                  train=train)
+    else:  # divided / space: spatial attention within each slot
+      attn_fn = functools.partial(attention.DividedAttention(
+          c.num_heads, f, 'space', qkv_bias=c.qkv_bias, name='attn', **kw), train=train)
+    drop_path = DropPath(self.drop_path)
+
+    if c.attention == 'divided':
+      time_attn = attention.DividedAttention(c.num_heads, f, 'time', qkv_bias=c.qkv_bias,
+                                             name='timeattn', **kw)
+      t = time_attn(norm(name='norm3')(x), train=train)
+      self.sow('intermediates', 'timeattn_out', t)
+      x = x + t
+    a = attn_fn(norm(name='norm1')(x))
+    self.sow('intermediates', 'attn_out', a)
+    x = x + drop_path(a, train=train)
+    mlp = Mlp(int(x.shape[-1] * c.mlp_ratio), c.dropout, name='mlp', **kw)
+    return x + drop_path(mlp(norm(name='norm2')(x), train=train), train=train)
+
+
+class Motionformer(nn.Module):
+  cfg: ModelConfig
+
+  def setup(self):
+    c = self.cfg
+    d, p, kt = c.embed_dim, c.patch_size, c.tubelet_size
+    tn = nn.initializers.truncated_normal(0.02)
+    pdt = c.param_dtype
+    grid = c.pretrain_img_size // p
+    self.cls_token = self.param('cls_token', tn, (1, 1, d), pdt)
+    self.pos_embed = self.param('pos_embed', tn, (1, 1 + grid * grid, d), pdt)
+    self.temp_embed = self.param('temp_embed', nn.initializers.zeros, (1, c.temporal_slots, d), pdt)
+    # Tubelet embedding as a Conv3d with kernel = stride, stored in flax Conv layout
+    # (kt, p, p, C, D). Official init: zero kernel (ImageNet weights go into the centre slice).
+    self.patch_embed_3d = {
+        'kernel': self.param('patch_embed_3d_kernel', nn.initializers.zeros, (kt, p, p, 3, d), pdt),
+        'bias': self.param('patch_embed_3d_bias', nn.initializers.zeros, (d,), pdt)}
+    # The official state dict always carries the (unused) 2D patch embedding; keep it so that
+    # parameter counts and round-trips match and ImageNet kernels have a home.
+    self.patch_embed_2d = {
+        'kernel': self.param('patch_embed_kernel', nn.initializers.lecun_normal(), (p, p, 3, d), pdt),
+        'bias': self.param('patch_embed_bias', nn.initializers.zeros, (d,), pdt)}
+    block = Block
+    if c.remat != 'none':
+      block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(2,))
+    rates = np.linspace(0, c.drop_path, c.depth) if c.depth > 1 else [0.0]
+    self.blocks = [block(c, float(r), name=f'blocks_{i}') for i, r in enumerate(rates)]
+    kw = dict(dtype=c.compute_dtype, param_dtype=pdt)
+    self.norm = nn.LayerNorm(epsilon=1e-6, name='norm', **kw)
+    self.pre_logits = Dense(d, name='pre_logits', **kw)
+    self.head_drop = nn.Dropout(c.head_dropout)
+    if c.epic_kitchens:
+      self.heads = {'verb': Dense(c.num_verbs, name='head0', **kw),
+                    'noun': Dense(c.num_nouns, name='head1', **kw)}
+    else:
+      self.heads = {'logits': Dense(c.num_classes, name='head', **kw)}
+
+  def tubelets(self, clip):
+    """(B, T, H, W, 3) -> (B, N, D) tokens in (t, h, w) row-major order."""
+    c = self.cfg
+    b, t, hh, ww, ch = clip.shape
+    p, kt = c.patch_size, c.tubelet_size
+    if t % kt or hh % p or ww % p:
+      raise ValueError(f'clip {clip.shape} is not divisible into {kt}x{p}x{p} tubelets')
+    x = clip.reshape(b, t // kt, kt, hh // p, p, ww // p, p, ch)
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)            # (B, T', Hp, Wp, kt, p, p, C)
+    kernel = self.patch_embed_3d['kernel'].astype(c.compute_dtype)
+    x = jnp.einsum('bthwklmc,klmcd->bthwd', x.astype(c.compute_dtype), kernel)
+    x = x + self.patch_embed_3d['bias'].astype(c.compute_dtype)
+    return x.reshape(b, -1, c.embed_dim)
+
+  def position_embedding(self, num_patches):
+    """(1, 1+N, D): cls slot = pos_embed[0]; token (t, p) = resized spatial[p] + temp_embed[t]."""
+    c = self.cfg
+    grid = c.pretrain_img_size // c.patch_size
+    spatial = self.pos_embed[0, 1:]
+    if num_patches != grid * grid:
+      mh, mw = posembed.spatial_resize_matrices(grid, num_patches)
+      table = spatial.reshape(grid, grid, -1)
+      table = jnp.einsum('ih,hwd,jw->ijd', jnp.asarray(mh, spatial.dtype), table,
+                         jnp.asarray(mw, spatial.dtype))
+      spatial = table.reshape(-1, spatial.shape[-1])
+    tokens = (self.temp_embed[0][:, None, :] + spatial[None]).reshape(-1, spatial.shape[-1])
+    return jnp.concatenate([self.pos_embed[:, :1], tokens[None]], axis=1)
+
+  def features(self, clip, *, train: bool = False, first_landmarks=None):
+    """Encoder: clip -> all tokens after the final LayerNorm, (B, 1+N, D)."""
+    c = self.cfg
+    if clip.ndim != 5 or clip.shape[-1] != 3:
+      raise ValueError(f'expected a clip (B, T, H, W, 3), got shape {clip.shape}')
+    if clip.shape[1] != c.num_frames:
+      raise ValueError(f'model built for {c.num_frames} frames, got {clip.shape[1]}')
+    x = self.tubelets(clip)
+    self.sow('intermediates', 'patch_embed_3d_out', x)
+    b, n, _ = x.shape
+    pos = self.position_embedding(n // c.temporal_slots)
+    self.sow('intermediates', 'pos_embed_total', pos)
+    cls = jnp.broadcast_to(self.cls_token, (b, 1, c.embed_dim))
+    x = (jnp.concatenate([cls, x], axis=1) + pos).astype(c.compute_dtype)
+    self.sow('intermediates', 'block0_in', x)
+    for i, blk in enumerate(self.blocks):
+      fl = None if first_landmarks is None else first_landmarks[i]
+      x = blk(x, train, fl) if c.remat != 'none' else blk(x, train=train, first_landmarks=fl)
+      self.sow('intermediates', f'block{i}_out', x)
+    return self.norm(x)
+
+  def __call__(self, clip, *, train: bool = False, first_landmarks=None, return_features=False):
+    """Logits (B, classes), or {'verb', 'noun'} for Epic-Kitchens.
+
+    first_landmarks: optional (depth, B*heads) int array replaying the Orthoformer's first
+    landmark per block and (batch, head) row, batch-major.
+    return_features: also return the (B, D) pre-logits feature (after tanh).
+    """
+    x = self.features(clip, train=train, first_landmarks=first_landmarks)
+    feat = jnp.tanh(self.pre_logits(x[:, 0]))
+    y = self.head_drop(feat, deterministic=not train)
+    out = {k: head(y).astype(jnp.promote_types(y.dtype, jnp.float32))
+           for k, head in self.heads.items()}
+    out = out['logits'] if 'logits' in out else out
+    return (out, feat) if return_features else out
+
+
+def init_variables(model: Motionformer, rng, batch_size: int = 1):
+  """Parameters for `model` from a zero clip of the configured shape."""
+  c = model.cfg
+  clip = jnp.zeros((batch_size, c.num_frames, c.img_size, c.img_size, 3), c.param_dtype)
+  return model.init({'params': rng}, clip, train=False)
