@@ -1,0 +1,53 @@
+"""`config.data` blocks with the official Motionformer defaults per dataset."""
+
+import ml_collections
+
+DATASETS = ('kinetics400', 'kinetics600', 'ssv2', 'epic_kitchens', 'synthetic_motion')
+_NUM_CLASSES = {'kinetics400': 400, 'kinetics600': 600, 'ssv2': 174, 'epic_kitchens': 97}
+RAND_AUGMENT = {'ssv2': 'rand-m20-mstd0.5-inc1', 'epic_kitchens': 'rand-m15-mstd0.5-inc1'}
+
+
+def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
+                crop_size: int) -> ml_collections.ConfigDict:
+  """Every field has a concrete default so `--config.data.x=y` overrides always type-check."""
+  if dataset not in DATASETS:
+    raise ValueError(f'Unknown dataset {dataset!r}; expected one of {DATASETS}.')
+  synthetic = dataset == 'synthetic_motion'
+  c = ml_collections.ConfigDict()
+  c.name = dataset
+  c.data_dir = ''  # Output folder of `python -m mformer_jax.data.prepare`.
+  c.num_frames = num_frames
+  c.sampling_rate = sampling_rate  # Unused by SSv2 (segment sampling) and synthetic.
+  c.crop_size = crop_size
+  c.target_fps = 30.0  # Sampling happens on a 30 fps-equivalent timeline, as official.
+  # Short-side scale jitter: U[256,320] at 224, U[384,480] at 336 (scaled with the crop).
+  c.train_jitter_scales = ((crop_size, crop_size) if synthetic else
+                           (round(256 * crop_size / 224), round(320 * crop_size / 224)))
+  c.inverse_uniform_scale = dataset == 'ssv2'  # Official INV_UNIFORM_SAMPLE for SSv2.
+  c.test_num_clips = 1 if dataset in ('ssv2', 'synthetic_motion') else 10
+  c.test_num_crops = 1 if synthetic else 3
+  # SSv2 labels say left/right; the synthetic classes say left/right and clockwise.
+  c.random_flip = dataset not in ('ssv2', 'synthetic_motion')
+  c.random_resized_crop = False  # True in the official K400 32x3 config.
+  c.bgr = dataset == 'epic_kitchens'  # The released EK models were trained on BGR input.
+  c.color_jitter = dataset in ('kinetics400', 'kinetics600')
+  c.color_jitter_strength = 0.4
+  c.rand_augment = RAND_AUGMENT.get(dataset, '')
+  c.num_classes = _NUM_CLASSES.get(dataset, 0)
+  c.num_verbs = 97 if dataset == 'epic_kitchens' else 0
+  c.num_nouns = 300 if dataset == 'epic_kitchens' else 0
+  c.num_parallel_calls = 0  # 0 = tf.data.AUTOTUNE.
+  c.prefetch = 2  # Batches.
+  c.synthetic = ml_collections.ConfigDict(dict(
+      variant='motion',  # 'motion' (class = how it moves) or 'appearance' (class = what it is).
+      classes='',  # Comma-separated subset of synthetic.MOTION_CLASSES; '' = all.
+      num_train=4096,
+      num_test=512,
+      seed=0,
+      num_distractors=1,
+      background_speed=0.15,  # Max background shift over a clip, in image widths.
+  ))
+  if synthetic:
+    from mformer_jax.data import synthetic as syn  # pylint: disable=g-import-not-at-top
+    c.num_classes = len(syn.MOTION_CLASSES)
+  return c
