@@ -1,0 +1,10 @@
+r"""Mformer-B on Kinetics-400 (16 x 224, rate 4): 79.7 / 94.2 top-1/top-5 (10x3 views) officially.
+
+  python -m mformer_jax.main --config=configs/k400_base.py --workdir=/tmp/k400 \
+      --config.data.data_dir=/data/kinetics400_prepared --config.init.imagenet=vit_b16.pth
+"""
+from mformer_jax import config_lib
+
+
+def get_config():
+  return config_lib.make_config('kinetics400', 'motionformer')

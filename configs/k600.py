@@ -1,0 +1,11 @@
+r"""Kinetics-600: every released model, chosen by the config argument.
+
+  python -m mformer_jax.main --config=configs/k600.py:motionformer --workdir=/tmp/k600
+  variants: motionformer (16x224), motionformer_l (32 frames), motionformer_hr (336 px),
+            joint, divided; also space, orthoformer (paper ablations).
+"""
+from mformer_jax import config_lib
+
+
+def get_config(variant: str = 'motionformer'):
+  return config_lib.make_config('kinetics600', variant)

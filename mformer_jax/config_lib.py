@@ -1,0 +1,101 @@
+"""The base experiment config; every file in configs/ derives from `make_config`.
+
+Released models (spec: ../shared/reference/motionformer_spec.md sections 1.8, 6):
+
+| variant          | frames x rate          | crop | attention  | base LR  | global batch |
+| ---------------- | ---------------------- | ---- | ---------- | -------- | ------------ |
+| motionformer     | 16 x 4                 | 224  | trajectory | 1e-4     | 256          |
+| motionformer_l   | 32 x 3                 | 224  | trajectory | 3.75e-5  | 64           |
+| motionformer_hr  | 16 x 8 (K400) / 16 x 4 | 336  | trajectory | 3.75e-5  | 64           |
+| joint, divided   | 16 x 4                 | 224  | joint / divided | 1e-4 | 256          |
+
+Global batches follow the maintainer's statement (8 nodes x 8 GPUs: 4 clips/GPU for B models,
+int(12/8) = 1 clip/GPU for L/HR); the yaml files' NUM_SHARDS=4 would halve them.
+"""
+import ml_collections
+
+from mformer_jax.data import config as data_config_lib
+
+DATASETS = ('kinetics400', 'kinetics600', 'ssv2', 'epic_kitchens', 'synthetic_motion')
+VARIANTS = ('motionformer', 'motionformer_l', 'motionformer_hr', 'joint', 'divided', 'space',
+            'orthoformer')
+
+
+def model_config(variant: str) -> ml_collections.ConfigDict:
+  """ViT-B/16 with 2x16x16 tubelets; the variant picks frames, crop and attention."""
+  m = ml_collections.ConfigDict(dict(
+      num_classes=400, epic_kitchens=False, num_verbs=97, num_nouns=300,
+      num_frames=16, img_size=224, patch_size=16, tubelet_size=2, pretrain_img_size=224,
+      embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
+      attention='trajectory', trajectory_values='original', approx='none', num_landmarks=128,
+      nystrom_iters=6, performer_features=256, dropout=0.0, attn_dropout=0.0, drop_path=0.2,
+      head_dropout=0.0, dtype='bfloat16', remat='none'))
+  if variant == 'motionformer_l':
+    m.num_frames = 32
+  elif variant == 'motionformer_hr':
+    m.img_size = 336
+  elif variant in ('joint', 'divided', 'space'):
+    m.attention = variant
+  elif variant == 'orthoformer':
+    m.approx = 'orthoformer'
+  return m
+
+
+def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.ConfigDict:
+  if dataset not in DATASETS:
+    raise ValueError(f'dataset {dataset!r}; expected one of {DATASETS}')
+  if variant not in VARIANTS:
+    raise ValueError(f'variant {variant!r}; expected one of {VARIANTS}')
+  config = ml_collections.ConfigDict()
+  config.experiment = f'{dataset}_{variant}'
+  config.mode = 'train'           # train | eval | predict
+  config.video = ''               # predict: the video file
+  config.seed = 0
+
+  config.model = model_config(variant)
+  frames, rate = config.model.num_frames, 4
+  if variant == 'motionformer_l':
+    rate = 3
+  elif variant == 'motionformer_hr' and dataset == 'kinetics400':
+    rate = 8
+  config.data = data_config_lib.data_config(dataset, num_frames=frames, sampling_rate=rate,
+                                            crop_size=config.model.img_size)
+  if dataset == 'epic_kitchens':
+    config.model.epic_kitchens = True
+  else:
+    config.model.num_classes = config.data.num_classes
+  if dataset == 'ssv2' and variant == 'joint':
+    config.data.rand_augment = ''   # the official SSv2 joint config has RandAugment off
+  if dataset == 'kinetics400' and variant == 'motionformer_l':
+    config.data.random_resized_crop = True
+
+  big = variant in ('motionformer_l', 'motionformer_hr')
+  t = config.train = ml_collections.ConfigDict()
+  t.batch_size = 64 if big else 256           # global
+  t.num_epochs = 50 if dataset == 'epic_kitchens' else 35
+  t.base_lr = 3.75e-5 if big else 1e-4
+  t.lr_boundaries = (30, 40) if dataset == 'epic_kitchens' else (20, 30)  # epochs, x lr_decay each
+  t.lr_decay = 0.1
+  t.warmup_epochs = 0.0
+  t.weight_decay = 0.05
+  t.decay_norms_and_biases = True             # official: decay on every parameter
+  t.label_smoothing = 0.2
+  t.grad_clip_norm = 0.0                      # 0 = off (official)
+  t.log_every_steps = 50
+  t.eval_every_epochs = 5
+  t.checkpoint_every_steps = 1000
+  t.keep_checkpoints = 3
+  t.max_steps = -1                            # >0 caps the run (smoke tests)
+
+  config.init = ml_collections.ConfigDict()
+  config.init.imagenet = ''       # timm ViT-B/16 state dict (.pth/.npz); '' = from scratch
+  config.init.checkpoint = ''     # official .pyth/.npz or a `python -m mformer_jax.convert` dir
+  config.init.reset_head = False  # re-initialise the classifier (e.g. K400 -> SSv2 fine-tuning)
+
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.fsdp = False        # shard params/optimizer state over the data axis (L/HR models)
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 32     # global, in views
+  config.eval.checkpoint = ''     # eval mode: a workdir checkpoint step dir, or '' = latest
+  return config
