@@ -8,6 +8,11 @@ test can feed the same `u` to numpy and TF. Arithmetic is float64 in both implem
 import numpy as np
 
 
+def _ramp(num_frames):
+  """linspace(0, 1, num_frames) written as i / (num - 1) so TF can repeat it bit for bit."""
+  return np.arange(num_frames) / max(num_frames - 1, 1)
+
+
 def clip_size(fps, num_frames, sampling_rate, target_fps=30.0):
   """Stored frames spanned by `num_frames` x `sampling_rate` frames at `target_fps` (official)."""
   return sampling_rate * num_frames / target_fps * fps
@@ -22,7 +27,7 @@ def linspace_indices(n, fps, num_frames, sampling_rate, u, target_fps=30.0, offs
   """
   size = clip_size(fps, num_frames, sampling_rate, target_fps)
   start = u * max(n - size, 0.0)
-  idx = np.linspace(start + offset, start + size - 1 + offset, num_frames)
+  idx = start + offset + (size - 1) * _ramp(num_frames)
   return np.clip(idx, 0, n - 1).astype(np.int64)
 
 

@@ -1,0 +1,211 @@
+r"""Prepares Kinetics / SSv2 / EPIC-KITCHENS-100 into shards training can sample cheaply.
+
+  python -m mformer_jax.data.prepare kinetics --videos K400/train --split train --out OUT \
+      --short-side 320
+  python -m mformer_jax.data.prepare ssv2 --videos SSV2/videos --annotations SSV2/labels \
+      --split train --out OUT
+  python -m mformer_jax.data.prepare epic_kitchens --frames EPIC-KITCHENS \
+      --annotations epic-kitchens-100-annotations --split train --out OUT
+
+Output in OUT (split is 'train' or 'test'; SSv2/EK 'test' is their validation set):
+  {split}-KKKKK-of-NNNNN.tfrecord  tf.train.SequenceExamples: one JPEG per stored frame in the
+      feature list 'image/encoded' (native fps, so training decodes only the frames it samples);
+      context video/{id,source,fps,num_frames,height,width,first_frame}, clip/<label>/index.
+  {split}-KKKKK-of-NNNNN.json      per-shard sidecar (record offsets, labels, fps, frame counts,
+      skipped files). Written last: its presence marks the shard done, which makes runs resumable.
+  {split}.index.npz, {split}.json  merged per-example index and summary (classes, skip report).
+
+Unreadable, corrupt, truncated, empty or missing inputs are skipped and listed in {split}.json.
+"""
+
+import argparse
+import collections
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import tqdm
+
+from mformer_jax.data import layouts
+
+LAYOUTS = ('kinetics', 'ssv2', 'epic_kitchens')
+
+
+def _load_one(args):
+  """Worker: never raises, so one bad file cannot abort the build."""
+  item, short_side, quality = args
+  try:
+    return item, layouts.load(item, short_side, quality), None
+  except Exception as e:  # pylint: disable=broad-except
+    return item, None, str(e) or type(e).__name__
+
+
+def _ordered_map(fn, args, workers):
+  """Like map() over worker processes, ordered, with a bounded number of results in flight."""
+  if workers <= 1:
+    yield from map(fn, args)
+    return
+  # spawn: the parent may have TensorFlow loaded, which must not be forked.
+  ctx = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    window = collections.deque()
+    for a in args:
+      window.append(pool.submit(fn, a))
+      if len(window) >= 4 * workers:
+        yield window.popleft().result()
+    while window:
+      yield window.popleft().result()
+
+
+def _sequence_example(item, jpegs, fps, height, width):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  def ints(v):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+  def raw(v):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+  context = {'video/id': raw(item.key.encode()), 'video/source': raw(item.source.encode()),
+             'video/fps': tf.train.Feature(float_list=tf.train.FloatList(value=[fps])),
+             'video/num_frames': ints(len(jpegs)), 'video/height': ints(height),
+             'video/width': ints(width), 'video/first_frame': ints(item.first_frame)}
+  context.update({f'clip/{k}/index': ints(v) for k, v in item.labels.items()})
+  frames = tf.train.FeatureList(feature=[raw(j) for j in jpegs])
+  return tf.train.SequenceExample(
+      context=tf.train.Features(feature=context),
+      feature_lists=tf.train.FeatureLists(feature_list={'image/encoded': frames}),
+  ).SerializeToString()
+
+
+def _write_json(path, obj):
+  with open(path + '.tmp', 'w') as f:
+    json.dump(obj, f)
+  os.replace(path + '.tmp', path)  # Atomic: a crash never leaves a half-written sidecar.
+
+
+class _ShardWriter:
+  """Writes one shard to a temporary name and records where every record starts."""
+
+  def __init__(self, path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self.path, self.tmp = path, path + '.tmp'
+    self.writer = tf.io.TFRecordWriter(self.tmp)
+    self.pos, self.examples, self.skipped = 0, [], []
+
+  def add(self, item, loaded, error):
+    if error is not None:
+      # EK segments share a frame folder, so name the narration too.
+      self.skipped.append([f'{item.source}#{item.key}' if item.fps else item.source, error])
+      return
+    jpegs, fps, height, width = loaded
+    record = _sequence_example(item, jpegs, fps, height, width)
+    self.writer.write(record)
+    # TFRecord framing: uint64 length, uint32 crc, data, uint32 crc.
+    self.examples.append(dict(key=item.key, offset=self.pos + 12, length=len(record),
+                              num_frames=len(jpegs), fps=fps, labels=item.labels))
+    self.pos += 16 + len(record)
+
+  def close(self):
+    self.writer.close()
+    os.replace(self.tmp, self.path + '.tfrecord')
+    _write_json(self.path + '.json', dict(examples=self.examples, skipped=self.skipped))
+
+
+def _check_plan(out, split, items, per_shard):
+  """Resuming into a folder made from a different item list would mix datasets: refuse."""
+  digest = hashlib.sha1('\n'.join(i.key for i in items).encode()).hexdigest()
+  plan = dict(num_items=len(items), per_shard=per_shard, keys_sha1=digest)
+  path = os.path.join(out, f'{split}.plan.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != plan:
+        raise ValueError(f'{out} holds a {split!r} split prepared from other inputs or '
+                         f'--videos-per-shard; use a new --out.')
+  else:
+    _write_json(path, plan)
+
+
+def build(items, class_names, *, out, split, layout, short_side=0, quality=90, workers=1,
+          per_shard=256):
+  """Writes all shards not yet done, then the merged index; returns the summary dict."""
+  os.makedirs(out, exist_ok=True)
+  _check_plan(out, split, items, per_shard)
+  num_shards = max(1, -(-len(items) // per_shard))
+  names = [os.path.join(out, f'{split}-{k:05d}-of-{num_shards:05d}') for k in range(num_shards)]
+  pending = [k for k in range(num_shards) if not os.path.exists(names[k] + '.json')]
+  todo = [(k, i) for k in pending for i in range(k * per_shard,
+                                                 min((k + 1) * per_shard, len(items)))]
+  args = ((items[i], short_side, quality) for _, i in todo)
+  writers = {}
+  with tqdm.tqdm(total=len(items), initial=len(items) - len(todo), unit='video',
+                 desc=f'{layout} {split}') as bar:
+    for (k, i), (item, loaded, error) in zip(todo, _ordered_map(_load_one, args, workers)):
+      if k not in writers:
+        writers[k] = _ShardWriter(names[k])
+      writers[k].add(item, loaded, error)
+      bar.update()
+      if i == min((k + 1) * per_shard, len(items)) - 1:
+        writers.pop(k).close()
+  for k in pending:  # Shards with no items at all (an empty input list).
+    if not os.path.exists(names[k] + '.json'):
+      _ShardWriter(names[k]).close()
+  return _merge(out, split, layout, names, class_names)
+
+
+def _merge(out, split, layout, names, class_names):
+  index = collections.defaultdict(list)
+  skipped = []
+  for k, name in enumerate(names):
+    with open(name + '.json') as f:
+      shard = json.load(f)
+    skipped += shard['skipped']
+    for e in shard['examples']:
+      index['shard'].append(k)
+      for field in ('offset', 'length', 'num_frames', 'fps'):
+        index[field].append(e[field])
+      for label, value in e['labels'].items():
+        index[label].append(value)
+      index['key'].append(e['key'])
+  arrays = {'shard': np.int32, 'offset': np.int64, 'length': np.int64, 'num_frames': np.int32,
+            'fps': np.float32, 'label': np.int32, 'verb': np.int32, 'noun': np.int32, 'key': str}
+  np.savez(os.path.join(out, f'{split}.index.npz'),
+           **{k: np.asarray(v, arrays[k]) for k, v in index.items()})
+  summary = dict(layout=layout, split=split, num_examples=len(index['key']),
+                 num_skipped=len(skipped), skipped=skipped, class_names=class_names,
+                 shards=[os.path.basename(n) + '.tfrecord' for n in names])
+  _write_json(os.path.join(out, f'{split}.json'), summary)
+  print(f'{layout} {split}: {summary["num_examples"]} examples in {len(names)} shards, '
+        f'{len(skipped)} skipped (listed in {os.path.join(out, split + ".json")}).')
+  for source, reason in skipped[:20]:
+    print(f'  skipped {source}: {reason}')
+  return summary
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('layout', choices=LAYOUTS)
+  p.add_argument('--out', required=True, help='Output folder (= config.data.data_dir).')
+  p.add_argument('--split', required=True, choices=('train', 'test'))
+  p.add_argument('--videos', help='kinetics: class folders or files; ssv2: the .webm folder.')
+  p.add_argument('--csv', default='', help='kinetics: official CSV or PySlowFast "path label".')
+  p.add_argument('--annotations', help='ssv2: folder with the *.json; EK: with EPIC_100_*.csv.')
+  p.add_argument('--frames', help='EK: root holding <participant>/rgb_frames/<video_id>/.')
+  p.add_argument('--short-side', type=int, default=0, help='Resize short side (0 = keep).')
+  p.add_argument('--jpeg-quality', type=int, default=90)
+  p.add_argument('--workers', type=int, default=os.cpu_count())
+  p.add_argument('--videos-per-shard', type=int, default=256)
+  args = p.parse_args(argv)
+  if args.layout == 'kinetics':
+    items, classes = layouts.kinetics(args.videos, args.csv)
+  elif args.layout == 'ssv2':
+    items, classes = layouts.ssv2(args.videos, args.annotations, args.split)
+  else:
+    items, classes = layouts.epic_kitchens(args.frames, args.annotations, args.split)
+  build(items, classes, out=args.out, split=args.split, layout=args.layout,
+        short_side=args.short_side, quality=args.jpeg_quality, workers=args.workers,
+        per_shard=args.videos_per_shard)
+
+
+if __name__ == '__main__':
+  main()

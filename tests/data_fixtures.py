@@ -1,0 +1,112 @@
+"""Tiny dataset trees shaped like the real layouts, encoded on the fly with PyAV/PIL.
+
+Every frame carries its own index and its position: red = 8 * index + 4 (uniform), green = a
+left-to-right ramp, blue = a top-to-bottom ramp. Decoded clips therefore reveal which frames were
+sampled and which crop/flip was applied to each frame.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from mformer_jax.data import video
+
+H, W = 48, 64
+
+
+def coded_frames(num, height=H, width=W):
+  t = np.arange(num)[:, None, None]
+  red = np.broadcast_to(8 * t + 4, (num, height, width))
+  green = np.broadcast_to(np.linspace(0, 255, width)[None, None], (num, height, width))
+  blue = np.broadcast_to(np.linspace(0, 255, height)[None, :, None], (num, height, width))
+  return np.stack([red, green, blue], -1).round().astype(np.uint8)
+
+
+def frame_codes(clip):
+  """Frame indices from decoded (..., T, H, W, 3) clips in [-1, 1] or uint8 RGB."""
+  clip = np.asarray(clip, np.float64)
+  red = clip[..., 0] if clip.max() > 1.5 else (clip[..., 0] + 1) * 127.5
+  return np.round((red.mean((-1, -2)) - 4) / 8).astype(int)
+
+
+def write_bad_files(folder):
+  """A corrupt, a truncated and an empty .mp4; returns their paths."""
+  os.makedirs(folder, exist_ok=True)
+  good = os.path.join(folder, 'good_tmp.mp4')
+  video.write_video(good, coded_frames(20))
+  data = open(good, 'rb').read()
+  os.remove(good)
+  paths = {name: os.path.join(folder, f'{name}.mp4') for name in ('corrupt', 'truncated', 'empty')}
+  contents = {'corrupt': np.random.default_rng(0).bytes(4000), 'truncated': data[:len(data) // 3],
+              'empty': b''}
+  for name, path in paths.items():
+    with open(path, 'wb') as f:
+      f.write(contents[name])
+  return paths
+
+
+def kinetics_tree(root, lengths=((24, 30), (31, 25), (20, 30)), classes=('abseiling', 'zumba')):
+  """`root/<class>/<id>_<start>_<end>.mp4` (h264) with the given (frames, fps) per class,
+  plus an official-style CSV naming one video that does not exist. Returns metadata."""
+  videos = []
+  for c, name in enumerate(classes):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for k, (num, fps) in enumerate(lengths):
+      stem = f'{name[:3]}{k:08d}_{k:06d}_{k + 10:06d}'
+      video.write_video(os.path.join(root, name, stem + '.mp4'), coded_frames(num), fps)
+      videos.append(dict(stem=stem, label=c, name=name, num=num, fps=fps, start=k))
+  csv_path = os.path.join(os.path.dirname(root), 'kinetics_val.csv')
+  with open(csv_path, 'w') as f:
+    f.write('label,youtube_id,time_start,time_end,split\n')
+    for v in videos:
+      f.write(f"{v['name']},{v['stem'][:11]},{v['start']},{v['start'] + 10},val\n")
+    f.write('zumba,missingvid01,0,10,val\n')
+  return videos, csv_path
+
+
+def ssv2_tree(root, lengths=(25, 30, 18)):
+  """`root/videos/<id>.webm` (vp9, 12 fps) plus the three label JSON files in `root/labels`."""
+  os.makedirs(os.path.join(root, 'videos'), exist_ok=True)
+  os.makedirs(os.path.join(root, 'labels'), exist_ok=True)
+  templates = ['Pushing something from left to right', 'Pushing something from right to left']
+  with open(os.path.join(root, 'labels', 'something-something-v2-labels.json'), 'w') as f:
+    json.dump({t: str(i) for i, t in enumerate(templates)}, f)
+  entries = []
+  for k, num in enumerate(lengths):
+    vid = str(1000 + k)
+    video.write_video(os.path.join(root, 'videos', vid + '.webm'), coded_frames(num), 12,
+                      codec='libvpx-vp9')
+    template = templates[k % 2].replace('something', '[something]')
+    entries.append(dict(id=vid, label='x', template=template, placeholders=['x']))
+  for split in ('train', 'validation'):
+    with open(os.path.join(root, 'labels', f'something-something-v2-{split}.json'), 'w') as f:
+      json.dump(entries, f)
+  return entries
+
+
+def epic_tree(root, num_frames=200):
+  """`root/frames/P01/rgb_frames/P01_101/frame_%010d.jpg` (50 fps) plus EPIC_100 CSVs, with one
+  narration pointing past the last frame (unreadable -> skipped)."""
+  folder = os.path.join(root, 'frames', 'P01', 'rgb_frames', 'P01_101')
+  os.makedirs(folder, exist_ok=True)
+  frames = coded_frames(num_frames % 31 + 31)  # Codes repeat every 31 frames.
+  for n in range(1, num_frames + 1):
+    with open(os.path.join(folder, f'frame_{n:010d}.jpg'), 'wb') as f:
+      f.write(video.encode_jpeg(frames[(n - 1) % 31], quality=95))
+  anno = os.path.join(root, 'annotations')
+  os.makedirs(anno, exist_ok=True)
+  rows = [('P01_101_0', '00:00:00.20', '00:00:01.50', 3, 7),
+          ('P01_101_1', '00:00:01.00', '00:00:02.00', 5, 11),
+          ('P01_101_2', '00:00:03.00', '00:00:05.00', 1, 2)]  # Frames 150-250: past the end.
+  for split in ('train', 'validation'):
+    with open(os.path.join(anno, f'EPIC_100_{split}.csv'), 'w', newline='') as f:
+      w = csv.writer(f)
+      w.writerow(['narration_id', 'participant_id', 'video_id', 'narration_timestamp',
+                  'start_timestamp', 'stop_timestamp', 'start_frame', 'stop_frame', 'narration',
+                  'verb', 'verb_class', 'noun', 'noun_class', 'all_nouns', 'all_noun_classes'])
+      for nid, start, stop, verb, noun in rows:
+        w.writerow([nid, 'P01', 'P01_101', start, start, stop, 0, 0, 'x', 'v', verb, 'n', noun,
+                    '[]', '[]'])
+  return rows
