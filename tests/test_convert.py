@@ -1,0 +1,157 @@
+"""Checkpoint import/export: strictness, round trip, .pyth files, ImageNet init, the CLI."""
+import builtins
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mformer_jax import convert
+
+GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
+ORIG = os.path.join(GOLDENS, 'model_trajectory_orig.npz')
+
+
+def _golden_state_dict(name='trajectory_orig'):
+  with np.load(os.path.join(GOLDENS, f'model_{name}.npz')) as z:
+    sd = {k: z[k] for k in z.files if '__' not in k}
+    return sd, json.loads(str(z['meta__json']))['cfg'], z['io__input'].transpose(0, 2, 3, 4, 1), z.get('io__logits')
+
+
+def test_round_trip_is_exact():
+  sd, _, _, _ = _golden_state_dict('divided')
+  model, variables = convert.load_official(os.path.join(GOLDENS, 'model_divided.npz'))
+  back = convert.export_official(variables, model.cfg)
+  assert set(back) == set(sd)
+  for k in sd:
+    assert back[k].dtype == sd[k].dtype and back[k].shape == sd[k].shape, k
+    np.testing.assert_array_equal(back[k], sd[k], err_msg=k)
+
+
+@pytest.mark.parametrize('mutate,expect', [
+    (lambda sd: sd.pop('blocks.1.attn.proj_q.weight'), ['missing (1)', 'blocks.1.attn.proj_q.weight']),
+    (lambda sd: sd.__setitem__('blocks.0.attn.extra.weight', np.zeros(3)),
+     ['unexpected (1)', 'blocks.0.attn.extra.weight']),
+    (lambda sd: sd.__setitem__('temp_embed', np.zeros((1, 8, 64), np.float32)),
+     ['mis-shaped (1)', 'temp_embed: file (1, 8, 64) vs model (1, 4, 64)']),
+])
+def test_strict_import_names_the_keys(mutate, expect):
+  sd, cfg, _, _ = _golden_state_dict()
+  mutate(sd)
+  with pytest.raises(convert.CheckpointMismatchError) as err:
+    convert.load_official(sd, convert.ModelConfig.from_config(convert.config_from_official(cfg)))
+  for text in expect:
+    assert text in str(err.value)
+
+
+def test_state_dict_without_cfg_and_ddp_prefix():
+  """Shapes determine the architecture; heads/crop come from overrides; 'module.' is stripped."""
+  sd, _, clip, logits = _golden_state_dict('joint')
+  sd = {f'module.{k}': v for k, v in sd.items()}
+  model, variables = convert.load_official(sd, {'num_heads': 4, 'img_size': 32})
+  assert model.cfg.attention == 'joint' and model.cfg.depth == 2 and model.cfg.patch_size == 8
+  np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5)
+
+
+def test_pyth_file_with_yaml_cfg(tmp_path):
+  torch = pytest.importorskip('torch')
+  yaml = pytest.importorskip('yaml')
+  sd, cfg, clip, logits = _golden_state_dict('ek_trajectory')
+  path = tmp_path / 'checkpoint_epoch_00050.pyth'
+  torch.save({'epoch': 50, 'model_state': {k: torch.from_numpy(v) for k, v in sd.items()},
+              'optimizer_state': {}, 'cfg': yaml.safe_dump(cfg)}, path)
+  model, variables = convert.load_official(str(path))  # config read from the file's own cfg
+  assert model.cfg.epic_kitchens
+  with np.load(os.path.join(GOLDENS, 'model_ek_trajectory.npz')) as z:
+    out = model.apply(variables, jnp.asarray(clip))
+    np.testing.assert_allclose(out['verb'], z['io__logits_verb'], atol=1e-5)
+    np.testing.assert_allclose(out['noun'], z['io__logits_noun'], atol=1e-5)
+
+
+def test_pyth_without_torch_says_what_to_install(tmp_path, monkeypatch):
+  path = tmp_path / 'x.pyth'
+  path.write_bytes(b'not read')
+  real_import = builtins.__import__
+
+  def no_torch(name, *args, **kwargs):
+    if name == 'torch':
+      raise ImportError('No module named torch')
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', no_torch)
+  with pytest.raises(ImportError, match='requirements-torch.txt'):
+    convert.read_checkpoint(str(path))
+
+
+def _timm_vit(dim, depth, patch, grid, rng):
+  """A timm ViT state dict with the real key names (random values), 1000-class head."""
+  n = lambda *s: rng.standard_normal(s).astype(np.float32)
+  sd = {'cls_token': n(1, 1, dim), 'pos_embed': n(1, 1 + grid * grid, dim),
+        'patch_embed.proj.weight': n(dim, 3, patch, patch), 'patch_embed.proj.bias': n(dim),
+        'norm.weight': n(dim), 'norm.bias': n(dim), 'head.weight': n(1000, dim), 'head.bias': n(1000)}
+  for i in range(depth):
+    b = f'blocks.{i}.'
+    sd.update({b + 'norm1.weight': n(dim), b + 'norm1.bias': n(dim),
+               b + 'attn.qkv.weight': n(3 * dim, dim), b + 'attn.qkv.bias': n(3 * dim),
+               b + 'attn.proj.weight': n(dim, dim), b + 'attn.proj.bias': n(dim),
+               b + 'norm2.weight': n(dim), b + 'norm2.bias': n(dim),
+               b + 'mlp.fc1.weight': n(4 * dim, dim), b + 'mlp.fc1.bias': n(4 * dim),
+               b + 'mlp.fc2.weight': n(dim, 4 * dim), b + 'mlp.fc2.bias': n(dim)})
+  return sd
+
+
+@pytest.mark.parametrize('attention_type', ['trajectory', 'divided'])
+def test_imagenet_init(attention_type, tmp_path):
+  cfg = convert.ModelConfig(num_classes=7, num_frames=4, img_size=32, patch_size=8, embed_dim=32,
+                            depth=2, num_heads=2, attention=attention_type)
+  vit = _timm_vit(32, 2, 8, 28, np.random.default_rng(0))
+  np.savez(tmp_path / 'vit.npz', **vit)
+  model = convert.Motionformer(cfg)
+  variables = convert.init_variables(model, jax.random.key(0))
+  logged = []
+  new, report = convert.init_from_imagenet(variables, str(tmp_path / 'vit.npz'), cfg, log=logged.append)
+  sd = convert.export_official(new, cfg)
+  loaded = set(report['loaded'])
+  assert {'cls_token', 'pos_embed', 'blocks.1.attn.qkv.weight', 'blocks.0.mlp.fc2.bias',
+          'norm.weight', 'patch_embed.proj.weight'} <= loaded
+  for key in loaded:
+    np.testing.assert_array_equal(sd[key], vit[key], err_msg=key)
+  fresh = set(report['fresh'])
+  assert {'temp_embed', 'pre_logits.fc.weight', 'head.weight'} <= fresh
+  assert 'head.weight' in report['ignored']  # 1000 classes vs 7
+  if attention_type == 'trajectory':
+    assert {'blocks.0.attn.proj_q.weight', 'blocks.0.attn.proj_kv.weight'} <= fresh
+  else:
+    assert {'blocks.0.timeattn.qkv.weight', 'blocks.0.norm3.weight'} <= fresh
+  kernel = sd['patch_embed_3d.proj.weight']  # (D, C, kt, p, p): ImageNet kernel in slice 1 of 2
+  np.testing.assert_array_equal(kernel[:, :, 1], vit['patch_embed.proj.weight'])
+  np.testing.assert_array_equal(kernel[:, :, 0], 0)
+  np.testing.assert_array_equal(sd['patch_embed_3d.proj.bias'], vit['patch_embed.proj.bias'])
+  assert 'loaded' in logged[0] and 'freshly initialised' in logged[0]
+
+
+def test_cli_writes_orbax_checkpoint(tmp_path, capsys):
+  out = tmp_path / 'ckpt'
+  assert convert.main(['--input', ORIG, '--output', str(out),
+                       '--export_npz', str(tmp_path / 'back.npz')]) == 0
+  cfg, params = convert.load_params(str(out))
+  model, variables = convert.load_official(ORIG)
+  assert cfg == model.cfg
+  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(variables['params']))
+  with np.load(tmp_path / 'back.npz') as back, np.load(ORIG) as z:
+    for k in back.files:
+      np.testing.assert_array_equal(back[k], z[k])
+  assert 'converted' in capsys.readouterr().out
+
+
+def test_cli_reports_errors(tmp_path, capsys):
+  assert convert.main(['--input', str(tmp_path / 'missing.npz'), '--output', str(tmp_path)]) == 2
+  assert 'checkpoint not found' in capsys.readouterr().err
+  sd, _, _, _ = _golden_state_dict()
+  del sd['head.bias']
+  np.savez(tmp_path / 'broken.npz', **sd)
+  assert convert.main(['--input', str(tmp_path / 'broken.npz'), '--output', str(tmp_path / 'o'),
+                       '--override', 'num_heads=4']) == 2
+  assert 'head.bias' in capsys.readouterr().err
