@@ -1,8 +1,8 @@
 """Tiny dataset trees shaped like the real layouts, encoded on the fly with PyAV/PIL.
 
-Every frame carries its own index and its position: red = 8 * index + 4 (uniform), green = a
-left-to-right ramp, blue = a top-to-bottom ramp. Decoded clips therefore reveal which frames were
-sampled and which crop/flip was applied to each frame.
+Every frame carries its own index, its position and its video: red = 8 * index + 4 (uniform),
+green = a left-to-right ramp, blue = a per-video tag (uniform). Decoded clips therefore reveal
+which video and frames were sampled and which crop/flip was applied to each frame.
 """
 
 import csv
@@ -16,19 +16,27 @@ from mformer_jax.data import video
 H, W = 48, 64
 
 
-def coded_frames(num, height=H, width=W):
+def coded_frames(num, tag=0, height=H, width=W):
   t = np.arange(num)[:, None, None]
   red = np.broadcast_to(8 * t + 4, (num, height, width))
   green = np.broadcast_to(np.linspace(0, 255, width)[None, None], (num, height, width))
-  blue = np.broadcast_to(np.linspace(0, 255, height)[None, :, None], (num, height, width))
+  blue = np.full((num, height, width), 30 * tag + 15)
   return np.stack([red, green, blue], -1).round().astype(np.uint8)
 
 
-def frame_codes(clip):
-  """Frame indices from decoded (..., T, H, W, 3) clips in [-1, 1] or uint8 RGB."""
-  clip = np.asarray(clip, np.float64)
-  red = clip[..., 0] if clip.max() > 1.5 else (clip[..., 0] + 1) * 127.5
-  return np.round((red.mean((-1, -2)) - 4) / 8).astype(int)
+def _channel_mean(clip, channel):
+  clip = np.asarray(clip, np.float64)[..., channel]
+  return (clip if clip.max() > 1.5 else (clip + 1) * 127.5).mean((-1, -2))
+
+
+def frame_codes(clip, channel=0):
+  """Frame indices of decoded (..., T, H, W, 3) clips, uint8 or normalised to [-1, 1]."""
+  return np.round((_channel_mean(clip, channel) - 4) / 8).astype(int)
+
+
+def video_tags(clip, channel=2):
+  """The per-video tag of (..., T, H, W, 3) clips, from the first frame."""
+  return np.round((_channel_mean(clip, channel)[..., 0] - 15) / 30).astype(int)
 
 
 def write_bad_files(folder):
@@ -55,8 +63,9 @@ def kinetics_tree(root, lengths=((24, 30), (31, 25), (20, 30)), classes=('abseil
     os.makedirs(os.path.join(root, name), exist_ok=True)
     for k, (num, fps) in enumerate(lengths):
       stem = f'{name[:3]}{k:08d}_{k:06d}_{k + 10:06d}'
-      video.write_video(os.path.join(root, name, stem + '.mp4'), coded_frames(num), fps)
-      videos.append(dict(stem=stem, label=c, name=name, num=num, fps=fps, start=k))
+      tag = len(videos)
+      video.write_video(os.path.join(root, name, stem + '.mp4'), coded_frames(num, tag), fps)
+      videos.append(dict(stem=stem, label=c, name=name, num=num, fps=fps, start=k, tag=tag))
   csv_path = os.path.join(os.path.dirname(root), 'kinetics_val.csv')
   with open(csv_path, 'w') as f:
     f.write('label,youtube_id,time_start,time_end,split\n')
@@ -76,7 +85,7 @@ def ssv2_tree(root, lengths=(25, 30, 18)):
   entries = []
   for k, num in enumerate(lengths):
     vid = str(1000 + k)
-    video.write_video(os.path.join(root, 'videos', vid + '.webm'), coded_frames(num), 12,
+    video.write_video(os.path.join(root, 'videos', vid + '.webm'), coded_frames(num, k), 12,
                       codec='libvpx-vp9')
     template = templates[k % 2].replace('something', '[something]')
     entries.append(dict(id=vid, label='x', template=template, placeholders=['x']))

@@ -31,7 +31,7 @@ def linspace_indices(n, fps, num_frames, sampling_rate, u, target_fps=30.0, offs
   return np.clip(idx, 0, n - 1).astype(np.int64)
 
 
-def test_linspace_indices(n, fps, num_frames, sampling_rate, num_clips, target_fps=30.0,
+def eval_clip_indices(n, fps, num_frames, sampling_rate, num_clips, target_fps=30.0,
                           offset=0):
   """(num_clips, num_frames): the official uniformly placed test clips, start = delta * i / N."""
   return np.stack([linspace_indices(n, fps, num_frames, sampling_rate, i / num_clips,
