@@ -1,0 +1,61 @@
+"""Every released model's config builds, validates, and carries the official recipe."""
+import importlib.util
+import os
+
+import pytest
+
+from mformer_jax.model import ModelConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ('motionformer', 'motionformer_l', 'motionformer_hr', 'joint', 'divided')
+
+
+def _load(name, arg=None):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+# (frames, rate, crop) per dataset and variant: spec section 1.8 (K400 HR is 16x8, others 16x4).
+EXPECTED = {
+    ('k400', 'motionformer_hr'): (16, 8, 336), ('k600', 'motionformer_hr'): (16, 4, 336),
+    ('ssv2', 'motionformer_hr'): (16, 4, 336), ('ek', 'motionformer_hr'): (16, 4, 336)}
+
+
+@pytest.mark.parametrize('dataset', ['k400', 'k600', 'ssv2', 'ek'])
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_released_config(dataset, variant):
+  config = _load(dataset, variant)
+  model = ModelConfig.from_config(config.model)       # strict: unknown keys would raise
+  frames, rate, crop = EXPECTED.get((dataset, variant), (32, 3, 224) if variant == 'motionformer_l'
+                                    else (16, 4, 224))
+  assert (model.num_frames, config.data.num_frames) == (frames, frames)
+  assert config.data.sampling_rate == rate
+  assert (model.img_size, config.data.crop_size) == (crop, crop)
+  assert model.attention == {'joint': 'joint', 'divided': 'divided'}.get(variant, 'trajectory')
+  assert model.trajectory_values == 'original' and model.drop_path == 0.2
+  assert config.train.base_lr == (3.75e-5 if variant in ('motionformer_l', 'motionformer_hr') else 1e-4)
+  assert config.train.weight_decay == 0.05 and config.train.label_smoothing == 0.2
+  if dataset == 'ek':
+    assert model.epic_kitchens and config.data.bgr
+    assert tuple(config.train.lr_boundaries) == (30, 40) and config.train.num_epochs == 50
+  else:
+    assert model.num_classes == {'k400': 400, 'k600': 600, 'ssv2': 174}[dataset]
+    assert tuple(config.train.lr_boundaries) == (20, 30) and config.train.num_epochs == 35
+  assert config.data.random_flip == (dataset != 'ssv2')
+  assert config.data.test_num_clips == (1 if dataset == 'ssv2' else 10)
+  assert bool(config.data.rand_augment) == (dataset == 'ek' or (dataset == 'ssv2' and variant != 'joint'))
+  assert config.data.random_resized_crop == (dataset == 'k400' and variant == 'motionformer_l')
+  if variant == 'motionformer_hr':
+    assert tuple(config.data.train_jitter_scales) == (384, 480)
+
+
+def test_k400_base_is_mformer_b():
+  config = _load('k400_base')
+  assert config.to_dict() == _load('k400', 'motionformer').to_dict()
+
+
+def test_unknown_variant_is_an_error():
+  with pytest.raises(ValueError, match='variant'):
+    _load('k400', 'motionformer_xl')
