@@ -70,32 +70,39 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
     config.data.random_resized_crop = True
 
   big = variant in ('motionformer_l', 'motionformer_hr')
+  epic = dataset == 'epic_kitchens'
   t = config.train = ml_collections.ConfigDict()
-  t.batch_size = 64 if big else 256           # global
-  t.num_epochs = 50 if dataset == 'epic_kitchens' else 35
+  t.batch_size = 64 if big else 256           # global, over all hosts and devices
+  t.num_epochs = 50.0 if epic else 35.0       # steps = num_epochs * (training clips // batch)
   t.base_lr = 3.75e-5 if big else 1e-4
-  t.lr_boundaries = (30, 40) if dataset == 'epic_kitchens' else (20, 30)  # epochs, x lr_decay each
+  t.lr_boundaries = (30.0, 40.0) if epic else (20.0, 30.0)  # epochs; x lr_decay at each
   t.lr_decay = 0.1
-  t.warmup_epochs = 0.0
+  t.warmup_epochs = 0.0                       # linear from 0 (official: none)
   t.weight_decay = 0.05
   t.decay_norms_and_biases = True             # official: decay on every parameter
   t.label_smoothing = 0.2
   t.grad_clip_norm = 0.0                      # 0 = off (official)
   t.log_every_steps = 50
-  t.eval_every_epochs = 5
-  t.checkpoint_every_steps = 1000
-  t.keep_checkpoints = 3
   t.max_steps = -1                            # >0 caps the run (smoke tests)
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 1000        # also after every evaluation and at the end
+  config.checkpoint.keep = 3                  # the latest N
+  config.checkpoint.keep_best = 1             # plus the N best by best_metric (0 = off)
+  config.checkpoint.best_metric = 'action_top1' if epic else 'top1'
 
   config.init = ml_collections.ConfigDict()
   config.init.imagenet = ''       # timm ViT-B/16 state dict (.pth/.npz); '' = from scratch
-  config.init.checkpoint = ''     # official .pyth/.npz or a `python -m mformer_jax.convert` dir
+  config.init.checkpoint = ''     # official .pyth/.npz, a `python -m mformer_jax.convert` folder
+                                  # or another run's workdir
   config.init.reset_head = False  # re-initialise the classifier (e.g. K400 -> SSv2 fine-tuning)
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.fsdp = False        # shard params/optimizer state over the data axis (L/HR models)
+  config.mesh.fsdp_min_size = 2**20  # leaves with fewer elements stay replicated
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 32     # global, in views
-  config.eval.checkpoint = ''     # eval mode: a workdir checkpoint step dir, or '' = latest
+  config.eval.every_epochs = 5.0  # during training (official); 0 = only at the end
+  config.eval.step = -1           # eval/predict mode: checkpoint step, -1 = latest
   return config

@@ -1,0 +1,104 @@
+"""Checkpoints: the run's own orbax CheckpointManager, and loading weights from elsewhere.
+
+Layout: WORKDIR/checkpoints/<step>/{params, train, meta}. `train` holds the optimizer state, the
+step and the base RNG key; the data position is the step itself (the input pipeline restarts at
+`start_step`). Orbax writes each step into a temporary folder and renames it when complete, so a
+kill -9 at any moment leaves the previous checkpoints intact; the half-written folder is removed
+when the next run opens the manager.
+"""
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+from orbax.checkpoint import checkpoint_managers as policies
+
+from mformer_jax import convert
+from mformer_jax.model import ModelConfig
+
+HEAD_KEYS = ('head', 'head0', 'head1')
+
+
+def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.CheckpointManager:
+  """Keeps the latest `ck.keep` checkpoints plus the `ck.keep_best` best by `ck.best_metric`."""
+  keep = [policies.LatestN(n=ck.keep if ck else 1)]
+  if ck and ck.keep_best > 0:
+    keep.append(policies.BestN(get_metric_fn=lambda m: m[ck.best_metric], n=ck.keep_best,
+                               keep_checkpoints_without_metrics=False))
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=policies.AnyPreservationPolicy(keep), read_only=read_only,
+      cleanup_tmp_directories=not read_only, create=not read_only)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                               options=options)
+
+
+def save(mngr, state, meta: dict, metrics=None) -> None:
+  """Async save of the full train state (all hosts call it; orbax coordinates who writes)."""
+  rest = {k: v for k, v in state.items() if k != 'params'}
+  mngr.save(int(meta['step']), metrics=metrics, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(state['params']), train=ocp.args.StandardSave(rest),
+      meta=ocp.args.JsonSave(meta)))
+
+
+def _abstract(tree, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def restore(mngr, step: int, abstract_state, shardings):
+  """(state, meta) at `step`, placed directly into `shardings` (no host copy of the whole)."""
+  target = _abstract(abstract_state, shardings)
+  rest = {k: v for k, v in target.items() if k != 'params'}
+  out = mngr.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(target['params']), train=ocp.args.StandardRestore(rest),
+      meta=ocp.args.JsonRestore()))
+  return {'params': out['params'], **out['train']}, out['meta']
+
+
+def restore_params(mngr, step: int, abstract_params, shardings):
+  """Only the parameters of a checkpoint (eval, predict, fine-tuning from an own run)."""
+  out = mngr.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))
+  return out['params']
+
+
+def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
+  """Parameters from an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir
+  of this trainer, as numpy, onto the structure of `fresh_params` (our model's init).
+
+  reset_head keeps the freshly initialised classifier (K400 -> SSv2 fine-tuning); every other
+  tensor must exist with the right shape, else one error lists the differences.
+  """
+  fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    loaded = _params_from_workdir(path)
+  elif os.path.isdir(path):
+    loaded = traverse_util.flatten_dict(convert.load_params(path)[1])
+  else:
+    loaded = traverse_util.flatten_dict(convert.load_official(path)[1]['params'])
+  if reset_head:
+    loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
+  problems = [f'missing {"/".join(k)}' for k in fresh if k not in loaded]
+  problems += [f'{"/".join(k)}: checkpoint {loaded[k].shape} vs model {v.shape}'
+               for k, v in fresh.items() if k in loaded and loaded[k].shape != v.shape]
+  if problems:
+    hint = ('' if reset_head else
+            ' (fine-tuning to a new label set? add --config.init.reset_head=True)')
+    raise convert.CheckpointMismatchError(
+        f'{path} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
+  out = {k: np.asarray(loaded.get(k, v), v.dtype) for k, v in fresh.items()}
+  return traverse_util.unflatten_dict(out)
+
+
+def _params_from_workdir(path):
+  """The latest parameters of another run, whatever its head shape or device layout was."""
+  with manager(path, read_only=True) as mngr:
+    step = mngr.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'{path}/checkpoints holds no finished checkpoint')
+    saved = mngr.item_metadata(step)['params']
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved)
+    out = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
+  return traverse_util.flatten_dict(jax.device_get(out['params']))

@@ -1,0 +1,98 @@
+r"""Entry point: train (with periodic evaluation), eval (multi-view ensemble) or predict.
+
+  python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo
+  python -m mformer_jax.main --config=configs/k400.py:motionformer --workdir=DIR \
+      --config.data.data_dir=PREPARED --config.init.imagenet=vit_b16.pth
+  python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo --config.mode=eval
+  python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo --config.mode=predict \
+      --config.video=clip.mp4
+
+Any config field can be overridden with --config.a.b=value; unknown fields are errors.
+Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
+"""
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Logs, checkpoints and evaluation reports.')
+_MULTIHOST = flags.DEFINE_bool('multihost', False,
+                               'Call jax.distributed.initialize() with auto-detection (TPU pods).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def result_table(results: dict, num_classes) -> str:
+  """The short summary printed at the end of a run."""
+  rows = []
+  for key in ('top1', 'top5', 'verb_top1', 'noun_top1', 'action_top1'):
+    if key in results:
+      rows.append((key.replace('top', 'top-'), f'{100 * results[key]:.1f} %'))
+  if num_classes:
+    rows.append(('chance (top-1)', f'{100 / num_classes:.1f} %'))
+  rows.append(('test videos', f"{results['num_videos']} x {results['views_per_video']} views"
+               + (f", {results['num_unreadable']} unreadable" if results['num_unreadable'] else '')))
+  if results.get('train_clips_per_s'):
+    rows.append(('training speed', f"{results['train_clips_per_s']:.1f} clips/s"))
+  if 'workdir' in results:
+    rows.append(('TensorBoard', f"tensorboard --logdir {results['workdir']}"))
+  if 'report_dir' in results:
+    rows.append(('confusion matrix', results['report_dir']))
+  width = max(len(k) for k, _ in rows)
+  return '\n'.join(f'  {k:<{width}}  {v}' for k, v in rows)
+
+
+def _quiet_orbax(record) -> bool:
+  """Orbax logs every file it writes at INFO; keep its warnings and our own progress."""
+  return record.levelno >= logging.converter.STANDARD_WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_logger().addFilter(_quiet_orbax)
+  # Before anything touches a device: TF (tf.data) must not claim accelerators, and
+  # jax.distributed must be initialised before the first JAX computation.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
+  sharding.initialize_distributed(force=_MULTIHOST.value)
+  import jax  # pylint: disable=g-import-not-at-top
+  from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
+
+  config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
+               jax.process_count(), workdir)
+  host0 = jax.process_index() == 0
+  try:
+    if config.mode == 'train':
+      results = train.train_and_evaluate(config, workdir)
+    elif config.mode == 'eval':
+      results = evaluate.evaluate_checkpoint(config, workdir)
+    elif config.mode == 'predict':
+      for head, top in evaluate.predict(config, workdir).items():
+        if host0:
+          print(f'{config.video}: top-{len(top)} {"" if head == "label" else head}')
+          for name, p in top:
+            print(f'  {p:6.3f}  {name}')
+      return
+    else:
+      raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
+  except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError,
+          train.NonFiniteLossError) as e:
+    # Expected failures get one clear message, not a traceback.
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  if host0:
+    print(f'\n{config.experiment} ({config.mode}):\n'
+          + result_table(results, config.model.num_classes if not config.model.epic_kitchens
+                         else 0), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,227 @@
+"""Motionformer training with periodic multi-view evaluation, big_vision style.
+
+    python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo
+
+One `jax.jit` step over a 1-axis device mesh ('data'): the global batch is split over all
+devices of all hosts, parameters are replicated (or FSDP-sharded). Every host runs this same
+code; host 0 writes logs and files, orbax coordinates checkpoint writes. A restarted run
+resumes from the latest checkpoint with the same parameters, optimizer state, RNG and data
+position, so it continues the exact sequence of the uninterrupted run.
+"""
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+
+from mformer_jax import checkpointing, convert, evaluate, optim, sharding
+from mformer_jax.data import pipeline
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or gradient became NaN/Inf; nothing from that point on was checkpointed."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss and metrics. Metrics are (sum, count) pairs over the global batch, so they add up exactly
+# across steps and hosts no matter how the batch is split.
+# ----------------------------------------------------------------------------------------------
+def heads_and_labels(out, batch):
+  """[(head name, logits, labels)]: one head, or Epic-Kitchens' verb and noun heads."""
+  if isinstance(out, dict):
+    return [(k, out[k], batch[k]) for k in ('verb', 'noun')]
+  return [('', out, batch['label'])]
+
+
+def loss_and_metrics(out, batch, label_smoothing: float):
+  """Mean label-smoothed cross-entropy (EK: mean of the verb and noun losses) and metrics."""
+  n = batch['clip'].shape[0]
+  losses, metrics, all_correct = [], {}, True
+  for name, logits, labels in heads_and_labels(out, batch):
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    losses.append(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean())
+    correct = jnp.argmax(logits, -1) == labels
+    all_correct = all_correct & correct
+    metrics[f'{name}_accuracy' if name else 'accuracy'] = (correct.sum(), n)
+  if len(losses) > 1:
+    metrics['action_accuracy'] = (all_correct.sum(), n)
+  loss = sum(losses) / len(losses)
+  metrics['loss'] = (loss * n, n)
+  return loss, metrics
+
+
+def summarize(metrics) -> dict:
+  return {k: float(s) / float(c) for k, (s, c) in metrics.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Setup helpers
+# ----------------------------------------------------------------------------------------------
+def schedule_lengths(config, num_train: int) -> dict:
+  """Every step count of the run, derived from the dataset size and the global batch."""
+  t = config.train
+  spe = optim.steps_per_epoch(num_train, t.batch_size)
+  total = round(t.num_epochs * spe)
+  if t.max_steps > 0:
+    total = min(total, t.max_steps)
+  eval_every = round(config.eval.every_epochs * spe) if config.eval.every_epochs > 0 else 0
+  return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
+
+
+def initial_params(config, model, params, *, log=logging.info):
+  """Parameters to start from: scratch, ImageNet ViT, or an official/own checkpoint."""
+  init = config.init
+  if init.checkpoint and init.imagenet:
+    raise ValueError('set init.checkpoint or init.imagenet, not both')
+  if init.checkpoint:
+    log(f'Initialising from {init.checkpoint} (reset_head={init.reset_head})')
+    return checkpointing.pretrained_params(init.checkpoint, params, model.cfg,
+                                           reset_head=init.reset_head)
+  if init.imagenet:
+    variables, _ = convert.init_from_imagenet({'params': jax.device_get(params)}, init.imagenet,
+                                              model.cfg, log=log)
+    return variables['params']
+  return params
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------------------------
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary."""
+  workdir = os.path.abspath(workdir)
+  host0 = jax.process_index() == 0
+  t, ck = config.train, config.checkpoint
+
+  # ---- Data sizes first: a missing dataset fails here, before anything is compiled.
+  num_train = pipeline.num_examples(config.data, 'train')
+  lengths = schedule_lengths(config, num_train)
+  total = lengths['total_steps']
+  local_batch = sharding.local_batch_size(t.batch_size, 'train.batch_size')
+
+  if host0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
+  writer = metric_writers.create_default_writer(workdir, just_logging=not host0)
+  logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
+               'eval every %d steps', num_train, t.batch_size, lengths['steps_per_epoch'], total,
+               total / lengths['steps_per_epoch'], lengths['eval_every_steps'])
+
+  # ---- Model, optimizer and sharded state.
+  mesh = sharding.make_mesh()
+  model = evaluate.make_model(config)
+  tx, schedule = optim.make_optimizer(t, lengths['steps_per_epoch'])
+  seed_key = jax.random.key(config.seed)
+
+  def init_state(params):
+    return {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
+            'rng': jax.random.key_data(jax.random.fold_in(seed_key, 1))}
+
+  abstract = jax.eval_shape(lambda: init_state(evaluate.init_params(model, seed_key)))
+  state_sh = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
+                                      fsdp_min_size=config.mesh.fsdp_min_size)
+  repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+
+  mngr = checkpointing.manager(workdir, ck)
+  start = mngr.latest_step()
+  if start is not None:
+    state, meta = checkpointing.restore(mngr, start, abstract, state_sh)
+    logging.info('Resumed from %s at step %d (epoch %.2f)', mngr.directory, start,
+                 start / lengths['steps_per_epoch'])
+    if meta['total_steps'] != total:
+      logging.warning('the schedule changed since the checkpoint: %d -> %d steps',
+                      meta['total_steps'], total)
+  else:
+    start = 0
+    params = jax.jit(lambda k: evaluate.init_params(model, k), out_shardings=state_sh['params'])(seed_key)
+    if config.init.checkpoint or config.init.imagenet:
+      loaded = initial_params(config, model, params)
+      params = jax.device_put(loaded, state_sh['params'])
+    state = jax.jit(init_state, out_shardings=state_sh)(params)
+  parameter_overview.log_parameter_overview(state['params'], include_stats='global',
+                                            jax_logging_process=0, msg='Parameters')
+
+  # ---- The update step.
+  def train_step(state, batch):
+    # One key per step, independent of how the batch is split (threefry is partitionable).
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
+    drop_rng, landmark_rng = jax.random.split(rng)
+
+    def loss_fn(params):
+      out = model.apply({'params': params}, batch['clip'], train=True,
+                        rngs={'dropout': drop_rng, 'landmarks': landmark_rng})
+      return loss_and_metrics(out, batch, t.label_smoothing)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    metrics['grad_norm'] = (optax.global_norm(grads), 1)
+    metrics['learning_rate'] = (schedule(state['step']), 1)
+    new_state = {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
+                 'step': state['step'] + 1, 'rng': state['rng']}
+    return new_state, metrics
+
+  step_fn = jax.jit(train_step, in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl),
+                    donate_argnums=(0,))
+  evaluator = evaluate.Evaluator(config, model, mesh, workdir)
+
+  def checkpoint(step, results=None):
+    meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
+            'model': dict(model.cfg.__dict__)}
+    checkpointing.save(mngr, state, meta, metrics=results and {
+        ck.best_metric: results[ck.best_metric]})
+
+  # ---- The loop. Batch i of the (deterministic) input pipeline always feeds update i.
+  keys = ('clip', 'verb', 'noun') if config.model.epic_kitchens else ('clip', 'label')
+  batches = pipeline.make_train_iterator(
+      config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                           every_steps=t.log_every_steps, every_secs=None)
+  acc, acc_from, results = None, start, {}
+  first, eval_s, t0 = start + 1, 0.0, None
+  try:
+    for step in range(start + 1, total + 1):
+      batch = next(batches)
+      batch = sharding.global_batch({k: batch[k] for k in keys}, mesh)
+      state, metrics = step_fn(state, batch)
+      acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+      if step == first:  # throughput excludes compilation (the first step) and evaluation
+        jax.block_until_ready(metrics)
+        t0 = time.perf_counter()
+      report(step)
+      eval_now = step % lengths['eval_every_steps'] == 0 or step == total
+      save_now = step % ck.every_steps == 0 or eval_now or mngr.reached_preemption(step)
+      if step % t.log_every_steps == 0 or save_now:
+        # Also the NaN guard: nothing is saved unless every step since the last check was finite.
+        summary = summarize(jax.device_get(acc))
+        if not all(np.isfinite(v) for v in summary.values()):
+          raise NonFiniteLossError(
+              f'non-finite loss/gradient between steps {acc_from + 1} and {step} ({summary}). '
+              f'Stopped without saving; the last good checkpoint is step '
+              f'{mngr.latest_step()} in {mngr.directory}. Try a lower train.base_lr, '
+              f'train.grad_clip_norm>0 or model.dtype=float32.')
+        writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+        acc, acc_from = None, step
+      if eval_now:
+        tick = time.perf_counter()
+        with report.timed('eval'):
+          results = evaluator.run(state['params'], tag=f'step_{step}', writer=writer, step=step)
+        eval_s += time.perf_counter() - tick
+      if save_now:
+        checkpoint(step, results if eval_now else None)
+    train_s = time.perf_counter() - t0 - eval_s if t0 else 0.0
+    if not results:  # resumed a finished run: evaluate its final parameters again
+      results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total)
+    writer.flush()
+  finally:
+    mngr.wait_until_finished()  # never leave a half-written checkpoint behind us
+    mngr.close()
+
+  timed_steps = total - first  # steps after the compiling one
+  clips_per_s = timed_steps * t.batch_size / train_s if timed_steps > 0 and train_s > 0 else 0.0
+  return {**results, 'steps': total, 'train_clips_per_s': clips_per_s, 'workdir': workdir}
