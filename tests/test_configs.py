@@ -23,13 +23,19 @@ EXPECTED = {
     ('ssv2', 'motionformer_hr'): (16, 4, 336), ('ek', 'motionformer_hr'): (16, 4, 336)}
 
 
+def _name(dataset, variant):
+  frames, rate, crop = EXPECTED.get((dataset, variant), (32, 3, 224) if variant == 'motionformer_l'
+                                    else (16, 4, 224))
+  arch = 'motionformer' if variant.startswith('motionformer') else variant
+  return f'{dataset}_{arch}_{crop}_{frames}x{rate}', frames, rate, crop
+
+
 @pytest.mark.parametrize('dataset', ['k400', 'k600', 'ssv2', 'ek'])
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_released_config(dataset, variant):
-  config = _load(dataset, variant)
+  name, frames, rate, crop = _name(dataset, variant)
+  config = _load('released', name)
   model = ModelConfig.from_config(config.model)       # strict: unknown keys would raise
-  frames, rate, crop = EXPECTED.get((dataset, variant), (32, 3, 224) if variant == 'motionformer_l'
-                                    else (16, 4, 224))
   assert (model.num_frames, config.data.num_frames) == (frames, frames)
   assert config.data.sampling_rate == rate
   assert (model.img_size, config.data.crop_size) == (crop, crop)
@@ -53,9 +59,11 @@ def test_released_config(dataset, variant):
 
 def test_k400_base_is_mformer_b():
   config = _load('k400_base')
-  assert config.to_dict() == _load('k400', 'motionformer').to_dict()
+  assert config.to_dict() == _load('released', 'k400_motionformer_224_16x4').to_dict()
 
 
-def test_unknown_variant_is_an_error():
-  with pytest.raises(ValueError, match='variant'):
-    _load('k400', 'motionformer_xl')
+@pytest.mark.parametrize('name,match', [('k400_motionformer_224_16x8', 'recipe for this model is 16x4'),
+                                        ('k400_motionformerxl_224_16x4', 'unknown released model')])
+def test_bad_names_are_errors(name, match):
+  with pytest.raises(ValueError, match=match):
+    _load('released', name)
