@@ -26,7 +26,7 @@ def linspace_indices(n, fps, u, num_frames, sampling_rate, target_fps=30.0, offs
 def segment_indices(n, fps, num_frames, u=None, target_fps=30.0):
   """`sampling.segment_indices` (SSv2); u of shape (num_frames,) or None for test."""
   n, fps = tf.cast(n, tf.float64), tf.cast(fps, tf.float64)
-  length = tf.maximum(1.0, tf.round(n * target_fps / fps))
+  length = tf.maximum(tf.round(n * target_fps / fps), 1.0)
   seg = (length - 1) / num_frames
   i = tf.range(num_frames, dtype=tf.float64)
   starts, ends = tf.round(seg * i), tf.round(seg * (i + 1))

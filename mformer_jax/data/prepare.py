@@ -168,7 +168,7 @@ def _merge(out, split, layout, names, class_names):
         index[label].append(value)
       index['key'].append(e['key'])
   arrays = {'shard': np.int32, 'offset': np.int64, 'length': np.int64, 'num_frames': np.int32,
-            'fps': np.float32, 'label': np.int32, 'verb': np.int32, 'noun': np.int32, 'key': str}
+            'fps': np.float64, 'label': np.int32, 'verb': np.int32, 'noun': np.int32, 'key': str}
   np.savez(os.path.join(out, f'{split}.index.npz'),
            **{k: np.asarray(v, arrays[k]) for k, v in index.items()})
   summary = dict(layout=layout, split=split, num_examples=len(index['key']),
