@@ -18,12 +18,16 @@ else
   .venv/bin/pip install -q -r requirements.txt
   .venv/bin/pip install -q --no-deps -e .
 fi
-# Optional: CPU torch for reading .pyth files. pip (not uv) so the machine's find-links CPU wheel
-# is used; never unpinned (an unpinned torch pulls several GB of CUDA wheels).
-if [[ "${MFORMER_NO_TORCH:-0}" != "1" ]]; then
-  .venv/bin/pip install -q torch==2.13.0 2>/dev/null \
-    && echo "[setup] torch (optional .pyth reader) installed" \
-    || echo "[setup] torch not installed: .pyth import disabled, .npz works"
+# Optional: CPU torch for reading .pyth files. Only a CPU build: from a local wheel folder
+# (PIP_FIND_LINKS, e.g. /opt/wheels) or, with MFORMER_TORCH=cpu-index, the PyTorch CPU index.
+# Never plain `pip install torch`: from PyPI that pulls several GB of CUDA wheels.
+TORCH_WHEEL=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1 || true)
+if [[ "${MFORMER_TORCH:-auto}" == "cpu-index" ]]; then
+  .venv/bin/pip install -q -r requirements-torch.txt --index-url https://download.pytorch.org/whl/cpu
+elif [[ -n "$TORCH_WHEEL" && "${MFORMER_TORCH:-auto}" != "off" ]]; then
+  .venv/bin/pip install -q "$TORCH_WHEEL" && echo "[setup] torch (optional .pyth reader) installed"
+else
+  echo "[setup] torch not installed: .pyth import disabled (.npz works); MFORMER_TORCH=cpu-index to add it"
 fi
 touch .venv/.ready
 echo "[setup] done"
