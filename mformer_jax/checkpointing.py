@@ -72,7 +72,7 @@ def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: 
   """
   fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
   if os.path.isdir(os.path.join(path, 'checkpoints')):
-    loaded = _params_from_workdir(path)
+    loaded = traverse_util.flatten_dict(latest_params(path)[1])
   elif os.path.isdir(path):
     loaded = traverse_util.flatten_dict(convert.load_params(path)[1])
   else:
@@ -91,14 +91,14 @@ def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: 
   return traverse_util.unflatten_dict(out)
 
 
-def _params_from_workdir(path):
-  """The latest parameters of another run, whatever its head shape or device layout was."""
-  with manager(path, read_only=True) as mngr:
+def latest_params(workdir: str):
+  """(step, numpy params) of a run's latest checkpoint, whatever its head or device layout."""
+  with manager(workdir, read_only=True) as mngr:
     step = mngr.latest_step()
     if step is None:
-      raise FileNotFoundError(f'{path}/checkpoints holds no finished checkpoint')
+      raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
     saved = mngr.item_metadata(step)['params']
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved)
     out = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
-  return traverse_util.flatten_dict(jax.device_get(out['params']))
+  return step, jax.device_get(out['params'])

@@ -159,7 +159,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    metrics['grad_norm'] = (optax.global_norm(grads), 1)
+    metrics['grad_norm'] = (optax.tree.norm(grads), 1)
     metrics['learning_rate'] = (schedule(state['step']), 1)
     new_state = {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
                  'step': state['step'] + 1, 'rng': state['rng']}

@@ -1,0 +1,102 @@
+"""Trainer: recipe pieces, NaN guard, and a SIGKILLed run resuming to bitwise the same result."""
+import os
+import signal
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import train_fixtures as tf_
+from mformer_jax import optim, train
+
+
+def _recipe(**kw):
+  t = ml_collections.ConfigDict(dict(
+      base_lr=1e-4, lr_boundaries=(20.0, 30.0), lr_decay=0.1, warmup_epochs=0.0,
+      weight_decay=0.05, decay_norms_and_biases=True, grad_clip_norm=0.0))
+  t.update(kw)
+  return t
+
+
+def test_step_schedule_matches_official_epochs():
+  spe = 10  # steps per epoch
+  lr = optim.lr_schedule(_recipe(), spe)
+  got = [float(lr(s)) for s in (0, 199, 200, 299, 300, 349)]
+  np.testing.assert_allclose(got, [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6], rtol=1e-6)
+  warm = optim.lr_schedule(_recipe(warmup_epochs=1.0), spe)
+  np.testing.assert_allclose([float(warm(s)) for s in (0, 4, 9, 10)],
+                             [1e-5, 5e-5, 1e-4, 1e-4], rtol=1e-6)
+
+
+def test_weight_decay_everywhere_or_matrices_only():
+  params = {'cls_token': jnp.ones((1, 1, 4)), 'head': {'kernel': jnp.ones((4, 3)),
+                                                        'bias': jnp.ones((3,))}}
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for decay_all, decayed in ((True, {'cls_token', 'kernel', 'bias'}), (False, {'kernel'})):
+    tx, _ = optim.make_optimizer(_recipe(decay_norms_and_biases=decay_all, base_lr=1.0), 1)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    flat = {jax.tree_util.keystr(p).split("'")[-2]: float(u.ravel()[0])
+            for p, u in jax.tree_util.tree_leaves_with_path(updates)}
+    assert {k for k, u in flat.items() if u != 0} == decayed
+    assert all(u == pytest.approx(-0.05) for k, u in flat.items() if k in decayed)
+
+
+def test_label_smoothing_loss_is_timm_and_ek_loss_is_the_mean():
+  logits = jax.random.normal(jax.random.key(0), (4, 5))
+  labels = jnp.array([0, 1, 2, 3])
+  loss, metrics = train.loss_and_metrics(logits, {'clip': jnp.zeros((4,)), 'label': labels}, 0.2)
+  logp = jax.nn.log_softmax(logits)
+  timm = 0.8 * -logp[jnp.arange(4), labels] + 0.2 * -logp.mean(-1)  # LabelSmoothingCrossEntropy
+  assert float(loss) == pytest.approx(float(timm.mean()), rel=1e-6)
+  assert float(metrics['accuracy'][0]) == float((logits.argmax(-1) == labels).sum())
+  ek, m = train.loss_and_metrics({'verb': logits, 'noun': -logits},
+                                 {'clip': jnp.zeros((4,)), 'verb': labels, 'noun': labels}, 0.2)
+  noun, _ = train.loss_and_metrics(-logits, {'clip': jnp.zeros((4,)), 'label': labels}, 0.2)
+  assert float(ek) == pytest.approx(0.5 * (float(loss) + float(noun)), rel=1e-6)
+  assert set(m) == {'verb_accuracy', 'noun_accuracy', 'action_accuracy', 'loss'}
+
+
+def test_steps_are_derived_from_the_dataset_size():
+  lengths = train.schedule_lengths(tf_.config(), 32)
+  assert lengths == {'steps_per_epoch': 4, 'total_steps': 8, 'eval_every_steps': 8}
+  capped = train.schedule_lengths(tf_.config(**{'train.max_steps': 3}), 32)
+  assert capped['total_steps'] == 3
+
+
+def test_nan_loss_stops_without_saving_it(tmp_path):
+  # lr 1e30: step 1 is finite, its update makes every later loss non-finite.
+  cfg = tf_.config(**{'train.base_lr': 1e30, 'checkpoint.every_steps': 1})
+  with pytest.raises(train.NonFiniteLossError, match='between steps 2 and 2.*last good '
+                     'checkpoint is step 1'):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+
+
+def test_sigkill_and_resume_gives_bitwise_the_uninterrupted_result(tmp_path):
+  # 96 steps with a checkpoint every 16; DropPath on, so the RNG must be restored too.
+  over = {'data.synthetic.num_train': 64, 'train.num_epochs': 12.0, 'train.lr_boundaries':
+          (6.0, 9.0), 'checkpoint.every_steps': 16, 'train.log_every_steps': 16,
+          'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
+  killed = tmp_path / 'killed'
+  proc = subprocess.Popen(tf_.main_cmd(killed, **over), cwd=tf_.ROOT, env=tf_.env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpts = killed / 'checkpoints'
+  deadline = time.time() + 180
+  while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
+    assert proc.poll() is None and time.time() < deadline, 'the run ended before its first save'
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)  # right after the first checkpoint was committed
+  proc.wait()
+  steps = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  assert steps and steps[-1] < 96, f'not killed mid-run: {steps}'
+
+  # Resume in this process; then the same run without interruption.
+  resumed = train.train_and_evaluate(tf_.config(**over), str(killed))
+  reference = train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'reference'))
+  a, b = tf_.final_params(killed), tf_.final_params(tmp_path / 'reference')
+  assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
+  assert resumed['top1'] == reference['top1']

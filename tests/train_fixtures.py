@@ -1,0 +1,67 @@
+"""Tiny trainer configs and subprocess helpers shared by the train/eval/main/distributed tests."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A Motionformer with one trajectory block on 8 frames of 32 px (64 tokens); the data is the
+# embedded synthetic motion dataset, so nothing is read from disk.
+TINY = {
+    'data.synthetic.num_train': 32, 'data.synthetic.num_test': 13,
+    'model.embed_dim': 32, 'model.depth': 1, 'model.num_heads': 2,
+    'train.batch_size': 8, 'train.num_epochs': 2.0, 'train.log_every_steps': 2,
+    'train.lr_boundaries': (1.0, 1.5),
+    'checkpoint.every_steps': 4, 'eval.every_epochs': 0.0, 'eval.batch_size': 8,
+}
+
+
+def config(**overrides):
+  """configs/demo.py with TINY and `overrides` ('a.b': value) applied."""
+  sys.path.insert(0, ROOT)
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  cfg = demo.get_config()
+  for key, value in {**TINY, **overrides}.items():
+    *parents, leaf = key.split('.')
+    node = cfg
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return cfg
+
+
+def flags(**overrides):
+  """The same config as command-line flags for `python -m mformer_jax.main`."""
+  return ['--config=configs/demo.py'] + [f'--config.{k}={v}' for k, v in
+                                         {**TINY, **overrides}.items()]
+
+
+def env(devices: int = 1, **extra):
+  e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', TF_ENABLE_ONEDNN_OPTS='0',
+           XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', **extra)
+  e['PYTHONPATH'] = ROOT + os.pathsep + e.get('PYTHONPATH', '')
+  return e
+
+
+def main_cmd(workdir, *args, **overrides):
+  return [sys.executable, '-m', 'mformer_jax.main', f'--workdir={workdir}', *args,
+          *flags(**overrides)]
+
+
+def run_main(workdir, *args, devices=1, timeout=240, **overrides):
+  return subprocess.run(main_cmd(workdir, *args, **overrides), cwd=ROOT, env=env(devices),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def final_params(workdir):
+  """Flat {path: numpy} of the latest checkpoint's parameters in `workdir`."""
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  return traverse_util.flatten_dict(checkpointing.latest_params(workdir)[1])
+
+
+def max_abs_diff(a, b):
+  assert a.keys() == b.keys()
+  return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
