@@ -95,7 +95,6 @@ class Evaluator:
 
   def __init__(self, config, model, mesh, workdir: str):
     self.config, self.mesh, self.workdir = config, mesh, os.path.abspath(workdir)
-    self.epic = config.model.epic_kitchens
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
 
     def forward(params, batch, index):
@@ -115,46 +114,16 @@ class Evaluator:
     ds = pipeline.make_eval_dataset(
         cfg.data, local_batch_size=self.local_batch, split='test',
         process_index=jax.process_index(), process_count=jax.process_count())
-    heads = ('verb', 'noun') if self.epic else ('label',)
-    names = class_names(cfg.data)
     # ds.num_videos is this host's share; video_index is global.
-    num_videos = pipeline.num_examples(cfg.data, 'test')
-    scores, labels = {}, {}
-    views = np.zeros(num_videos, np.int64)
+    ensemble = Ensemble(pipeline.num_examples(cfg.data, 'test'), ds.views_per_video)
     for i, batch in enumerate(ds):
-      probs, info = jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh), i))
-      mask = info['mask'].astype(bool)
-      idx = info['video_index'][mask]
-      np.add.at(views, idx, 1)
-      for h in heads:
-        if h not in scores:
-          scores[h] = np.zeros((num_videos, probs[h].shape[1]), np.float64)
-          labels[h] = np.full(num_videos, -1, np.int64)
-        np.add.at(scores[h], idx, probs[h][mask])
-        labels[h][idx] = info[h][mask]
-    return self._report(ds, views, scores, labels, names, tag=tag, writer=writer, step=step)
-
-  def _report(self, ds, views, scores, labels, names, *, tag, writer, step):
-    wrong = np.flatnonzero(views != ds.views_per_video)
-    if len(wrong):
-      raise RuntimeError(f'evaluation is broken: {len(wrong)} of {len(views)} videos got a number '
-                         f'of views other than {ds.views_per_video} (e.g. video {wrong[0]}: '
-                         f'{views[wrong[0]]})')
+      ensemble.add(*jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh),
+                                                 i)))
+    names = class_names(cfg.data)
+    results, per_head = ensemble.metrics(names)
     # Videos that could not be decoded were left out when the split was prepared; say so.
     skipped = [' '.join(map(str, s)) for s in ds.skipped]
-    results = {'num_videos': len(views), 'num_unreadable': len(skipped),
-               'views_per_video': int(ds.views_per_video)}
-    per_head = {}
-    for h, s in scores.items():
-      per_head[h] = head_metrics(s, labels[h], names[h])
-      prefix = '' if h == 'label' else f'{h}_'
-      results[f'{prefix}top1'] = per_head[h]['top1']
-      results[f'{prefix}top5'] = per_head[h]['top5']
-      results[f'{prefix}mean_class_accuracy'] = per_head[h]['mean_class_accuracy']
-    if self.epic:  # action = verb and noun both right (top-5: both within their top 5)
-      for k in (1, 5):
-        both = [topk_correct(scores[h], labels[h], k) for h in ('verb', 'noun')]
-        results[f'action_top{k}'] = float((both[0] & both[1]).mean())
+    results['num_unreadable'] = len(skipped)
     if skipped:
       logging.warning('%d unreadable test videos are not in the evaluation: %s', len(skipped),
                       '; '.join(skipped[:10]) + (' ...' if len(skipped) > 10 else ''))
@@ -174,6 +143,48 @@ class Evaluator:
         json.dump(report, f, indent=1)
       results['report_dir'] = out
     return results
+
+
+class Ensemble:
+  """Per-video sums of view softmaxes. Views are counted, so a lost or doubled view is an error
+  rather than a quietly wrong accuracy."""
+
+  def __init__(self, num_videos: int, views_per_video: int):
+    self.views_per_video = views_per_video
+    self.views = np.zeros(num_videos, np.int64)
+    self.scores, self.labels = {}, {}
+
+  def add(self, probs: dict, info: dict) -> None:
+    """probs {head: (B, C)}; info: 'mask' (False = padding), 'video_index', labels per head."""
+    mask = np.asarray(info['mask'], bool)
+    idx = info['video_index'][mask]
+    np.add.at(self.views, idx, 1)
+    for h, p in probs.items():
+      if h not in self.scores:
+        self.scores[h] = np.zeros((len(self.views), p.shape[1]), np.float64)
+        self.labels[h] = np.full(len(self.views), -1, np.int64)
+      np.add.at(self.scores[h], idx, p[mask])
+      self.labels[h][idx] = info[h][mask]
+
+  def metrics(self, names: dict):
+    """(results, per-head metrics); EK adds action = verb and noun both right."""
+    wrong = np.flatnonzero(self.views != self.views_per_video)
+    if len(wrong):
+      raise RuntimeError(f'evaluation is broken: {len(wrong)} of {len(self.views)} videos got '
+                         f'a number of views other than {self.views_per_video} (e.g. video '
+                         f'{wrong[0]}: {self.views[wrong[0]]})')
+    results = {'num_videos': len(self.views), 'views_per_video': self.views_per_video}
+    per_head = {}
+    for h, s in self.scores.items():
+      per_head[h] = head_metrics(s, self.labels[h], names[h])
+      prefix = '' if h == 'label' else f'{h}_'
+      for key in ('top1', 'top5', 'mean_class_accuracy'):
+        results[prefix + key] = per_head[h][key]
+    if 'verb' in self.scores:  # top-5 action: both within their own top 5 (official)
+      for k in (1, 5):
+        both = [topk_correct(self.scores[h], self.labels[h], k) for h in ('verb', 'noun')]
+        results[f'action_top{k}'] = float((both[0] & both[1]).mean())
+    return results, per_head
 
 
 # ----------------------------------------------------------------------------------------------
