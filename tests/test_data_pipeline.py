@@ -191,6 +191,10 @@ def test_ssv2_segment_sampling_without_flip(tmp_path):
   for batch, n in zip(views, lengths):
     np.testing.assert_array_equal(fx.frame_codes(batch['clip']),
                                   np.tile(sampling.segment_indices(n, 12.0, T), (3, 1)))
+  cfg.rand_augment = config.RAND_AUGMENT['ssv2']  # The official default runs in tf.data.
+  b = next(pipeline.make_train_iterator(cfg, local_batch_size=3, seed=0, process_index=0,
+                                        process_count=1))
+  assert b['clip'].shape == (3, T, CROP, CROP, 3) and np.isfinite(b['clip']).all()
 
 
 def test_missing_data_dir_raises_with_the_prepare_command():
@@ -201,3 +205,18 @@ def test_missing_data_dir_raises_with_the_prepare_command():
   with pytest.raises(ValueError, match='/nonexistent'):
     pipeline.make_train_iterator(cfg, local_batch_size=2, seed=0, process_index=0,
                                  process_count=1)
+
+
+def test_rand_augment_every_op_is_shared_by_all_frames():
+  from mformer_jax.data import randaugment  # pylint: disable=g-import-not-at-top
+  assert randaugment.parse('rand-m20-mstd0.5-inc1') == (2, 20.0, 0.5)
+  with pytest.raises(ValueError):
+    randaugment.parse('rand-m9-inc0')
+  frame = np.random.default_rng(0).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
+  clip = np.repeat(frame, 3, 0)
+  for k, name in enumerate(randaugment.OPS):
+    out = randaugment._apply_np(clip, np.array([k], np.int32), np.array([0.8], np.float32),  # pylint: disable=protected-access
+                                np.array([1.0], np.float32), np.array([True]))
+    assert 0 <= out.min() and out.max() <= 255, name
+    assert np.abs(out - clip).mean() > 0.1, name  # The op did something ...
+    np.testing.assert_array_equal(out, np.broadcast_to(out[0], out.shape))  # ... the same.

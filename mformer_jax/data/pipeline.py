@@ -85,9 +85,10 @@ class _Prepared:
   def frames(self, example):
     """The encoded JPEGs of one example (a string vector), read by offset."""
     def read(path, offset, length):
-      with tf.io.gfile.GFile(path.decode(), 'rb') as f:
-        f.seek(offset)
-        return f.read(length)
+      # Scalars arrive as bytes/ints inside tf.data and as 0-d arrays when run eagerly.
+      with tf.io.gfile.GFile(os.fsdecode(np.asarray(path).item()), 'rb') as f:
+        f.seek(int(offset))
+        return f.read(int(length))
     record = tf.numpy_function(
         read, [tf.gather(self.path, example), self.index['offset'][example],
                self.index['length'][example]], tf.string, stateful=False)
