@@ -58,9 +58,9 @@ def restore(mngr, step: int, abstract_state, shardings):
 
 def restore_params(mngr, step: int, abstract_params, shardings):
   """Only the parameters of a checkpoint (eval, predict, fine-tuning from an own run)."""
-  out = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))
-  return out['params']
+  with ocp.StandardCheckpointer() as ckptr:  # reads just the `params` item
+    return ckptr.restore(os.path.join(mngr.directory, str(step), 'params'),
+                         _abstract(abstract_params, shardings))
 
 
 def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
@@ -97,8 +97,9 @@ def latest_params(workdir: str):
     step = mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
-    saved = mngr.item_metadata(step)['params']
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved)
-    out = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
-  return step, jax.device_get(out['params'])
+    with ocp.StandardCheckpointer() as ckptr:
+      path = os.path.join(mngr.directory, str(step), 'params')
+      one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+                            ckptr.metadata(path).item_metadata)
+      return step, jax.device_get(ckptr.restore(path, target))
