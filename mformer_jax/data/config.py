@@ -38,6 +38,8 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   c.num_nouns = 300 if dataset == 'epic_kitchens' else 0
   c.num_parallel_calls = 0  # 0 = tf.data.AUTOTUNE.
   c.prefetch = 2  # Batches.
+  # synthetic_motion clips are rendered at exactly num_frames x crop_size and used as they are:
+  # the spatial/colour augmentations above apply to the real datasets only.
   c.synthetic = ml_collections.ConfigDict(dict(
       variant='motion',  # 'motion' (class = how it moves) or 'appearance' (class = what it is).
       classes='',  # Comma-separated subset of synthetic.MOTION_CLASSES; '' = all.
