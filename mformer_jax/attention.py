@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import zlib
 
-from mformer_jax import approx
+from mformer_jax import approx, fast_attention
 
 Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02),
                           bias_init=nn.initializers.zeros)
@@ -36,6 +36,25 @@ def split_heads(x, num_heads):
 
 def merge_heads(x):
   return x.reshape(*x.shape[:-2], -1)
+
+
+class DenseParams(nn.Module):
+  """The parameters of an `nn.Dense(features)` (same names, shapes, init), returned unapplied.
+
+  Lets a fused kernel use a projection inside `lax.map` while the parameter tree stays the
+  official one (`<name>/kernel`, `<name>/bias`).
+  """
+  in_features: int
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self):
+    kernel = self.param('kernel', nn.initializers.truncated_normal(0.02),
+                        (self.in_features, self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
+    return kernel.astype(self.dtype), bias.astype(self.dtype)
 
 
 def cls_attention(q_cls, k, v):
@@ -86,6 +105,11 @@ class TrajectoryAttention(nn.Module):
     released checkpoints were trained with; the v-half of proj_kv is dead weight).
   values='projected': it aggregates the v-half of proj_kv (the paper's equations).
   approx: 'none' | 'orthoformer' | 'nystrom' | 'performer' replaces the spatial step.
+  impl: 'einsum' (the reference: (N, N) scores, proj_kv on both halves) | 'frames' | 'chunked'
+    (exact memory-lean versions, see `fast_attention`; they compute only the used half of
+    proj_kv, also after an approximation). query_chunk: queries per chunk for 'chunked'
+    (0 = one frame). backend: `jax.nn.dot_product_attention` implementation for 'frames'
+    ('xla' | 'cudnn' | 'auto').
   """
   num_heads: int
   num_frames: int                      # F = T' temporal token slots
@@ -96,6 +120,9 @@ class TrajectoryAttention(nn.Module):
   performer_features: int = 256
   attn_dropout: float = 0.0
   qkv_bias: bool = True
+  impl: str = 'einsum'
+  query_chunk: int = 0
+  backend: str = 'xla'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -110,6 +137,8 @@ class TrajectoryAttention(nn.Module):
                         3, axis=2)
     cls_out = cls_attention(q[:, :1] * scale, k, v)
     q, k, v = q[:, 1:], k[:, 1:], v[:, 1:]
+    if self.impl != 'einsum':
+      return self._fast(x, cls_out, q, k, v, first_landmarks, train)
 
     if self.approx == 'none':
       traj = trajectory_spatial(q * scale, k, v, f)
@@ -127,6 +156,24 @@ class TrajectoryAttention(nn.Module):
     self.sow('intermediates', 'temporal_attn', temporal_attn)
     out = jnp.concatenate([cls_out, out], axis=1)
     return dense(dim, name='proj')(merge_heads(out))
+
+  def _fast(self, x, cls_out, q, k, v, first_landmarks, train):
+    """The impl != 'einsum' path: same parameters, same result, less memory."""
+    if self.attn_dropout and train:
+      raise NotImplementedError('trajectory impl %r has no attention dropout; use einsum'
+                                % self.impl)
+    dim = x.shape[-1]
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    proj = (*DenseParams(dim, dim, name='proj_q', **kw)(),
+            *DenseParams(dim, 2 * dim, name='proj_kv', **kw)())
+    spatial = None if self.approx == 'none' else self._approx_spatial(q, k, v, first_landmarks)
+    out, temporal_attn = fast_attention.trajectory_fast(
+        q, k, v, proj, num_frames=self.num_frames, values=self.values,
+        scale=(dim // self.num_heads) ** -0.5, impl=self.impl, query_chunk=self.query_chunk,
+        backend=self.backend, spatial=spatial)
+    self.sow('intermediates', 'temporal_attn', temporal_attn)
+    out = jnp.concatenate([cls_out, out], axis=1)
+    return Dense(dim, name='proj', **kw)(merge_heads(out))
 
   def _approx_spatial(self, q, k, v, first_landmarks):
     """(B, N, h, d) unscaled -> (B, N, F, h, d) via the selected approximation."""

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import attention, posembed
+from mformer_jax import attention, fast_attention, posembed
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
 APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
@@ -56,11 +56,15 @@ class ModelConfig:
   drop_path: float = 0.2
   head_dropout: float = 0.0
   dtype: str = 'float32'             # compute dtype; params are float32 (float64 for x64 checks)
-  remat: str = 'none'                # none | full | dots: jax.checkpoint policy per block
+  remat: str = 'none'                # none | full | dots | dots_all | attn_out: checkpoint per block
+  trajectory_impl: str = 'einsum'    # einsum (reference) | frames | chunked (exact, memory-lean)
+  query_chunk: int = 0               # chunked: queries per chunk (0 = one frame)
+  attention_backend: str = 'xla'     # frames: dot_product_attention impl, xla | cudnn | auto
 
   def __post_init__(self):
     checks = [('attention', ATTENTIONS), ('approx', APPROXIMATIONS), ('dtype', tuple(DTYPES)),
-              ('trajectory_values', ('original', 'projected')), ('remat', tuple(REMAT_POLICIES))]
+              ('trajectory_values', ('original', 'projected')), ('remat', tuple(REMAT_POLICIES)),
+              ('trajectory_impl', fast_attention.IMPLS), ('attention_backend', fast_attention.BACKENDS)]
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
         raise ValueError(f'model.{field}={getattr(self, field)!r}; expected one of {allowed}')
@@ -68,6 +72,10 @@ class ModelConfig:
       raise ValueError(f'num_frames={self.num_frames} is not a multiple of tubelet_size')
     if self.approx != 'none' and self.attention != 'trajectory':
       raise ValueError('approx applies to trajectory attention only')
+    if self.trajectory_impl != 'einsum' and self.attn_dropout:
+      raise ValueError(f'trajectory_impl={self.trajectory_impl!r} has no attention dropout')
+    if self.query_chunk < 0:
+      raise ValueError(f'query_chunk={self.query_chunk} must be >= 0 (0 = one frame)')
 
   @property
   def temporal_slots(self) -> int:
@@ -128,7 +136,7 @@ class Block(nn.Module):
   drop_path: float
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False, first_landmarks=None):
+  def __call__(self, x, train: bool = False, first_landmarks=None):  # positional for nn.remat
     c = self.cfg
     kw = dict(dtype=c.compute_dtype, param_dtype=c.param_dtype)
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **kw)
@@ -137,7 +145,8 @@ class Block(nn.Module):
       attn = attention.TrajectoryAttention(
           c.num_heads, f, values=c.trajectory_values, approx=c.approx, num_landmarks=c.num_landmarks,
           nystrom_iters=c.nystrom_iters, performer_features=c.performer_features,
-          attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, name='attn', **kw)
+          attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, impl=c.trajectory_impl,
+          query_chunk=c.query_chunk, backend=c.attention_backend, name='attn', **kw)
       attn_fn = functools.partial(attn, train=train, first_landmarks=first_landmarks)
     elif c.attention == 'joint':
       attn_fn = functools.partial(attention.JointAttention(

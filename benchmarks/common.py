@@ -1,0 +1,91 @@
+"""Shared helpers of the benchmark scripts: one subprocess per measurement, medians, machine.
+
+A measurement runs in a fresh interpreter (`run_worker`) so that its peak resident memory
+(`ru_maxrss`) is its own; the worker prints one JSON line starting with RESULT.
+No jax or torch import at module level: the official-PyTorch workers run in their own venv.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+RESULT = 'RESULT '
+
+
+def machine() -> dict:
+  cpu = platform.processor()
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  with open('/proc/meminfo') as f:
+    mem_kb = int(next(l.split()[1] for l in f if l.startswith('MemTotal')))
+  return {'cpu': cpu, 'cores': os.cpu_count(), 'mem_gib': round(mem_kb / 2**20, 1),
+          'python': platform.python_version(), 'load_avg_1m': os.getloadavg()[0],
+          'date': time.strftime('%Y-%m-%d %H:%M:%S')}
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def timed(fn, repeats: int, warmup: int = 1):
+  """(wall seconds, process CPU seconds) per call of `fn` (which must block until done).
+
+  CPU seconds (all threads of this process) are less sensitive than wall time to other users
+  of a shared machine; both are recorded.
+  """
+  for _ in range(warmup):
+    fn()
+  wall, cpu = [], []
+  for _ in range(repeats):
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    wall.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
+  return wall, cpu
+
+
+def median(xs):
+  return statistics.median(xs) if xs else float('nan')
+
+
+def emit(result: dict) -> None:
+  result.setdefault('peak_rss_mb', peak_rss_mb())
+  print(RESULT + json.dumps(result), flush=True)
+
+
+def run_worker(python: str, script: str, spec: dict, timeout: float = 1800) -> dict:
+  """Runs `python script --worker=<spec json>` and returns its RESULT dict (or the error)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=os.getcwd())
+  t0 = time.time()
+  try:
+    proc = subprocess.run([python, script, '--worker=' + json.dumps(spec)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+  except subprocess.TimeoutExpired:
+    return {**spec, 'error': f'timeout after {timeout:.0f} s'}
+  lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT)]
+  if proc.returncode or not lines:
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {**spec, 'error': f'rc={proc.returncode}: ' + ' | '.join(tail)}
+  res = json.loads(lines[-1][len(RESULT):])
+  res['wall_s'] = round(time.time() - t0, 1)
+  return res
+
+
+def parse_worker_arg(argv=None):
+  """The spec dict if this process is a worker (--worker=JSON), else None."""
+  for a in (sys.argv[1:] if argv is None else argv):
+    if a.startswith('--worker='):
+      return json.loads(a[len('--worker='):])
+  return None
