@@ -29,8 +29,11 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policies.AnyPreservationPolicy(keep), read_only=read_only,
       cleanup_tmp_directories=not read_only, create=not read_only)
+  # Handlers named up front, so that reading only some items (params) is a normal restore.
+  handlers = {'params': ocp.StandardCheckpointHandler(), 'train': ocp.StandardCheckpointHandler(),
+              'meta': ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options)
+                               options=options, item_handlers=handlers)
 
 
 def save(mngr, state, meta: dict, metrics=None) -> None:
@@ -58,9 +61,8 @@ def restore(mngr, step: int, abstract_state, shardings):
 
 def restore_params(mngr, step: int, abstract_params, shardings):
   """Only the parameters of a checkpoint (eval, predict, fine-tuning from an own run)."""
-  with ocp.StandardCheckpointer() as ckptr:  # reads just the `params` item
-    return ckptr.restore(os.path.join(mngr.directory, str(step), 'params'),
-                         _abstract(abstract_params, shardings))
+  return mngr.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))['params']
 
 
 def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
@@ -79,7 +81,8 @@ def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: 
     loaded = traverse_util.flatten_dict(convert.load_official(path)[1]['params'])
   if reset_head:
     loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
-  problems = [f'missing {"/".join(k)}' for k in fresh if k not in loaded]
+  problems = [f'missing {"/".join(k)}' for k in fresh
+              if k not in loaded and not (reset_head and k[0] in HEAD_KEYS)]
   problems += [f'{"/".join(k)}: checkpoint {loaded[k].shape} vs model {v.shape}'
                for k, v in fresh.items() if k in loaded and loaded[k].shape != v.shape]
   if problems:
@@ -97,9 +100,7 @@ def latest_params(workdir: str):
     step = mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
-    with ocp.StandardCheckpointer() as ckptr:
-      path = os.path.join(mngr.directory, str(step), 'params')
-      one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
-                            ckptr.metadata(path).item_metadata)
-      return step, jax.device_get(ckptr.restore(path, target))
+    saved = mngr.item_metadata(step)['params']  # shapes and dtypes as written
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    params = restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved))
+    return step, jax.device_get(params)

@@ -1,0 +1,80 @@
+"""The entry point: clear errors, eval and predict modes, initialisation from checkpoints."""
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import train_fixtures as tf_
+from mformer_jax import checkpointing, convert, evaluate, train
+from mformer_jax.data import synthetic, video
+
+
+def test_k400_without_data_says_how_to_prepare_kinetics(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/k400_base.py',
+                         f'--workdir={tmp_path}'], cwd=tf_.ROOT, env=tf_.env(),
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert 'Traceback' not in proc.stderr
+  error = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(error) == 1 and 'kinetics400' in error[0], proc.stderr[-2000:]
+  assert 'python -m mformer_jax.data.prepare kinetics' in proc.stderr
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
+                         f'--workdir={tmp_path}', '--config.train.batchsize=4'],
+                        cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and 'batchsize' in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('trained')
+  results = train.train_and_evaluate(tf_.config(), str(workdir))
+  return workdir, results
+
+
+def test_eval_mode_reproduces_the_final_training_evaluation(trained):
+  workdir, results = trained
+  again = evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))
+  assert again['top1'] == results['top1'] and again['num_videos'] == 13
+
+
+def test_predict_mode_prints_top5_class_names(trained, tmp_path):
+  workdir, _ = trained
+  clip = synthetic.generate(1, num_frames=8, size=32, split='test').videos[0]
+  path = str(tmp_path / 'clip.mp4')
+  video.write_video(path, clip)
+  proc = subprocess.run(tf_.main_cmd(workdir, **{'mode': 'predict', 'video': path}),
+                        cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0].startswith(f'{path}: top-5')
+  names = [l.split()[1] for l in lines[1:]]
+  assert len(names) == 5 and set(names) <= set(synthetic.MOTION_CLASSES)
+
+
+def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
+  workdir, _ = trained
+  _, trained_params = checkpointing.latest_params(str(workdir))
+  # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
+  cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'data.num_classes': 2,
+                      'model.num_classes': 2})
+  model = evaluate.make_model(cfg)
+  fresh = evaluate.init_params(model, jax.random.key(1))
+  with pytest.raises(convert.CheckpointMismatchError, match='reset_head=True'):
+    checkpointing.pretrained_params(str(workdir), fresh, model.cfg, reset_head=False)
+  cfg.init.checkpoint, cfg.init.reset_head = str(workdir), True
+  params = train.initial_params(cfg, model, fresh)
+  np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])
+  np.testing.assert_array_equal(params['blocks_0']['attn']['qkv']['kernel'],
+                                trained_params['blocks_0']['attn']['qkv']['kernel'])
+  # The `python -m mformer_jax.convert` format, as used for released checkpoints.
+  same = evaluate.make_model(tf_.config())
+  convert.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
+  loaded = checkpointing.pretrained_params(str(tmp_path / 'converted'),
+                                           evaluate.init_params(same, jax.random.key(1)),
+                                           same.cfg, reset_head=False)
+  np.testing.assert_array_equal(loaded['head']['kernel'], trained_params['head']['kernel'])
