@@ -47,6 +47,8 @@ def tokens(size):
 # Workers
 # ----------------------------------------------------------------------------------------------
 def jax_worker(spec):
+  if spec.get('xla_flags'):
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + spec['xla_flags']).strip()
   import jax
   import jax.numpy as jnp
   import flax.linen as nn
@@ -80,7 +82,7 @@ def jax_worker(spec):
                       remat=spec.get('remat', 'none'))
     mod = Motionformer(cfg)
     x = jax.random.normal(key, (1, s['frames'], s['crop'], s['crop'], 3))
-    variables = mod.init(key, x)
+    variables = jax.jit(mod.init)(key, x)
     apply = lambda v, x, train: mod.apply(v, x, train=train,
                                           rngs={'dropout': jax.random.key(1)} if train else {})
   base_rss = common.current_rss_mb()
@@ -160,6 +162,8 @@ def main():
   ap.add_argument('--remat', default='none', help='whole model: ModelConfig.remat')
   ap.add_argument('--max_temp_gb', type=float, default=14,
                   help='skip running a JAX case whose XLA temp exceeds this')
+  ap.add_argument('--memory_scheduler', type=int, default=0,
+                  help='XLA:CPU memory-optimised scheduler (default: concurrency-optimised)')
   ap.add_argument('--official_repo', default='', help='local checkout of the official code')
   ap.add_argument('--official_python', default='/tmp/venv_official/bin/python')
   ap.add_argument('--official_skip', default='',
@@ -176,6 +180,8 @@ def main():
                     repeats=args.repeats, max_temp_gb=args.max_temp_gb)
         if args.scope == 'model':
           spec['remat'] = args.remat
+        if args.memory_scheduler:
+          spec['xla_flags'] = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
         todo = [('jax', sys.executable)]
         if args.official_repo and variant in OFFICIAL and f'{size}:{mode}' not in skip:
           todo.append(('torch', args.official_python))

@@ -5,6 +5,8 @@ imported unchanged from `repo`; `slowfast`, `slowfast.models.build`, `torchvisio
 are replaced by empty stubs (the model code path does not use them). Needs torch, timm, einops.
 """
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 import types
@@ -16,6 +18,39 @@ class _Cfg(types.SimpleNamespace):
 
 def _ns(d):
   return _Cfg(**{k: _ns(v) if isinstance(v, dict) else v for k, v in d.items()})
+
+
+class _AnyMeta(type):
+  def __getattr__(cls, name):
+    if name.startswith('__'):
+      raise AttributeError(name)
+    return _AnyMeta(name, (), {})
+
+
+class _StubModule(types.ModuleType):
+  """A module any attribute of which is a dummy class (for imports that are never used)."""
+  __path__ = []
+
+  def __getattr__(self, name):
+    if name.startswith('__'):
+      raise AttributeError(name)
+    return _AnyMeta(name, (), {})
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+  """Serves `torchvision` / `fvcore` and all their submodules as stubs (timm imports some)."""
+  roots = ('torchvision', 'fvcore')
+
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in self.roots:
+      return importlib.machinery.ModuleSpec(name, self, is_package=True)
+    return None
+
+  def create_module(self, spec):
+    return _StubModule(spec.name)
+
+  def exec_module(self, module):
+    pass
 
 
 def load(repo: str):
@@ -34,13 +69,12 @@ def load(repo: str):
       return lambda obj: obj
 
   build.MODEL_REGISTRY = _Registry()
-  tv = types.ModuleType('torchvision')
-  tvu = types.ModuleType('torchvision.utils')
-  tvu.make_grid = tvu.save_image = None
-  tv.utils = tvu
-  sys.modules.update({'slowfast': pkg, 'slowfast.models': models, 'slowfast.models.build': build,
-                      'torchvision': tv, 'torchvision.utils': tvu,
-                      'fvcore': types.ModuleType('fvcore')})
+  # Always the stub: a torchvision wheel built for another torch fails at import.
+  for name in [m for m in sys.modules if m.split('.')[0] in _StubFinder.roots]:
+    del sys.modules[name]
+  if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _StubFinder())
+  sys.modules.update({'slowfast': pkg, 'slowfast.models': models, 'slowfast.models.build': build})
   vmb = importlib.import_module('slowfast.models.video_model_builder')
   return vmb, importlib.import_module('slowfast.models.vit_helper')
 

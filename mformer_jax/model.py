@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import attention, fast_attention, posembed
+from mformer_jax import attention, fast_attention, posembed, remat
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
 APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
@@ -25,6 +25,7 @@ REMAT_POLICIES = {
     'none': None,
     'full': jax.checkpoint_policies.nothing_saveable,
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    'tied': None,  # like 'full', scheduled so that it saves memory on XLA:CPU too (remat.py)
 }
 
 
@@ -56,7 +57,7 @@ class ModelConfig:
   drop_path: float = 0.2
   head_dropout: float = 0.0
   dtype: str = 'float32'             # compute dtype; params are float32 (float64 for x64 checks)
-  remat: str = 'none'                # none | full | dots | dots_all | attn_out: checkpoint per block
+  remat: str = 'none'                # none | full | dots | tied: recompute per block (remat.py)
   trajectory_impl: str = 'einsum'    # einsum (reference) | frames | chunked (exact, memory-lean)
   query_chunk: int = 0               # chunked: queries per chunk (0 = one frame)
   attention_backend: str = 'xla'     # frames: dot_product_attention impl, xla | cudnn | auto
@@ -193,7 +194,7 @@ class Motionformer(nn.Module):
         'kernel': self.param('patch_embed_kernel', nn.initializers.lecun_normal(), (p, p, 3, d), pdt),
         'bias': self.param('patch_embed_bias', nn.initializers.zeros, (d,), pdt)}
     block = Block
-    if c.remat != 'none':
+    if c.remat not in ('none', 'tied'):
       block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(2,))
     rates = np.linspace(0, c.drop_path, c.depth) if c.depth > 1 else [0.0]
     self.blocks = [block(c, float(r), name=f'blocks_{i}') for i, r in enumerate(rates)]
@@ -252,7 +253,10 @@ class Motionformer(nn.Module):
     self.sow('intermediates', 'block0_in', x)
     for i, blk in enumerate(self.blocks):
       fl = None if first_landmarks is None else first_landmarks[i]
-      x = blk(x, train, fl) if c.remat != 'none' else blk(x, train=train, first_landmarks=fl)
+      if c.remat == 'tied':
+        x = remat.tied_call(blk, x, train, fl)
+      else:
+        x = blk(x, train, fl) if c.remat != 'none' else blk(x, train=train, first_landmarks=fl)
       self.sow('intermediates', f'block{i}_out', x)
     return self.norm(x)
 

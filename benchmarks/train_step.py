@@ -1,0 +1,180 @@
+"""Whole-model training step (forward, backward, AdamW): ours vs the official PyTorch code.
+
+    python benchmarks/train_step.py --repeats=3 --rounds=1 \
+        --ours=chunked:full,einsum:none \
+        [--official_repo=/tmp/mformer_official --official_python=/tmp/venv_official/bin/python] \
+        [--out=benchmarks/results_train_step.json]
+
+Mformer-B (trajectory attention, ViT-B/16, 2x16x16 tubelets), float32, batch 1, 16x224,
+K400 head. Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and official
+alternate within one run (`--rounds` repeats the alternation). Times are per step after one
+warm-up step (which includes compilation for JAX); medians over `--repeats` steps.
+
+GPU (run later where one is available): `--device=gpu --dtype=bfloat16 --batch=8
+--attention_backend=cudnn --ours=frames:none` reports steps/s and model-FLOP utilisation
+(MFU = model FLOPs of the official computation per step / step time / peak bf16 FLOP/s given by
+--peak_tflops, 989 for an H100 SXM dense bf16).
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+
+def model_flops(frames=16, crop=224, depth=12, dim=768, heads=12, mlp=4, classes=400,
+                official=True):
+  """Matmul FLOPs of one forward pass (2 per multiply-add), batch 1, trajectory attention.
+
+  official=True counts proj_kv on both halves (what the official code computes); False counts
+  only the k-half (what our fast impls compute). A training step is counted as 3x forward.
+  """
+  f, p = frames // 2, (crop // 16) ** 2
+  n, t = f * p, f * p + 1
+  per_block = (2 * t * dim * 3 * dim            # qkv
+               + 2 * 2 * n * n * dim            # spatial scores + aggregation (all heads)
+               + 2 * 2 * t * dim                # cls row (scores + aggregation)
+               + 2 * n * dim * dim              # proj_q
+               + 2 * n * f * dim * (2 if official else 1) * dim   # proj_kv on N*F tokens
+               + 2 * 2 * n * f * dim            # temporal scores + aggregation
+               + 2 * t * dim * dim              # proj
+               + 2 * 2 * t * dim * mlp * dim)   # mlp
+  embed = 2 * n * (2 * 16 * 16 * 3) * dim
+  return depth * per_block + embed + 2 * dim * dim + 2 * dim * classes
+
+
+MEMORY_SCHEDULER = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
+
+
+def jax_worker(spec):
+  if spec.get('xla_flags'):
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + spec['xla_flags']).strip()
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from mformer_jax.model import Motionformer, ModelConfig
+
+  dtype = spec.get('dtype', 'float32')
+  cfg = ModelConfig(num_frames=16, img_size=224, dtype=dtype, trajectory_impl=spec['impl_'],
+                    remat=spec['remat'], attention_backend=spec.get('attention_backend', 'xla'))
+  model = Motionformer(cfg)
+  b = spec.get('batch', 1)
+  clip = jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32)
+  labels = jnp.arange(b) % 400
+  tx = optax.adamw(1e-4, weight_decay=0.05)
+  init = jax.jit(lambda key: model.init(key, clip[:1])['params'])
+
+  def step(params, opt_state, clip, labels, rng):
+    def loss_fn(p):
+      logits = model.apply({'params': p}, clip.astype(cfg.compute_dtype), train=True,
+                           rngs={'dropout': rng})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  # Compile from shapes first, so that compilation's own memory is not on top of the state.
+  params_shape = jax.eval_shape(init, jax.random.key(0))
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
+      params_shape, jax.eval_shape(tx.init, params_shape), clip, labels,
+      jax.random.key(1)).compile()
+  ma = compiled.memory_analysis()
+  params = init(jax.random.key(0))
+  opt_state = tx.init(params)
+  base_rss = common.current_rss_mb()
+  state = {'p': params, 'o': opt_state, 'i': 0}
+
+  def run():
+    state['i'] += 1
+    state['p'], state['o'], loss = compiled(state['p'], state['o'], clip, labels,
+                                             jax.random.key(state['i']))
+    jax.block_until_ready(loss)
+
+  times, cpu = common.timed(run, spec['repeats'])
+  res = {**spec, 'times_s': times, 'median_s': common.median(times), 'cpu_s': cpu,
+         'median_cpu_s': common.median(cpu), 'clips_per_s': b / common.median(times),
+         'xla_temp_mb': ma.temp_size_in_bytes / 2**20,
+         'xla_arg_mb': ma.argument_size_in_bytes / 2**20, 'base_rss_mb': base_rss,
+         'device': str(jax.devices()[0])}
+  if spec.get('peak_tflops'):
+    res['mfu'] = model_flops() * 3 * b / common.median(times) / (spec['peak_tflops'] * 1e12)
+  common.emit(res)
+
+
+def torch_worker(spec):
+  import torch
+  from benchmarks import official
+
+  torch.manual_seed(0)
+  model = official.model(spec['official_repo'], frames=16, crop=224)
+  model.train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+  clip = torch.randn(1, 3, 16, 224, 224)
+  labels = torch.zeros(1, dtype=torch.long)
+  base_rss = common.current_rss_mb()
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model([clip]), labels)
+    loss.backward()
+    opt.step()
+
+  times, cpu = common.timed(run, spec['repeats'])
+  common.emit({**spec, 'times_s': times, 'median_s': common.median(times), 'cpu_s': cpu,
+               'median_cpu_s': common.median(cpu), 'clips_per_s': 1 / common.median(times),
+               'base_rss_mb': base_rss, 'torch_threads': torch.get_num_threads(),
+               'torch': torch.__version__})
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  ap.add_argument('--ours', default='chunked:full',
+                  help='comma list of trajectory_impl:remat configurations of our model')
+  ap.add_argument('--repeats', type=int, default=3)
+  ap.add_argument('--rounds', type=int, default=1)
+  ap.add_argument('--dtype', default='float32')
+  ap.add_argument('--batch', type=int, default=1)
+  ap.add_argument('--attention_backend', default='xla')
+  ap.add_argument('--peak_tflops', type=float, default=0.0,
+                  help='device peak FLOP/s (in TFLOP/s) for MFU; 0 = do not report')
+  ap.add_argument('--memory_scheduler', type=int, default=1,
+                  help='XLA:CPU memory-optimised scheduler (default: concurrency-optimised)')
+  ap.add_argument('--official_repo', default='')
+  ap.add_argument('--official_python', default='/tmp/venv_official/bin/python')
+  ap.add_argument('--out', default='')
+  args = ap.parse_args()
+  script = os.path.abspath(__file__)
+  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
+             'model_gflop_fwd_official': model_flops() / 1e9,
+             'model_gflop_fwd_ours': model_flops(official=False) / 1e9}
+  for rnd in range(args.rounds):
+    todo = []
+    if args.official_repo:
+      todo.append((args.official_python, dict(impl='torch',
+                                              official_repo=os.path.abspath(args.official_repo))))
+    for conf in args.ours.split(','):
+      impl, remat = conf.split(':')
+      flags = MEMORY_SCHEDULER if args.memory_scheduler else ''
+      todo.append((sys.executable, dict(impl='jax', impl_=impl, remat=remat, dtype=args.dtype,
+                                        xla_flags=flags,
+                                        batch=args.batch, peak_tflops=args.peak_tflops,
+                                        attention_backend=args.attention_backend)))
+    for python, spec in todo:
+      r = common.run_worker(python, script, dict(spec, repeats=args.repeats, round=rnd))
+      results['runs'].append(r)
+      print(json.dumps({k: v for k, v in r.items() if k not in ('times_s', 'cpu_s')}), flush=True)
+      if args.out:
+        with open(args.out, 'w') as fh:
+          json.dump(results, fh, indent=1)
+
+
+if __name__ == '__main__':
+  _spec = common.parse_worker_arg()
+  if _spec is None:
+    main()
+  elif _spec['impl'] == 'jax':
+    jax_worker(_spec)
+  else:
+    torch_worker(_spec)
