@@ -11,6 +11,7 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -18,6 +19,12 @@ from mformer_jax import convert
 from mformer_jax.model import ModelConfig
 
 HEAD_KEYS = ('head', 'head0', 'head1')
+
+
+def path(p) -> epath.Path:
+  """A local path made absolute, or a URL (gs://...: pods need a workdir every host sees)."""
+  p = str(p)
+  return epath.Path(p if '://' in p else os.path.abspath(p))
 
 
 def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -32,8 +39,8 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
   # Handlers named up front, so that reading only some items (params) is a normal restore.
   handlers = {'params': ocp.StandardCheckpointHandler(), 'train': ocp.StandardCheckpointHandler(),
               'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options, item_handlers=handlers)
+  return ocp.CheckpointManager(path(workdir) / 'checkpoints', options=options,
+                               item_handlers=handlers)
 
 
 def save(mngr, state, meta: dict, metrics=None) -> None:
@@ -65,7 +72,7 @@ def restore_params(mngr, step: int, abstract_params, shardings):
       params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))['params']
 
 
-def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
+def pretrained_params(source: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
   """Parameters from an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir
   of this trainer, as numpy, onto the structure of `fresh_params` (our model's init).
 
@@ -73,12 +80,12 @@ def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: 
   tensor must exist with the right shape, else one error lists the differences.
   """
   fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    loaded = traverse_util.flatten_dict(latest_params(path)[1])
-  elif os.path.isdir(path):
-    loaded = traverse_util.flatten_dict(convert.load_params(path)[1])
+  if (path(source) / 'checkpoints').is_dir():
+    loaded = traverse_util.flatten_dict(latest_params(source)[1])
+  elif path(source).is_dir():
+    loaded = traverse_util.flatten_dict(convert.load_params(source)[1])
   else:
-    loaded = traverse_util.flatten_dict(convert.load_official(path)[1]['params'])
+    loaded = traverse_util.flatten_dict(convert.load_official(source)[1]['params'])
   if reset_head:
     loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
   problems = [f'missing {"/".join(k)}' for k in fresh
@@ -89,7 +96,7 @@ def pretrained_params(path: str, fresh_params, cfg: ModelConfig, *, reset_head: 
     hint = ('' if reset_head else
             ' (fine-tuning to a new label set? add --config.init.reset_head=True)')
     raise convert.CheckpointMismatchError(
-        f'{path} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
+        f'{source} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
   out = {k: np.asarray(loaded.get(k, v), v.dtype) for k, v in fresh.items()}
   return traverse_util.unflatten_dict(out)
 

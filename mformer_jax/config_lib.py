@@ -96,6 +96,7 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   config.init.checkpoint = ''     # official .pyth/.npz, a `python -m mformer_jax.convert` folder
                                   # or another run's workdir
   config.init.reset_head = False  # re-initialise the classifier (e.g. K400 -> SSv2 fine-tuning)
+  config.init.random_tubelet = False  # from scratch: random tubelet kernel, not the official zeros
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.fsdp = False        # shard params/optimizer state over the data axis (L/HR models)

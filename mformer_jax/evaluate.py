@@ -8,7 +8,6 @@ listed, never dropped silently.
 """
 import csv
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -56,10 +55,10 @@ def head_metrics(scores, labels, class_names):
   }
 
 
-def write_confusion(directory: str, name: str, cm: np.ndarray, class_names) -> None:
+def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
   """CSV (rows = true class, columns = predicted) and a row-normalised PNG."""
-  with open(os.path.join(directory, f'{name}.csv'), 'w', newline='') as f:
-    w = csv.writer(f)
+  with (directory / f'{name}.csv').open('w') as f:
+    w = csv.writer(f, lineterminator='\n')
     w.writerow(['true \\ predicted'] + list(class_names))
     for cls, row in zip(class_names, cm):
       w.writerow([cls] + row.tolist())
@@ -79,7 +78,8 @@ def write_confusion(directory: str, name: str, cm: np.ndarray, class_names) -> N
   ax.set_title(f'{name} (row-normalised)')
   fig.colorbar(im, ax=ax, fraction=0.046)
   fig.tight_layout()
-  fig.savefig(os.path.join(directory, f'{name}.png'), dpi=80)
+  with (directory / f'{name}.png').open('wb') as f:
+    fig.savefig(f, format='png', dpi=80)
   plt.close(fig)
 
 
@@ -94,7 +94,7 @@ class Evaluator:
   """Runs the test split's view ensemble for given parameters; see module docstring."""
 
   def __init__(self, config, model, mesh, workdir: str):
-    self.config, self.mesh, self.workdir = config, mesh, os.path.abspath(workdir)
+    self.config, self.mesh, self.workdir = config, mesh, checkpointing.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
 
     def forward(params, batch, index):
@@ -132,16 +132,15 @@ class Evaluator:
     if writer is not None:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
     if jax.process_index() == 0:
-      out = os.path.join(self.workdir, 'eval', tag)
-      os.makedirs(out, exist_ok=True)
+      out = self.workdir / 'eval' / tag
+      out.mkdir(parents=True, exist_ok=True)
       for h, m in per_head.items():
         write_confusion(out, 'confusion_matrix' + ('' if h == 'label' else f'_{h}'),
                         m['confusion'], names[h])
       report = {**results, 'unreadable': skipped,
                 'per_class': {h: m['per_class'] for h, m in per_head.items()}}
-      with open(os.path.join(out, 'metrics.json'), 'w') as f:
-        json.dump(report, f, indent=1)
-      results['report_dir'] = out
+      (out / 'metrics.json').write_text(json.dumps(report, indent=1))
+      results['report_dir'] = str(out)
     return results
 
 
@@ -197,7 +196,7 @@ def trained_params(config, workdir: str, model, mesh):
   abstract = jax.eval_shape(lambda: init_params(model, key))
   shardings = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
                                        fsdp_min_size=config.mesh.fsdp_min_size)
-  if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if (checkpointing.path(workdir) / 'checkpoints').is_dir():
     with checkpointing.manager(workdir, read_only=True) as mngr:
       step = mngr.latest_step() if config.eval.step < 0 else config.eval.step
       if step is not None:

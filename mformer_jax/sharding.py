@@ -10,6 +10,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 # Explicit multi-process settings (also what launch/slurm.sh exports); jax itself reads these
@@ -85,8 +86,7 @@ def local_batch_size(global_size: int, what: str) -> int:
 
 
 def to_host(tree):
-  """Fully replicated or fully gathered global arrays -> numpy, on every host."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  """Global arrays (replicated or sharded, e.g. FSDP across hosts) -> numpy, on every host."""
   if jax.process_count() == 1:
     return jax.device_get(tree)
   return multihost_utils.process_allgather(tree, tiled=True)

@@ -8,7 +8,6 @@ code; host 0 writes logs and files, orbax coordinates checkpoint writes. A resta
 resumes from the latest checkpoint with the same parameters, optimizer state, RNG and data
 position, so it continues the exact sequence of the uninterrupted run.
 """
-import os
 import time
 
 import jax
@@ -24,6 +23,10 @@ from mformer_jax.data import pipeline
 
 class NonFiniteLossError(FloatingPointError):
   """The loss or gradient became NaN/Inf; nothing from that point on was checkpointed."""
+
+
+class Preempted(RuntimeError):
+  """The hosts were told to stop (e.g. TPU maintenance); a checkpoint was written first."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,8 +75,25 @@ def schedule_lengths(config, num_train: int) -> dict:
   return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
 
 
+def scratch_params(model, key, random_tubelet: bool):
+  """The model's own initialisation, optionally with a random tubelet kernel.
+
+  The official tubelet kernel starts at zero because ImageNet weights are inflated into it. From
+  scratch that is a saddle point for motion: every clip then embeds to the same tokens, so no
+  gradient can shape a motion-selective filter (the synthetic demo stays at chance).
+  """
+  params = evaluate.init_params(model, key)
+  if random_tubelet:
+    kernel = params['patch_embed_3d_kernel']
+    init = jax.nn.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4)
+    params = {**params, 'patch_embed_3d_kernel': init(jax.random.fold_in(key, 1), kernel.shape,
+                                                      kernel.dtype)}
+  return params
+
+
 def initial_params(config, model, params, *, log=logging.info):
-  """Parameters to start from: scratch, ImageNet ViT, or an official/own checkpoint."""
+  """Parameters (numpy) to start from: `params` (scratch), ImageNet ViT weights, or an
+  official/own checkpoint onto `params`."""
   init = config.init
   if init.checkpoint and init.imagenet:
     raise ValueError('set init.checkpoint or init.imagenet, not both')
@@ -82,7 +102,7 @@ def initial_params(config, model, params, *, log=logging.info):
     return checkpointing.pretrained_params(init.checkpoint, params, model.cfg,
                                            reset_head=init.reset_head)
   if init.imagenet:
-    variables, _ = convert.init_from_imagenet({'params': jax.device_get(params)}, init.imagenet,
+    variables, _ = convert.init_from_imagenet({'params': params}, init.imagenet,
                                               model.cfg, log=log)
     return variables['params']
   return params
@@ -93,7 +113,7 @@ def initial_params(config, model, params, *, log=logging.info):
 # ----------------------------------------------------------------------------------------------
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary."""
-  workdir = os.path.abspath(workdir)
+  workdir = checkpointing.path(workdir)
   host0 = jax.process_index() == 0
   t, ck = config.train, config.checkpoint
 
@@ -104,10 +124,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   local_batch = sharding.local_batch_size(t.batch_size, 'train.batch_size')
 
   if host0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
-  writer = metric_writers.create_default_writer(workdir, just_logging=not host0)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not host0)
   logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
                'eval every %d steps', num_train, t.batch_size, lengths['steps_per_epoch'], total,
                total / lengths['steps_per_epoch'], lengths['eval_every_steps'])
@@ -138,9 +157,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                       meta['total_steps'], total)
   else:
     start = 0
-    params = jax.jit(lambda k: evaluate.init_params(model, k), out_shardings=state_sh['params'])(seed_key)
+    params = jax.jit(lambda k: scratch_params(model, k, config.init.random_tubelet),
+                     out_shardings=state_sh['params'])(seed_key)
     if config.init.checkpoint or config.init.imagenet:
-      loaded = initial_params(config, model, params)
+      loaded = initial_params(config, model, sharding.to_host(params))
       params = jax.device_put(loaded, state_sh['params'])
     state = jax.jit(init_state, out_shardings=state_sh)(params)
   parameter_overview.log_parameter_overview(state['params'], include_stats='global',
@@ -195,7 +215,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         t0 = time.perf_counter()
       report(step)
       eval_now = step % lengths['eval_every_steps'] == 0 or step == total
-      save_now = step % ck.every_steps == 0 or eval_now or mngr.reached_preemption(step)
+      preempted = mngr.reached_preemption(step)  # agreed by all hosts, so all stop together
+      save_now = step % ck.every_steps == 0 or eval_now or preempted
       if step % t.log_every_steps == 0 or save_now:
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
@@ -214,6 +235,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         eval_s += time.perf_counter() - tick
       if save_now:
         checkpoint(step, results if eval_now else None)
+      if preempted:
+        raise Preempted(f'preempted at step {step}: checkpoint saved in {mngr.directory}; run '
+                        'the same command again to continue')
     train_s = time.perf_counter() - t0 - eval_s if t0 else 0.0
     if not results:  # resumed a finished run: evaluate its final parameters again
       results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total)
@@ -224,4 +248,4 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   timed_steps = total - first  # steps after the compiling one
   clips_per_s = timed_steps * t.batch_size / train_s if timed_steps > 0 and train_s > 0 else 0.0
-  return {**results, 'steps': total, 'train_clips_per_s': clips_per_s, 'workdir': workdir}
+  return {**results, 'steps': total, 'train_clips_per_s': clips_per_s, 'workdir': str(workdir)}
