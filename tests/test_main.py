@@ -79,3 +79,20 @@ def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
                                            evaluate.init_params(same, jax.random.key(1)),
                                            same.cfg, reset_head=False)
   np.testing.assert_array_equal(loaded['head']['kernel'], trained_params['head']['kernel'])
+
+
+def test_init_from_imagenet_vit_weights(tmp_path):
+  cfg = tf_.config()
+  model = evaluate.make_model(cfg)
+  fresh = jax.device_get(evaluate.init_params(model, jax.random.key(1)))
+  donor = jax.device_get(evaluate.init_params(model, jax.random.key(2)))
+  vit = {k: v for k, v in convert.export_official({'params': donor}, model.cfg).items()
+         if not k.startswith(('patch_embed_3d', 'blocks.0.attn.proj_', 'temp_embed', 'head'))}
+  np.savez(tmp_path / 'vit.npz', **vit)
+  cfg.init.imagenet = str(tmp_path / 'vit.npz')
+  params = train.initial_params(cfg, model, fresh, log=lambda _: None)
+  np.testing.assert_array_equal(params['blocks_0']['mlp']['fc1']['kernel'],
+                                donor['blocks_0']['mlp']['fc1']['kernel'])
+  np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])
+  # The 2D patch kernel goes into the centre temporal slice of the tubelet kernel.
+  np.testing.assert_array_equal(params['patch_embed_3d_kernel'][1], donor['patch_embed_kernel'])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import optim, train
+from mformer_jax import checkpointing, optim, train
 
 
 def _recipe(**kw):
@@ -100,3 +100,14 @@ def test_sigkill_and_resume_gives_bitwise_the_uninterrupted_result(tmp_path):
   a, b = tf_.final_params(killed), tf_.final_params(tmp_path / 'reference')
   assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
   assert resumed['top1'] == reference['top1']
+
+
+def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
+  ck = tf_.config(**{'checkpoint.keep': 2, 'checkpoint.keep_best': 1}).checkpoint
+  state = {'params': {'w': jnp.ones(3)}, 'step': jnp.zeros((), jnp.int32)}
+  with checkpointing.manager(str(tmp_path), ck) as mngr:
+    for step, top1 in ((1, 0.9), (2, None), (3, 0.2), (4, None), (5, None)):
+      checkpointing.save(mngr, state, {'step': step},
+                         metrics=None if top1 is None else {'top1': top1})
+      mngr.wait_until_finished()
+    assert mngr.all_steps() == [1, 4, 5]  # best by top-1, then the latest two
