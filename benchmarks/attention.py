@@ -12,7 +12,6 @@ HR = 16x336 (F=8, P=441, N=3528). Modes: fwd (inference), fwdbwd (gradient of a 
 output w.r.t. parameters and input; whole model: train mode, drop-path on, like the official).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -47,8 +46,6 @@ def tokens(size):
 # Workers
 # ----------------------------------------------------------------------------------------------
 def jax_worker(spec):
-  if spec.get('xla_flags'):
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + spec['xla_flags']).strip()
   import jax
   import jax.numpy as jnp
   import flax.linen as nn
@@ -94,6 +91,7 @@ def jax_worker(spec):
       return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape)))
     fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
   compiled = fn.lower(variables, x).compile()
+  common.release_compile_memory()
   ma = compiled.memory_analysis()
   mem = {k: getattr(ma, k + '_size_in_bytes') / 2**20 for k in ('temp', 'argument', 'output')}
   limit = spec.get('max_temp_gb', 14)
@@ -181,7 +179,7 @@ def main():
         if args.scope == 'model':
           spec['remat'] = args.remat
         if args.memory_scheduler:
-          spec['xla_flags'] = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
+          spec['xla_flags'] = common.MEMORY_SCHEDULER
         todo = [('jax', sys.executable)]
         if args.official_repo and variant in OFFICIAL and f'{size}:{mode}' not in skip:
           todo.append(('torch', args.official_python))
@@ -189,19 +187,8 @@ def main():
           s = dict(spec, impl=impl)
           if impl == 'torch':
             s['official_repo'] = os.path.abspath(args.official_repo)
-          r = common.run_worker(python, script, s)
-          results['runs'].append(r)
-          print(json.dumps({k: v for k, v in r.items() if k != 'times_s'}), flush=True)
-          if args.out:
-            with open(args.out, 'w') as fh:
-              json.dump(results, fh, indent=1)
+          common.run_and_record(python, script, s, results, args.out)
 
 
 if __name__ == '__main__':
-  _spec = common.parse_worker_arg()
-  if _spec is None:
-    main()
-  elif _spec['impl'] == 'jax':
-    jax_worker(_spec)
-  else:
-    torch_worker(_spec)
+  common.entry(main, jax_worker, torch_worker)

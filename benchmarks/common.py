@@ -4,6 +4,7 @@ A measurement runs in a fresh interpreter (`run_worker`) so that its peak reside
 (`ru_maxrss`) is its own; the worker prints one JSON line starting with RESULT.
 No jax or torch import at module level: the official-PyTorch workers run in their own venv.
 """
+import ctypes
 import json
 import os
 import platform
@@ -14,6 +15,24 @@ import sys
 import time
 
 RESULT = 'RESULT '
+MEMORY_SCHEDULER = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
+
+
+def apply_xla_flags(spec: dict) -> None:
+  """Before importing jax in a worker: append spec['xla_flags'] to XLA_FLAGS."""
+  if spec.get('xla_flags'):
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + spec['xla_flags']).strip()
+
+
+def release_compile_memory() -> None:
+  """Returns the allocator's free pages to the OS (glibc keeps compilation's heap otherwise).
+
+  Called once after compiling, as a trainer would; the step's own memory is unaffected.
+  """
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except OSError:
+    pass
 
 
 def machine() -> dict:
@@ -81,6 +100,29 @@ def run_worker(python: str, script: str, spec: dict, timeout: float = 1800) -> d
   res = json.loads(lines[-1][len(RESULT):])
   res['wall_s'] = round(time.time() - t0, 1)
   return res
+
+
+def run_and_record(python: str, script: str, spec: dict, results: dict, out: str) -> dict:
+  """run_worker, append to results['runs'], print a summary line, rewrite `out` (if any)."""
+  r = run_worker(python, script, spec)
+  results['runs'].append(r)
+  print(json.dumps({k: v for k, v in r.items() if k not in ('times_s', 'cpu_s')}), flush=True)
+  if out:
+    with open(out, 'w') as fh:
+      json.dump(results, fh, indent=1)
+  return r
+
+
+def entry(main, jax_worker, torch_worker) -> None:
+  """Script entry point: the driver, or one worker selected by --worker=JSON."""
+  spec = parse_worker_arg()
+  if spec is None:
+    main()
+  elif spec['impl'] == 'jax':
+    apply_xla_flags(spec)
+    jax_worker(spec)
+  else:
+    torch_worker(spec)
 
 
 def parse_worker_arg(argv=None):

@@ -16,7 +16,6 @@ GPU (run later where one is available): `--device=gpu --dtype=bfloat16 --batch=8
 --peak_tflops, 989 for an H100 SXM dense bf16).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -45,12 +44,7 @@ def model_flops(frames=16, crop=224, depth=12, dim=768, heads=12, mlp=4, classes
   return depth * per_block + embed + 2 * dim * dim + 2 * dim * classes
 
 
-MEMORY_SCHEDULER = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
-
-
 def jax_worker(spec):
-  if spec.get('xla_flags'):
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + spec['xla_flags']).strip()
   import jax
   import jax.numpy as jnp
   import optax
@@ -81,8 +75,9 @@ def jax_worker(spec):
       params_shape, jax.eval_shape(tx.init, params_shape), clip, labels,
       jax.random.key(1)).compile()
   ma = compiled.memory_analysis()
+  common.release_compile_memory()
   params = init(jax.random.key(0))
-  opt_state = tx.init(params)
+  opt_state = jax.jit(tx.init)(params)   # one executable, not one per parameter shape
   base_rss = common.current_rss_mb()
   state = {'p': params, 'o': opt_state, 'i': 0}
 
@@ -156,25 +151,15 @@ def main():
                                               official_repo=os.path.abspath(args.official_repo))))
     for conf in args.ours.split(','):
       impl, remat = conf.split(':')
-      flags = MEMORY_SCHEDULER if args.memory_scheduler else ''
+      flags = common.MEMORY_SCHEDULER if args.memory_scheduler else ''
       todo.append((sys.executable, dict(impl='jax', impl_=impl, remat=remat, dtype=args.dtype,
                                         xla_flags=flags,
                                         batch=args.batch, peak_tflops=args.peak_tflops,
                                         attention_backend=args.attention_backend)))
     for python, spec in todo:
-      r = common.run_worker(python, script, dict(spec, repeats=args.repeats, round=rnd))
-      results['runs'].append(r)
-      print(json.dumps({k: v for k, v in r.items() if k not in ('times_s', 'cpu_s')}), flush=True)
-      if args.out:
-        with open(args.out, 'w') as fh:
-          json.dump(results, fh, indent=1)
+      common.run_and_record(python, script, dict(spec, repeats=args.repeats, round=rnd), results,
+                            args.out)
 
 
 if __name__ == '__main__':
-  _spec = common.parse_worker_arg()
-  if _spec is None:
-    main()
-  elif _spec['impl'] == 'jax':
-    jax_worker(_spec)
-  else:
-    torch_worker(_spec)
+  common.entry(main, jax_worker, torch_worker)

@@ -29,7 +29,8 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
       embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
       attention='trajectory', trajectory_values='original', approx='none', num_landmarks=128,
       nystrom_iters=6, performer_features=256, dropout=0.0, attn_dropout=0.0, drop_path=0.2,
-      head_dropout=0.0, dtype='bfloat16', remat='none'))
+      head_dropout=0.0, dtype='bfloat16', remat='none',
+      trajectory_impl='einsum', query_chunk=0, attention_backend='xla'))
   if variant == 'motionformer_l':
     m.num_frames = 32
   elif variant == 'motionformer_hr':
