@@ -187,7 +187,7 @@ class TrajectoryAttention(nn.Module):
       else:
         # Eval without a 'landmarks' RNG stream gets a fixed per-layer key: deterministic outputs.
         rng = (self.make_rng('landmarks') if self.has_rng('landmarks')
-               else jax.random.fold_in(jax.random.key(0), _stable_id(self.name)))
+               else jax.random.fold_in(jax.random.key(0), _stable_id(self.name or '')))
         x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
                                rng=rng)
     elif self.approx == 'nystrom':
@@ -195,7 +195,7 @@ class TrajectoryAttention(nn.Module):
                          pinv_iters=self.nystrom_iters)
     elif self.approx == 'performer':
       # Fixed random features per layer (a constant, like a buffer), so eval is deterministic.
-      key = jax.random.fold_in(jax.random.key(0), _stable_id(self.name))
+      key = jax.random.fold_in(jax.random.key(0), _stable_id(self.name or ''))
       feats = approx.orthogonal_gaussian(key, self.performer_features, d)
       x = approx.performer(q, k, v, num_frames=self.num_frames, features=feats)
     else:
