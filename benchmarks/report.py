@@ -15,7 +15,10 @@ def attention_table(data):
   runs = {}
   for r in data['runs']:
     runs[(r['size'], r['variant'], r['mode'], r['impl'])] = r
-  keys = sorted({(s, v) for s, v, _, _ in runs}, key=lambda k: ('B', 'L', 'HR').index(k[0]))
+  order = ['joint', 'divided', 'traj_einsum', 'traj_frames', 'traj_chunked', 'ortho16', 'ortho64',
+           'ortho128']
+  keys = sorted({(s, v) for s, v, _, _ in runs},
+                key=lambda k: (('B', 'L', 'HR').index(k[0]), order.index(k[1])))
   lines = ['| size | variant | mode | ours wall s | ours CPU s | ours XLA temp MB | ours peak RSS MB '
            '| official wall s | official CPU s | official peak RSS MB |',
            '|---|---|---|---|---|---|---|---|---|---|']
@@ -24,12 +27,30 @@ def attention_table(data):
       ours, off = runs.get((size, variant, mode, 'jax')), runs.get((size, variant, mode, 'torch'))
       if ours is None and off is None:
         continue
-      cell = lambda r, k, d=3: (r.get('error', r.get('skipped', ''))[:40] or _fmt(r.get(k), d)
-                                if r and (k in r or 'error' in r or 'skipped' in r) else '-')
+      cell = lambda r, k, d=3: ('-' if not r else 'error' if 'error' in r
+                                else 'skipped' if 'skipped' in r else _fmt(r.get(k), d))
       lines.append(f'| {size} | {variant} | {mode} | {cell(ours, "median_s")} | '
                    f'{cell(ours, "median_cpu_s")} | {cell(ours, "xla_temp_mb", 4)} | '
                    f'{cell(ours, "peak_rss_mb", 4)} | {cell(off, "median_s")} | '
                    f'{cell(off, "median_cpu_s")} | {cell(off, "peak_rss_mb", 4)} |')
+  return '\n'.join(lines)
+
+
+def lean_vs_einsum(data, lean='traj_chunked', ref='traj_einsum'):
+  """Ratios lean / reference per size and mode (XLA temp, peak RSS above the baseline, times)."""
+  runs = {(r['size'], r['variant'], r['mode']): r for r in data['runs']
+          if r['impl'] == 'jax' and 'median_s' in r}
+  lines = [f'| size | mode | XLA temp ratio | peak-RSS-above-baseline ratio | wall time ratio | '
+           f'CPU time ratio |', '|---|---|---|---|---|---|']
+  for size in ('B', 'L', 'HR'):
+    for mode in ('fwd', 'fwdbwd'):
+      a, b = runs.get((size, lean, mode)), runs.get((size, ref, mode))
+      if not a or not b:
+        continue
+      delta = lambda r: r['peak_rss_mb'] - r['base_rss_mb']
+      lines.append(f'| {size} | {mode} | {a["xla_temp_mb"] / b["xla_temp_mb"]:.3f} | '
+                   f'{delta(a) / delta(b):.3f} | {a["median_s"] / b["median_s"]:.2f} | '
+                   f'{a["median_cpu_s"] / b["median_cpu_s"]:.2f} |')
   return '\n'.join(lines)
 
 
@@ -55,6 +76,8 @@ def main(paths):
     print(f'### {path}\n\nmachine: {json.dumps(data["machine"])}\n\ncommand: `{data["command"]}`\n')
     first = data['runs'][0] if data['runs'] else {}
     print(attention_table(data) if 'variant' in first else train_table(data))
+    if first.get('scope') == 'layer':
+      print('\n' + lean_vs_einsum(data))
     print()
 
 
