@@ -66,16 +66,20 @@ def cls_attention(q_cls, k, v):
 # ----------------------------------------------------------------------------------------------
 # Trajectory attention: reference (einsum) implementation of the two steps
 # ----------------------------------------------------------------------------------------------
-def trajectory_spatial(q, k, v, num_frames):
+def trajectory_spatial(q, k, v, num_frames, attn_dropout=None):
   """Spatial step: every query attends, separately for each frame f, over that frame's P keys.
 
   q, k, v: (B, N, h, d) patch tokens, q already scaled. Returns X: (B, N, F, h, d), the
   trajectory token of query n in frame f. Materialises the full (N, N) score matrix per head.
+  attn_dropout: optional function applied to the (per-frame) attention probabilities, where the
+  official code applies its only attention dropout.
   """
   b, n, h, d = k.shape
   p = n // num_frames
   scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, num_frames, p)
   attn = _softmax(scores)
+  if attn_dropout is not None:
+    attn = attn_dropout(attn)
   return jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, num_frames, p, h, d))
 
 
@@ -141,9 +145,9 @@ class TrajectoryAttention(nn.Module):
       return self._fast(x, cls_out, q, k, v, first_landmarks, train)
 
     if self.approx == 'none':
-      traj = trajectory_spatial(q * scale, k, v, f)
-      if self.attn_dropout:
-        traj = nn.Dropout(self.attn_dropout)(traj, deterministic=not train)
+      drop = (functools.partial(nn.Dropout(self.attn_dropout), deterministic=not train)
+              if self.attn_dropout else None)
+      traj = trajectory_spatial(q * scale, k, v, f, drop)
     else:
       traj = self._approx_spatial(q, k, v, first_landmarks)
     traj = merge_heads(traj)                                           # (B, N, F, D)

@@ -271,3 +271,16 @@ def test_approximate_models_run_and_train(approx_type):
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
   out = model.apply(variables, clip)
   np.testing.assert_array_equal(out, model.apply(variables, clip))  # eval is deterministic
+
+
+def test_trajectory_attention_dropout_acts_on_spatial_probabilities():
+  """As official: dropout on the per-frame attention weights (rows no longer sum to 1)."""
+  q, k, v = (x[:, :, None] for x in _qkv(bh=1, f=2, p=8, d=4))
+  v_ones = jnp.ones_like(v)
+  keep = 0.5
+  drop = lambda a: jnp.where(jax.random.bernoulli(jax.random.key(0), keep, a.shape), a / keep, 0)
+  x = attention.trajectory_spatial(q, k, v_ones, 2, drop)
+  # With all-ones values each output is the (dropped, rescaled) probability mass of its row.
+  sums = np.asarray(x[..., 0, 0])
+  assert not np.allclose(sums, 1.0) and np.isclose(sums.mean(), 1.0, atol=0.25)
+  np.testing.assert_allclose(attention.trajectory_spatial(q, k, v_ones, 2)[..., 0, 0], 1.0, atol=1e-6)
