@@ -18,6 +18,7 @@ GPU (run later where one is available): `--device=gpu --dtype=bfloat16 --batch=8
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
@@ -52,7 +53,8 @@ def jax_worker(spec):
 
   dtype = spec.get('dtype', 'float32')
   cfg = ModelConfig(num_frames=16, img_size=224, dtype=dtype, trajectory_impl=spec['impl_'],
-                    remat=spec['remat'], attention_backend=spec.get('attention_backend', 'xla'))
+                    remat=spec['remat'], attention_backend=spec.get('attention_backend', 'xla'),
+                    scan_blocks=spec.get('scan', False))
   model = Motionformer(cfg)
   b = spec.get('batch', 1)
   clip = jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32)
@@ -69,15 +71,20 @@ def jax_worker(spec):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  # Compile from shapes first, so that compilation's own memory is not on top of the state.
+  # Compile everything from shapes first, so that compilation's own memory is not on top of
+  # the state (as the trainer does).
   params_shape = jax.eval_shape(init, jax.random.key(0))
+  t0 = time.perf_counter()
   compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
       params_shape, jax.eval_shape(tx.init, params_shape), clip, labels,
       jax.random.key(1)).compile()
+  compile_s = time.perf_counter() - t0
+  init = init.lower(jax.random.key(0)).compile()
+  opt_init = jax.jit(tx.init).lower(params_shape).compile()  # one executable, not one per leaf
   ma = compiled.memory_analysis()
   common.release_compile_memory()
   params = init(jax.random.key(0))
-  opt_state = jax.jit(tx.init)(params)   # one executable, not one per parameter shape
+  opt_state = opt_init(params)
   base_rss = common.current_rss_mb()
   state = {'p': params, 'o': opt_state, 'i': 0}
 
@@ -90,7 +97,7 @@ def jax_worker(spec):
   times, cpu = common.timed(run, spec['repeats'])
   res = {**spec, 'times_s': times, 'median_s': common.median(times), 'cpu_s': cpu,
          'median_cpu_s': common.median(cpu), 'clips_per_s': b / common.median(times),
-         'xla_temp_mb': ma.temp_size_in_bytes / 2**20,
+         'xla_temp_mb': ma.temp_size_in_bytes / 2**20, 'compile_s': compile_s,
          'xla_arg_mb': ma.argument_size_in_bytes / 2**20, 'base_rss_mb': base_rss,
          'device': str(jax.devices()[0])}
   if spec.get('peak_tflops'):
@@ -126,7 +133,8 @@ def torch_worker(spec):
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--ours', default='chunked:full',
-                  help='comma list of trajectory_impl:remat configurations of our model')
+                  help='comma list of trajectory_impl:remat[:scan] configurations of our model '
+                       '(scan = scan_blocks=True)')
   ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--rounds', type=int, default=1)
   ap.add_argument('--dtype', default='float32')
@@ -150,9 +158,10 @@ def main():
       todo.append((args.official_python, dict(impl='torch',
                                               official_repo=os.path.abspath(args.official_repo))))
     for conf in args.ours.split(','):
-      impl, remat = conf.split(':')
+      impl, remat, *scan = conf.split(':')
       flags = common.MEMORY_SCHEDULER if args.memory_scheduler else ''
       todo.append((sys.executable, dict(impl='jax', impl_=impl, remat=remat, dtype=args.dtype,
+                                        scan=scan == ['scan'],
                                         xla_flags=flags,
                                         batch=args.batch, peak_tflops=args.peak_tflops,
                                         attention_backend=args.attention_backend)))

@@ -81,11 +81,12 @@ def pretrained_params(source: str, fresh_params, cfg: ModelConfig, *, reset_head
   """
   fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
   if (path(source) / 'checkpoints').is_dir():
-    loaded = traverse_util.flatten_dict(latest_params(source)[1])
+    loaded = latest_params(source)[1]
   elif path(source).is_dir():
-    loaded = traverse_util.flatten_dict(convert.load_params(source)[1])
+    loaded = convert.load_params(source)[1]
   else:
-    loaded = traverse_util.flatten_dict(convert.load_official(source)[1]['params'])
+    loaded = convert.load_official(source)[1]['params']
+  loaded = traverse_util.flatten_dict(convert.blocks_layout(loaded, cfg))  # stacked or not
   if reset_head:
     loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
   problems = [f'missing {"/".join(k)}' for k in fresh

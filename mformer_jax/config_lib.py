@@ -32,7 +32,10 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
       head_dropout=0.0, dtype='bfloat16', remat='none',
       # Exact and memory-lean (equal to the einsum reference in values and gradients, tested);
       # on GPU prefer trajectory_impl='frames' with attention_backend='cudnn' in bfloat16.
-      trajectory_impl='chunked', query_chunk=0, attention_backend='xla'))
+      trajectory_impl='chunked', query_chunk=0, attention_backend='xla',
+      # One lax.scan over stacked blocks: ~5x faster compiles and ~350 MB less host memory for
+      # the program; checkpoints then hold params['blocks'] stacked (convert.unstack_blocks).
+      scan_blocks=False))
   if variant == 'motionformer_l':
     m.num_frames = 32
   elif variant == 'motionformer_hr':

@@ -24,6 +24,10 @@ Weight surgery table (flax path -> official key, transform):
 | norm/scale, norm/bias                  | norm.weight, norm.bias          | -                        |
 | pre_logits/kernel, bias                | pre_logits.fc.weight, .bias     | transpose                |
 | head, head0 (verbs), head1 (nouns)     | head.*, head0.*, head1.*        | transpose                |
+
+Models with `scan_blocks=True` keep the blocks stacked: blocks/<...> with a leading depth axis is
+blocks_{0..depth-1}/<...> (`stack_blocks` / `unstack_blocks`); every function here accepts and
+returns the layout of the config it is given, and the table applies to the unstacked form.
 """
 import dataclasses
 import json
@@ -85,6 +89,37 @@ def _to_official(path, value):
   if path[-1] == 'kernel':
     return np.transpose(value)
   return value
+
+
+def stack_blocks(params: Mapping) -> dict:
+  """blocks_0 .. blocks_{L-1} -> blocks with a leading depth axis (the scan_blocks layout)."""
+  names = sorted((k for k in params if re.fullmatch(r'blocks_\d+', k)), key=lambda k: int(k[7:]))
+  if not names:
+    return dict(params)
+  out = {k: v for k, v in params.items() if k not in names}
+  out['blocks'] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                               *[params[k] for k in names])
+  return out
+
+
+def unstack_blocks(params: Mapping) -> dict:
+  """Inverse of `stack_blocks` (a no-op on unstacked parameters)."""
+  if 'blocks' not in params:
+    return dict(params)
+  stacked = jax.device_get(params['blocks'])
+  out = {k: v for k, v in params.items() if k != 'blocks'}
+  for i in range(jax.tree.leaves(stacked)[0].shape[0]):
+    out[f'blocks_{i}'] = jax.tree.map(lambda a, i=i: a[i], stacked)
+  return out
+
+
+def blocks_layout(params: Mapping, cfg: ModelConfig) -> dict:
+  """`params` (either layout) in the layout that `cfg` builds."""
+  return stack_blocks(params) if cfg.scan_blocks else unstack_blocks(params)
+
+
+def _unscanned(cfg: ModelConfig) -> ModelConfig:
+  return dataclasses.replace(cfg, scan_blocks=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,7 +217,7 @@ def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   """Official key -> shape for a model config (no computation, shapes only)."""
-  shapes = jax.eval_shape(lambda: init_variables(Motionformer(cfg), jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: init_variables(Motionformer(_unscanned(cfg)), jax.random.key(0)))
   flat = traverse_util.flatten_dict(shapes['params'])
   return {official_key(p): tuple(_to_official(p, np.zeros(v.shape, np.int8)).shape)
           for p, v in flat.items()}
@@ -203,17 +238,17 @@ def params_from_state_dict(sd: StateDict, cfg: ModelConfig) -> dict:
       if keys:
         lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
     raise CheckpointMismatchError('\n'.join(lines))
-  shapes = jax.eval_shape(lambda: init_variables(Motionformer(cfg), jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: init_variables(Motionformer(_unscanned(cfg)), jax.random.key(0)))
   flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype)
           for p in traverse_util.flatten_dict(shapes['params'])}
-  return traverse_util.unflatten_dict(flat)
+  return blocks_layout(traverse_util.unflatten_dict(flat), cfg)
 
 
 def export_official(variables, cfg: ModelConfig) -> dict[str, np.ndarray]:
   """Flax variables -> official state dict (numpy, PyTorch layouts)."""
   del cfg  # the key table does not depend on it; kept for a symmetric API
   params = variables['params'] if 'params' in variables else variables
-  flat = traverse_util.flatten_dict(jax.device_get(params))
+  flat = traverse_util.flatten_dict(unstack_blocks(jax.device_get(params)))
   return {official_key(p): np.ascontiguousarray(_to_official(p, np.asarray(v)))
           for p, v in flat.items()}
 
