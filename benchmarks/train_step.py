@@ -49,6 +49,7 @@ def jax_worker(spec):
   import jax
   import jax.numpy as jnp
   import optax
+  from mformer_jax import fused
   from mformer_jax.model import Motionformer, ModelConfig
 
   dtype = spec.get('dtype', 'float32')
@@ -62,7 +63,7 @@ def jax_worker(spec):
   tx = optax.adamw(1e-4, weight_decay=0.05)
   init = jax.jit(lambda key: model.init(key, clip[:1])['params'])
 
-  def step(params, opt_state, clip, labels, rng):
+  def standard_step(params, opt_state, clip, labels, rng):
     def loss_fn(p):
       logits = model.apply({'params': p}, clip.astype(cfg.compute_dtype), train=True,
                            rngs={'dropout': rng})
@@ -70,6 +71,17 @@ def jax_worker(spec):
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+  def fused_step(params, opt_state, clip, labels, rng):  # AdamW inside the backward pass
+    loss_fn = lambda out: (optax.softmax_cross_entropy_with_integer_labels(out, labels).mean(),
+                           None)
+    params, opt_state, loss, _, _ = fused.train_step(
+        model, tx, params, opt_state, clip.astype(cfg.compute_dtype), loss_fn, {'dropout': rng})
+    return params, opt_state, loss
+
+  step = standard_step
+  if spec.get('fused'):
+    tx, step = fused.AdamW(lambda count: 1e-4, weight_decay=0.05), fused_step
 
   # Compile everything from shapes first, so that compilation's own memory is not on top of
   # the state (as the trainer does).
@@ -133,8 +145,8 @@ def torch_worker(spec):
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--ours', default='chunked:full',
-                  help='comma list of trajectory_impl:remat[:scan] configurations of our model '
-                       '(scan = scan_blocks=True)')
+                  help='comma list of trajectory_impl:remat[:scan[:fused]] configurations of our '
+                       'model (scan = scan_blocks=True, fused = AdamW inside the backward pass)')
   ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--rounds', type=int, default=1)
   ap.add_argument('--dtype', default='float32')
@@ -158,10 +170,10 @@ def main():
       todo.append((args.official_python, dict(impl='torch',
                                               official_repo=os.path.abspath(args.official_repo))))
     for conf in args.ours.split(','):
-      impl, remat, *scan = conf.split(':')
+      impl, remat, *extra = conf.split(':')
       flags = common.MEMORY_SCHEDULER if args.memory_scheduler else ''
       todo.append((sys.executable, dict(impl='jax', impl_=impl, remat=remat, dtype=args.dtype,
-                                        scan=scan == ['scan'],
+                                        scan='scan' in extra, fused='fused' in extra,
                                         xla_flags=flags,
                                         batch=args.batch, peak_tflops=args.peak_tflops,
                                         attention_backend=args.attention_backend)))

@@ -88,6 +88,9 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   t.decay_norms_and_biases = True             # official: decay on every parameter
   t.label_smoothing = 0.2
   t.grad_clip_norm = 0.0                      # 0 = off (official)
+  # AdamW inside the backward pass, block by block (fused.py): one block's gradient live at a
+  # time. Needs model.scan_blocks=True and grad_clip_norm=0.
+  t.fused_update = False
   t.log_every_steps = 50
   t.max_steps = -1                            # >0 caps the run (smoke tests)
 

@@ -173,6 +173,11 @@ class Block(nn.Module):
     return x + drop_path(mlp(norm(name='norm2')(x), train=train), train=train)
 
 
+def drop_path_rates(cfg: ModelConfig) -> np.ndarray:
+  """Stochastic depth per block, rising linearly from 0 (official)."""
+  return np.linspace(0, cfg.drop_path, cfg.depth) if cfg.depth > 1 else np.zeros(1)
+
+
 class Motionformer(nn.Module):
   cfg: ModelConfig
 
@@ -202,7 +207,7 @@ class Motionformer(nn.Module):
       if c.remat not in ('none', 'tied'):
         block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(2,))
       self.blocks = [block(c, float(r), name=f'blocks_{i}')
-                     for i, r in enumerate(self.drop_path_rates())]
+                     for i, r in enumerate(drop_path_rates(c))]
     kw = dict(dtype=c.compute_dtype, param_dtype=pdt)
     self.norm = nn.LayerNorm(epsilon=1e-6, name='norm', **kw)
     self.pre_logits = Dense(d, name='pre_logits', **kw)
@@ -213,11 +218,6 @@ class Motionformer(nn.Module):
     else:
       self.heads = {'logits': Dense(c.num_classes, name='head', **kw)}
 
-  def drop_path_rates(self):
-    """Stochastic depth per block, rising linearly from 0 (official)."""
-    c = self.cfg
-    return np.linspace(0, c.drop_path, c.depth) if c.depth > 1 else np.zeros(1)
-
   def _scan_blocks(self, x, train: bool, first_landmarks):
     """All blocks as one lax.scan: XLA compiles one block instead of `depth` copies, so the
     program (and the process's memory for it) is ~depth x smaller and compiles ~5x faster.
@@ -227,7 +227,7 @@ class Motionformer(nn.Module):
     key (no 'landmarks' RNG) is the same in every block.
     """
     c = self.cfg
-    rates = jnp.asarray(self.drop_path_rates(), jnp.float32) if c.drop_path else None
+    rates = jnp.asarray(drop_path_rates(c), jnp.float32) if c.drop_path else None
 
     def body(block, x, per_layer):
       rate, fl = per_layer
@@ -268,8 +268,8 @@ class Motionformer(nn.Module):
     tokens = (self.temp_embed[0][:, None, :] + spatial[None]).reshape(-1, spatial.shape[-1])
     return jnp.concatenate([self.pos_embed[:, :1], tokens[None]], axis=1)
 
-  def features(self, clip, *, train: bool = False, first_landmarks=None):
-    """Encoder: clip -> all tokens after the final LayerNorm, (B, 1+N, D)."""
+  def embed(self, clip):
+    """Clip -> the first block's input: cls + tubelet tokens + position embedding, (B, 1+N, D)."""
     c = self.cfg
     if clip.ndim != 5 or clip.shape[-1] != 3:
       raise ValueError(f'expected a clip (B, T, H, W, 3), got shape {clip.shape}')
@@ -283,6 +283,12 @@ class Motionformer(nn.Module):
     cls = jnp.broadcast_to(self.cls_token, (b, 1, c.embed_dim))
     x = (jnp.concatenate([cls, x], axis=1) + pos).astype(c.compute_dtype)
     self.sow('intermediates', 'block0_in', x)
+    return x
+
+  def features(self, clip, *, train: bool = False, first_landmarks=None):
+    """Encoder: clip -> all tokens after the final LayerNorm, (B, 1+N, D)."""
+    c = self.cfg
+    x = self.embed(clip)
     if c.scan_blocks:
       return self.norm(self._scan_blocks(x, train, first_landmarks))
     for i, blk in enumerate(self.blocks):
@@ -294,6 +300,18 @@ class Motionformer(nn.Module):
       self.sow('intermediates', f'block{i}_out', x)
     return self.norm(x)
 
+  def head(self, x, *, train: bool = False, return_features=False):
+    """Last block's output (B, 1+N, D) -> logits (or {'verb', 'noun'}), from the cls token."""
+    return self._classify(self.norm(x), train, return_features)
+
+  def _classify(self, x, train: bool, return_features: bool):
+    feat = jnp.tanh(self.pre_logits(x[:, 0]))
+    y = self.head_drop(feat, deterministic=not train)
+    out = {k: head(y).astype(jnp.promote_types(y.dtype, jnp.float32))
+           for k, head in self.heads.items()}
+    out = out['logits'] if 'logits' in out else out
+    return (out, feat) if return_features else out
+
   def __call__(self, clip, *, train: bool = False, first_landmarks=None, return_features=False):
     """Logits (B, classes), or {'verb', 'noun'} for Epic-Kitchens.
 
@@ -302,12 +320,7 @@ class Motionformer(nn.Module):
     return_features: also return the (B, D) pre-logits feature (after tanh).
     """
     x = self.features(clip, train=train, first_landmarks=first_landmarks)
-    feat = jnp.tanh(self.pre_logits(x[:, 0]))
-    y = self.head_drop(feat, deterministic=not train)
-    out = {k: head(y).astype(jnp.promote_types(y.dtype, jnp.float32))
-           for k, head in self.heads.items()}
-    out = out['logits'] if 'logits' in out else out
-    return (out, feat) if return_features else out
+    return self._classify(x, train, return_features)
 
 
 def init_variables(model: Motionformer, rng, batch_size: int = 1):

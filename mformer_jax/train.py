@@ -17,7 +17,7 @@ import optax
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from mformer_jax import checkpointing, convert, evaluate, optim, sharding
+from mformer_jax import checkpointing, convert, evaluate, fused, optim, sharding
 from mformer_jax.data import pipeline
 
 
@@ -134,7 +134,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # ---- Model, optimizer and sharded state.
   mesh = sharding.make_mesh()
   model = evaluate.make_model(config)
-  tx, schedule = optim.make_optimizer(t, lengths['steps_per_epoch'])
+  if t.fused_update:
+    tx, schedule = optim.make_fused_optimizer(t, lengths['steps_per_epoch'])
+    if not model.cfg.scan_blocks:
+      raise ValueError('train.fused_update=True needs model.scan_blocks=True')
+  else:
+    tx, schedule = optim.make_optimizer(t, lengths['steps_per_epoch'])
   seed_key = jax.random.key(config.seed)
 
   def init_state(params):
@@ -172,17 +177,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
     drop_rng, landmark_rng = jax.random.split(rng)
 
-    def loss_fn(params):
-      out = model.apply({'params': params}, batch['clip'], train=True,
-                        rngs={'dropout': drop_rng, 'landmarks': landmark_rng})
-      return loss_and_metrics(out, batch, t.label_smoothing)
+    rngs = {'dropout': drop_rng, 'landmarks': landmark_rng}
+    if t.fused_update:
+      params, opt_state, _, metrics, grad_norm = fused.train_step(
+          model, tx, state['params'], state['opt_state'], batch['clip'],
+          lambda out: loss_and_metrics(out, batch, t.label_smoothing), rngs)
+    else:
+      def loss_fn(params):
+        out = model.apply({'params': params}, batch['clip'], train=True, rngs=rngs)
+        return loss_and_metrics(out, batch, t.label_smoothing)
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    metrics['grad_norm'] = (optax.tree.norm(grads), 1)
+      (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+      updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+      params, grad_norm = optax.apply_updates(state['params'], updates), optax.tree.norm(grads)
+    metrics['grad_norm'] = (grad_norm, 1)
     metrics['learning_rate'] = (schedule(state['step']), 1)
-    new_state = {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
-                 'step': state['step'] + 1, 'rng': state['rng']}
+    new_state = {'params': params, 'opt_state': opt_state, 'step': state['step'] + 1,
+                 'rng': state['rng']}
     return new_state, metrics
 
   step_fn = jax.jit(train_step, in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl),
