@@ -16,16 +16,16 @@ alternatives, equal to it in float32 (values and gradients; tests/test_fast_atte
   after the qkv projection is per query (query s only needs row s of the scores and its own F
   trajectory tokens), which is what makes the fusion exact.
 
-Both fast modes (and the approximations when a fast mode is selected) compute only the half of
-`proj_kv` that is used: with values='original' the temporal values are the trajectory tokens
+Both fast modes (and the approximations when a fast mode is selected) compute only what is
+used of `proj_kv`: with values='original' the temporal values are the trajectory tokens
 themselves and the v-half of `proj_kv` is dead weight (its parameters still exist, for
-checkpoint compatibility; they get zero gradient as in the reference).
+checkpoint compatibility; they get zero gradient as in the reference), and the k-half is
+applied to the query instead of the N*F trajectory tokens (`temporal_from_tokens`).
 """
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
-from jax.ad_checkpoint import checkpoint_name
 
 IMPLS = ('einsum', 'frames', 'chunked')
 BACKENDS = ('xla', 'cudnn', 'auto')   # jax.nn.dot_product_attention implementation; auto = None
@@ -65,6 +65,11 @@ def temporal_from_tokens(traj, frame_of_query, wq, bq, wkv, bkv, *, values: str,
   traj: (B, C, F, h, d) trajectory tokens of C queries; frame_of_query: (C,) int, the frame of
   each query (its diagonal token). wq/bq: proj_q; wkv/bkv: the full proj_kv (D, 2D) / (2D,).
   Returns out (B, C, h, d) and the temporal attention (B, h, C, F).
+
+  With values='original' the keys only ever meet the query in a dot product, so the query is
+  projected back through the key weights instead of projecting all F trajectory tokens:
+  q . (W_h^T x + b_h) = (W_h q) . x + q . b_h per head h. Exact up to rounding, and F times
+  fewer multiply-adds than proj_kv on N*F tokens (that projection is 1/3 of Mformer-B's FLOPs).
   """
   b, c, f, h, d = traj.shape
   dim = h * d
@@ -72,22 +77,29 @@ def temporal_from_tokens(traj, frame_of_query, wq, bq, wkv, bkv, *, values: str,
   own = (frame_of_query[:, None] == jnp.arange(f))[None, :, :, None]   # (1, C, F, 1)
   diag = jnp.sum(jnp.where(own, xm, 0), axis=2)                          # exact: one term
   q2 = _heads(_dense(diag, wq, bq), h) * scale                          # (B, C, h, d)
-  k2 = checkpoint_name(_heads(_dense(xm, wkv[:, :dim], bkv[:dim]), h), 'trajectory_keys')
-  vals = traj if values == 'original' else _heads(_dense(xm, wkv[:, dim:], bkv[dim:]), h)
-  a = _softmax(jnp.einsum('bchd,bcfhd->bhcf', q2, k2))
+  if values == 'original':
+    wk, bk = wkv[:, :dim].reshape(dim, h, d), bkv[:dim].reshape(h, d)
+    back = jnp.einsum('bchd,jhd->bchj', q2, wk)                          # (B, C, h, D)
+    logits = (jnp.einsum('bchj,bcfj->bhcf', back, xm)
+              + jnp.einsum('bchd,hd->bhc', q2, bk)[..., None])
+    vals = traj
+  else:
+    k2 = _heads(_dense(xm, wkv[:, :dim], bkv[:dim]), h)
+    logits = jnp.einsum('bchd,bcfhd->bhcf', q2, k2)
+    vals = _heads(_dense(xm, wkv[:, dim:], bkv[dim:]), h)
+  a = _softmax(logits)
   return jnp.einsum('bhcf,bcfhd->bchd', a, vals), a
 
 
 def trajectory_chunked(q, k, v, proj, *, num_frames: int, values: str, scale: float,
-                       query_chunk: int = 0, remat: bool = True, save_keys: bool = False):
+                       query_chunk: int = 0, remat: bool = True):
   """Fused exact trajectory attention (spatial + temporal) over query chunks.
 
   q (scaled), k, v: (B, N, h, d) patch tokens; proj = (wq, bq, wkv, bkv) the proj_q and proj_kv
   parameters (already in the compute dtype). query_chunk: queries per chunk (0 = one frame, P);
   N is padded up to a multiple (padded queries are computed and dropped).
   remat: recompute each chunk in the backward pass (without it the loop stacks every chunk's
-  residuals, i.e. the (N, N) scores again). save_keys: keep the temporal keys (N*F*D floats)
-  instead of recomputing their projection: ~6% less CPU time, ~25% more scratch at Mformer-B.
+  residuals, i.e. the (N, N) scores again).
   Returns out (B, N, h, d) and the temporal attention (B, h, N, F).
   """
   b, n, h, d = k.shape
@@ -96,23 +108,25 @@ def trajectory_chunked(q, k, v, proj, *, num_frames: int, values: str, scale: fl
   c = p if query_chunk <= 0 else min(query_chunk, n)
   nc = -(-n // c)
   pad = nc * c - n
-  kf = k.reshape(b, f, p, h, d)
-  vf = v.reshape(b, f, p, h, d)
+  # Operands laid out once so that both spatial products are plain batched matmuls (XLA:CPU
+  # runs einsums with interleaved batch dimensions 2-3x slower).
+  kt = k.reshape(b, f * p, h, d).transpose(0, 2, 3, 1)                 # (B, h, d, F*P)
+  vt = v.reshape(b, f, p, h, d).transpose(0, 3, 1, 2, 4)               # (B, h, F, P, d)
   frame = jnp.minimum(jnp.arange(nc * c) // p, f - 1).reshape(nc, c)
   qc = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, nc, c, h, d).swapaxes(0, 1)
 
   def body(args):
     qi, fi = args
-    a = _softmax(jnp.einsum('bchd,bfphd->bhcfp', qi, kf))
-    traj = jnp.einsum('bhcfp,bfphd->bcfhd', a, vf)                    # (B, C, F, h, d)
+    a = _softmax(jnp.einsum('bchd,bhdx->bhcx', qi, kt).reshape(b, h, c, f, p))
+    traj = jnp.einsum('bhfcp,bhfpd->bhfcd', a.transpose(0, 1, 3, 2, 4), vt)
+    traj = traj.transpose(0, 3, 2, 1, 4)                                # (B, C, F, h, d)
     return temporal_from_tokens(traj, fi, *proj, values=values, scale=scale)
 
   if remat:
     # Save nothing inside a chunk: the backward pass recomputes the chunk's scores, so only the
     # chunk inputs (C queries) are kept per step, never N x N or N x F x D.
-    body = jax.checkpoint(body, prevent_cse=False, policy=(
-        jax.checkpoint_policies.save_only_these_names('trajectory_keys') if save_keys
-        else jax.checkpoint_policies.nothing_saveable))
+    body = jax.checkpoint(body, prevent_cse=False,
+                          policy=jax.checkpoint_policies.nothing_saveable)
   out, attn = jax.lax.map(body, (qc, frame))              # (nc, B, C, h, d), (nc, B, h, C, F)
   out = out.swapaxes(0, 1).reshape(b, nc * c, h, d)[:, :n]
   attn = attn.transpose(1, 2, 0, 3, 4).reshape(b, h, nc * c, f)[:, :, :n]

@@ -17,6 +17,9 @@ TINY = {
     'checkpoint.every_steps': 4, 'eval.every_epochs': 0.0, 'eval.batch_size': 8,
 }
 
+# The memory-lean update: blocks stacked under one lax.scan, AdamW inside the backward pass.
+FUSED = {'model.scan_blocks': True, 'train.fused_update': True}
+
 
 def config(**overrides):
   """configs/demo.py with TINY and `overrides` ('a.b': value) applied."""
