@@ -66,6 +66,11 @@ def restore(mngr, step: int, abstract_state, shardings):
   return {'params': out['params'], **out['train']}, out['meta']
 
 
+def read_meta(mngr, step: int) -> dict:
+  """The JSON metadata of a checkpoint alone (cheap: no arrays are read)."""
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
 def restore_params(mngr, step: int, abstract_params, shardings):
   """Only the parameters of a checkpoint (eval, predict, fine-tuning from an own run)."""
   return mngr.restore(step, args=ocp.args.Composite(

@@ -154,6 +154,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mngr = checkpointing.manager(workdir, ck)
   start = mngr.latest_step()
   if start is not None:
+    # The state's structure depends on these two; say so instead of failing inside orbax.
+    saved = checkpointing.read_meta(mngr, start)
+    layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
+    if layout != (model.cfg.scan_blocks, bool(t.fused_update)):
+      raise ValueError(
+          f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
+          f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
+          f'workdir from its parameters with init.checkpoint, which converts the layout)')
     state, meta = checkpointing.restore(mngr, start, abstract, state_sh)
     logging.info('Resumed from %s at step %d (epoch %.2f)', mngr.directory, start,
                  start / lengths['steps_per_epoch'])
@@ -202,7 +210,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   def checkpoint(step, results=None):
     meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
-            'model': dict(model.cfg.__dict__)}
+            'model': dict(model.cfg.__dict__), 'fused_update': bool(t.fused_update)}
     checkpointing.save(mngr, state, meta, metrics=results and {
         ck.best_metric: results[ck.best_metric]})
 

@@ -126,3 +126,21 @@ def test_gradients_are_never_all_live():
   saved = temp(reference, jax.eval_shape(tx.init, shapes)) - temp(
       ours, jax.eval_shape(opt.init, shapes))
   assert saved > 0.3 * block_bytes, (saved, block_bytes)
+
+
+def test_bfloat16_compute_keeps_float32_state():
+  """Mixed precision as in the training configs: bf16 activations, float32 params and moments."""
+  cfg = dataclasses.replace(CFG, dtype='bfloat16')
+  model = Motionformer(cfg)
+  clip, labels = _data()
+  params = model.init(jax.random.key(0), clip[:1])['params']
+  opt = fused.AdamW(schedule, mask=optim.decay_mask)
+  step = jax.jit(lambda p, s: fused.train_step(model, opt, p, s, clip.astype(jnp.bfloat16),
+                                               lambda out: _loss(out, labels),
+                                               {'dropout': jax.random.key(2)}))
+  new, state, loss, _, norm = step(params, opt.init(params))
+  f32 = fused.train_step(Motionformer(CFG), opt, params, opt.init(params), clip,
+                         lambda out: _loss(out, labels), {'dropout': jax.random.key(2)})
+  assert {a.dtype for a in jax.tree.leaves((new, state['mu'], state['nu']))} == {np.dtype('float32')}
+  np.testing.assert_allclose(loss, f32[2], rtol=2e-2)
+  np.testing.assert_allclose(norm, f32[4], rtol=5e-2)

@@ -127,6 +127,14 @@ def test_fused_update_trains_like_the_standard_step(tmp_path):
   assert fused_run['steps'] == standard['steps'] == 8 and 0 <= fused_run['top1'] <= 1
   with pytest.raises(ValueError, match='scan_blocks'):
     train.train_and_evaluate(tf_.config(**{'train.fused_update': True}), str(tmp_path / 'x'))
+  with pytest.raises(ValueError, match='written with model.scan_blocks=True and '
+                     'train.fused_update=True'):   # resuming with another optimizer state layout
+    train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'fused'))
+  # ... while starting a new run from its parameters converts the layout.
+  fresh = train.train_and_evaluate(tf_.config(**{**over, 'model.scan_blocks': False,
+                                                 'init.checkpoint': str(tmp_path / 'fused'),
+                                                 'train.num_epochs': 0.5}), str(tmp_path / 'z'))
+  assert fresh['steps'] == 2
   with pytest.raises(ValueError, match='grad_clip_norm'):
     train.train_and_evaluate(tf_.config(**over, **{'train.fused_update': True,
                                                    'train.grad_clip_norm': 1.0}),
