@@ -1,6 +1,7 @@
-"""Markdown tables from the JSON files the benchmark scripts write.
+"""Markdown tables from the JSON files the benchmark scripts write; a plot of the training step.
 
     python benchmarks/report.py benchmarks/results_layer.json [more.json ...]
+    python benchmarks/report.py benchmarks/results_train_step.json --plot=benchmarks/train_step.png
 """
 import json
 import sys
@@ -54,12 +55,18 @@ def lean_vs_einsum(data, lean='traj_chunked', ref='traj_einsum'):
   return '\n'.join(lines)
 
 
+def _train_label(r):
+  if r['impl'] == 'torch':
+    return 'official PyTorch'
+  extra = ''.join(f', {k}' for k in ('scan', 'fused') if r.get(k))
+  return f'ours {r["impl_"]}, remat={r["remat"]}{extra}'
+
+
 def train_table(data):
   lines = ['| run | config | step wall s (median) | step CPU s | clips/s | XLA temp MB | '
            'peak RSS MB | steps (wall s) |', '|---|---|---|---|---|---|---|---|']
   for r in data['runs']:
-    conf = ('official PyTorch' if r['impl'] == 'torch'
-            else f'ours {r["impl_"]}, remat={r["remat"]}')
+    conf = _train_label(r)
     if 'error' in r:
       lines.append(f'| {r.get("round", 0)} | {conf} | error: {r["error"][:60]} | | | | | |')
       continue
@@ -69,7 +76,39 @@ def train_table(data):
   return '\n'.join(lines)
 
 
+def plot_train(data, out: str) -> None:
+  """Clips/s and peak memory per configuration, with the issue's targets relative to official."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = [r for r in data['runs'] if 'median_s' in r]
+  official = next(r for r in runs if r['impl'] == 'torch')
+  labels = [_train_label(r) for r in runs]
+  colors = ['tab:gray' if r['impl'] == 'torch' else 'tab:blue' for r in runs]
+  fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(runs) + 1.5), sharey=True)
+  panels = ((axes[0], 'clips_per_s', 'clips/s (higher is better)', 2 * official['clips_per_s'],
+             '2x official', 'upper right'),
+            (axes[1], 'peak_rss_mb', 'peak RSS MB (lower is better)',
+             official['peak_rss_mb'] / 3, '1/3 of official', 'lower right'))
+  for ax, key, title, target, target_label, where in panels:
+    values = [r[key] for r in runs]
+    ax.barh(range(len(runs)), values, color=colors)
+    ax.axvline(target, color='tab:red', ls='--', label=target_label)
+    for i, v in enumerate(values):
+      ax.text(v, i, f' {v / official[key]:.2f}x', va='center')
+    ax.set_title(title)
+    ax.legend(loc=where)
+  axes[0].set_yticks(range(len(runs)), labels)
+  axes[0].invert_yaxis()
+  fig.suptitle('Mformer-B training step, float32, batch 1, 16x224, CPU '
+               f'({data["machine"]["cores"]} cores, {data["machine"]["date"][:10]})')
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+
+
 def main(paths):
+  plot = [p.split('=', 1)[1] for p in paths if p.startswith('--plot=')]
+  paths = [p for p in paths if not p.startswith('--plot=')]
   for path in paths:
     with open(path) as fh:
       data = json.load(fh)
@@ -78,6 +117,9 @@ def main(paths):
     print(attention_table(data) if 'variant' in first else train_table(data))
     if first.get('scope') == 'layer':
       print('\n' + lean_vs_einsum(data))
+    if plot and 'variant' not in first:
+      plot_train(data, plot[0])
+      print(f'\nplot: {plot[0]}')
     print()
 
 
