@@ -16,7 +16,7 @@ from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
 from mformer_jax import convert
-from mformer_jax.model import ModelConfig
+from mformer_jax.model import ModelConfig, Motionformer
 
 HEAD_KEYS = ('head', 'head0', 'head1')
 
@@ -117,3 +117,29 @@ def latest_params(workdir: str):
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     params = restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved))
     return step, jax.device_get(params)
+
+
+def load_model(source: str, **overrides):
+  """(model, {'params': numpy params}) from any trained or converted model, ready to apply.
+
+  source: a workdir of this trainer (its latest checkpoint; the model config saved with it), a
+  `mformer_jax.convert` folder, or an official .pyth/.pth/.npz. overrides replace ModelConfig
+  fields that do not change the parameters (e.g. dtype='float64', trajectory_impl='einsum');
+  the parameters come in the layout the (overridden) config asks for (stacked or per block).
+  """
+  if (path(source) / 'checkpoints').is_dir():
+    with manager(source, read_only=True) as mngr:
+      step = mngr.latest_step()
+      if step is None:
+        raise FileNotFoundError(f'{source}/checkpoints holds no finished checkpoint')
+      fields = read_meta(mngr, step)['model']
+    params = latest_params(source)[1]
+  elif path(source).is_dir():
+    cfg, params = convert.load_params(source)
+    fields = dict(cfg.__dict__)
+  else:
+    model, variables = convert.load_official(source, overrides or None)
+    return model, variables
+  cfg = ModelConfig.from_config({**fields, **overrides})
+  params = jax.tree.map(lambda x: np.asarray(x, cfg.param_dtype), convert.blocks_layout(params, cfg))
+  return Motionformer(cfg), {'params': params}
