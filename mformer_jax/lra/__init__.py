@@ -1,0 +1,1 @@
+"""Long Range Arena (ListOps) with exact, Orthoformer, Nystrom and Performer attention."""
