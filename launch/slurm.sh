@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-node GPU training under SLURM: one process per node, all its GPUs local to it.
 #
-#   sbatch --nodes=4 launch/slurm.sh --config=configs/k400.py:motionformer \
+#   sbatch --nodes=4 launch/slurm.sh --config=configs/k400_base.py \
 #       --workdir=/shared/mformer/k400 --config.data.data_dir=/shared/k400_prepared \
 #       --config.init.imagenet=/shared/vit_b16.pth
 #

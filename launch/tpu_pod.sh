@@ -4,7 +4,7 @@
 #   export TPU_NAME=mformer ZONE=us-central2-b ACCELERATOR=v4-32 BUCKET=my-bucket
 #   bash launch/tpu_pod.sh create
 #   bash launch/tpu_pod.sh install
-#   bash launch/tpu_pod.sh run --config=configs/k400.py:motionformer \
+#   bash launch/tpu_pod.sh run --config=configs/k400_base.py \
 #       --workdir=gs://$BUCKET/mformer/k400 --config.data.data_dir=gs://$BUCKET/k400_prepared \
 #       --config.init.imagenet=gs://$BUCKET/vit_b16.npz
 #   bash launch/tpu_pod.sh delete
@@ -33,7 +33,7 @@ case "${1:-}" in
     git archive --format=tar.gz -o /tmp/mformer_jax.tgz HEAD
     gcloud compute tpus tpu-vm scp /tmp/mformer_jax.tgz "$TPU_NAME": --zone="$ZONE" --worker=all
     ssh_all "mkdir -p $REMOTE_DIR && tar -xzf mformer_jax.tgz -C $REMOTE_DIR && cd $REMOTE_DIR \
-      && MFORMER_NO_TORCH=1 bash launch/setup_env.sh \
+      && MFORMER_TORCH=off bash launch/setup_env.sh \
       && .venv/bin/pip install -q 'jax[tpu]==$(grep '^jax==' requirements.txt | cut -d= -f3)'"
     ;;
   run)

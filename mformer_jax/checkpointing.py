@@ -1,5 +1,11 @@
 """Checkpoints: the run's own orbax CheckpointManager, and loading weights from elsewhere.
 
+Three ways to get parameters (initialising is `model.init_variables`):
+* `restore` / `latest_params`: our own checkpoints (a workdir of this trainer);
+* `import_params`: foreign weights onto a fresh model (an official .pyth/.npz, a
+  `mformer_jax.convert` folder, another run's workdir, or ImageNet ViT weights);
+* `load_model`: (model, variables) of any of those, ready to apply (analysis, notebooks).
+
 Layout: WORKDIR/checkpoints/<step>/{params, train, meta}. `train` holds the optimizer state, the
 step and the base RNG key; the data position is the step itself (the input pipeline restarts at
 `start_step`). Orbax writes each step into a temporary folder and renames it when complete, so a
@@ -16,9 +22,9 @@ from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
 from mformer_jax import convert
-from mformer_jax.model import ModelConfig, Motionformer
+from mformer_jax.model import HEAD_PARAMS, ModelConfig, Motionformer
 
-HEAD_KEYS = ('head', 'head0', 'head1')
+HEAD_KEYS = tuple(HEAD_PARAMS.values())
 
 
 def path(p) -> epath.Path:
@@ -77,20 +83,27 @@ def restore_params(mngr, step: int, abstract_params, shardings):
       params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))['params']
 
 
-def pretrained_params(source: str, fresh_params, cfg: ModelConfig, *, reset_head: bool):
-  """Parameters from an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir
-  of this trainer, as numpy, onto the structure of `fresh_params` (our model's init).
+def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', imagenet: str = '',
+                  reset_head: bool = False, log=print):
+  """Foreign weights (numpy) onto the structure of `fresh_params` (our model's init).
 
-  reset_head keeps the freshly initialised classifier (K400 -> SSv2 fine-tuning); every other
-  tensor must exist with the right shape, else one error lists the differences.
+  checkpoint: an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir of this
+  trainer; every tensor must exist with the right shape, else one error lists the differences.
+  reset_head keeps the freshly initialised classifier (K400 -> SSv2 fine-tuning).
+  imagenet: a timm ViT-B/16 state dict, loaded by the official same-key-and-shape rule.
   """
+  if checkpoint and imagenet:
+    raise ValueError('set init.checkpoint or init.imagenet, not both')
+  if imagenet:
+    return convert.init_from_imagenet({'params': fresh_params}, imagenet, cfg, log=log)[0]['params']
+  log(f'Initialising from {checkpoint} (reset_head={reset_head})')
   fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
-  if (path(source) / 'checkpoints').is_dir():
-    loaded = latest_params(source)[1]
-  elif path(source).is_dir():
-    loaded = convert.load_params(source)[1]
+  if (path(checkpoint) / 'checkpoints').is_dir():
+    loaded = latest_params(checkpoint)[1]
+  elif path(checkpoint).is_dir():
+    loaded = convert.load_params(checkpoint)[1]
   else:
-    loaded = convert.load_official(source)[1]['params']
+    loaded = convert.load_official(checkpoint)[1]['params']
   loaded = traverse_util.flatten_dict(convert.blocks_layout(loaded, cfg))  # stacked or not
   if reset_head:
     loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
@@ -102,7 +115,7 @@ def pretrained_params(source: str, fresh_params, cfg: ModelConfig, *, reset_head
     hint = ('' if reset_head else
             ' (fine-tuning to a new label set? add --config.init.reset_head=True)')
     raise convert.CheckpointMismatchError(
-        f'{source} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
+        f'{checkpoint} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
   out = {k: np.asarray(loaded.get(k, v), v.dtype) for k, v in fresh.items()}
   return traverse_util.unflatten_dict(out)
 

@@ -12,30 +12,26 @@ Released models (spec: ../shared/reference/motionformer_spec.md sections 1.8, 6)
 Global batches follow the maintainer's statement (8 nodes x 8 GPUs: 4 clips/GPU for B models,
 int(12/8) = 1 clip/GPU for L/HR); the yaml files' NUM_SHARDS=4 would halve them.
 """
+import dataclasses
+
 import ml_collections
 
 from mformer_jax.data import config as data_config_lib
+from mformer_jax.model import ModelConfig
 
-DATASETS = ('kinetics400', 'kinetics600', 'ssv2', 'epic_kitchens', 'synthetic_motion')
+DATASETS = data_config_lib.DATASETS
 VARIANTS = ('motionformer', 'motionformer_l', 'motionformer_hr', 'joint', 'divided', 'space',
             'orthoformer')
 
 
 def model_config(variant: str) -> ml_collections.ConfigDict:
-  """ViT-B/16 with 2x16x16 tubelets; the variant picks frames, crop and attention."""
-  m = ml_collections.ConfigDict(dict(
-      num_classes=400, epic_kitchens=False, num_verbs=97, num_nouns=300,
-      num_frames=16, img_size=224, patch_size=16, tubelet_size=2, pretrain_img_size=224,
-      embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
-      attention='trajectory', trajectory_values='original', approx='none', num_landmarks=128,
-      nystrom_iters=6, performer_features=256, dropout=0.0, attn_dropout=0.0, drop_path=0.2,
-      head_dropout=0.0, dtype='bfloat16', remat='none',
-      # Exact and memory-lean (equal to the einsum reference in values and gradients, tested);
-      # on GPU prefer trajectory_impl='frames' with attention_backend='cudnn' in bfloat16.
-      trajectory_impl='chunked', query_chunk=0, attention_backend='xla',
-      # One lax.scan over stacked blocks: ~5x faster compiles and ~350 MB less host memory for
-      # the program; checkpoints then hold params['blocks'] stacked (convert.unstack_blocks).
-      scan_blocks=False))
+  """`ModelConfig`'s defaults (Mformer-B: ViT-B/16, 2x16x16 tubelets) with the training
+  choices on top; the variant picks frames, crop and attention."""
+  m = ml_collections.ConfigDict(dataclasses.asdict(ModelConfig()))
+  # Training differs from the reference defaults in two ways: the paper's mixed precision, and
+  # the exact memory-lean attention (equal to the einsum reference in values and gradients,
+  # tested; on GPU prefer trajectory_impl='frames' with attention_backend='cudnn').
+  m.dtype, m.trajectory_impl = 'bfloat16', 'chunked'
   if variant == 'motionformer_l':
     m.num_frames = 32
   elif variant == 'motionformer_hr':
@@ -66,10 +62,8 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
     rate = 8
   config.data = data_config_lib.data_config(dataset, num_frames=frames, sampling_rate=rate,
                                             crop_size=config.model.img_size)
-  if dataset == 'epic_kitchens':
-    config.model.epic_kitchens = True
-  else:
-    config.model.num_classes = config.data.num_classes
+  config.model.epic_kitchens = dataset == 'epic_kitchens'
+  config.model.num_classes = data_config_lib.num_classes(dataset)
   if dataset == 'ssv2' and variant == 'joint':
     config.data.rand_augment = ''   # the official SSv2 joint config has RandAugment off
   if dataset == 'kinetics400' and variant == 'motionformer_l':

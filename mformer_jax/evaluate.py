@@ -1,7 +1,8 @@
-"""Multi-view evaluation (official: sum of per-view softmax per video, then top-k) and predict.
+"""Evaluation and prediction: runs the model over the test views and writes the reports.
 
-Every host runs the model on its own views; the jitted forward returns its outputs replicated,
-so every host accumulates the same per-video scores and host 0 writes
+The metrics themselves (view ensemble, top-k, confusion) are `metrics.py`. Every host runs the
+model on its own views; the jitted forward returns its outputs replicated, so every host
+accumulates the same per-video scores and host 0 writes
 WORKDIR/eval/<tag>/{metrics.json, confusion_matrix[_verb|_noun].csv, ...png}.
 Each video must receive exactly `views_per_video` views; unreadable videos are counted and
 listed, never dropped silently.
@@ -14,45 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mformer_jax import checkpointing, sharding
+from mformer_jax import checkpointing, metrics, sharding
 from mformer_jax.data import pipeline
-from mformer_jax.model import ModelConfig, Motionformer, init_variables
-
-
-def make_model(config) -> Motionformer:
-  return Motionformer(ModelConfig.from_config(config.model))
-
-
-def init_params(model, key):
-  return init_variables(model, key)['params']
-
-
-def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-  """(N,) bool: label among the k highest scores."""
-  k = min(k, scores.shape[1])
-  return (np.argsort(-scores, axis=1, kind='stable')[:, :k] == labels[:, None]).any(1)
-
-
-def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted]."""
-  cm = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(cm, (labels, pred), 1)
-  return cm
-
-
-def head_metrics(scores, labels, class_names):
-  """top-1/top-5, mean per-class accuracy and the confusion matrix of one head."""
-  cm = confusion_matrix(scores.argmax(1), labels, scores.shape[1])
-  support = cm.sum(1)
-  per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
-  return {
-      'top1': float(topk_correct(scores, labels, 1).mean()),
-      'top5': float(topk_correct(scores, labels, 5).mean()),
-      'mean_class_accuracy': float(np.nanmean(per_class)) if support.any() else float('nan'),
-      'per_class': {name: {'accuracy': None if np.isnan(a) else float(a), 'videos': int(n)}
-                    for name, a, n in zip(class_names, per_class, support)},
-      'confusion': cm,
-  }
+from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
 
 def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
@@ -83,11 +48,22 @@ def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
   plt.close(fig)
 
 
-def class_names(data_cfg) -> dict:
-  """{head: names}: {'label': [...]} or Epic-Kitchens' {'verb': [...], 'noun': [...]}."""
-  if data_cfg.name == 'epic_kitchens':
-    return {h: pipeline.class_names(data_cfg, h) for h in ('verb', 'noun')}
-  return {'label': pipeline.class_names(data_cfg)}
+def write_report(directory, results: dict, per_head: dict, names: dict, unreadable) -> None:
+  """metrics.json (results, per-class accuracy, unreadable videos) and the confusion matrices."""
+  directory.mkdir(parents=True, exist_ok=True)
+  for h, m in per_head.items():
+    write_confusion(directory, 'confusion_matrix' + ('_' + h if head_prefix(h) else ''),
+                    m['confusion'], names[h])
+  report = {**results, 'unreadable': list(unreadable),
+            'per_class': {h: m['per_class'] for h, m in per_head.items()}}
+  (directory / 'metrics.json').write_text(json.dumps(report, indent=1))
+
+
+def _probabilities(model, params, clip, landmark_key):
+  """{head: softmax} of a batch of views. The Orthoformer draws a random first landmark even at
+  test time (official); a fixed key keeps evaluation reproducible."""
+  out = model.apply({'params': params}, clip, train=False, rngs={'landmarks': landmark_key})
+  return {k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in outputs_by_head(out).items()}
 
 
 class Evaluator:
@@ -96,14 +72,15 @@ class Evaluator:
   def __init__(self, config, model, mesh, workdir: str):
     self.config, self.mesh, self.workdir = config, mesh, checkpointing.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
+    self.names = pipeline.class_names(config.data)
+    sizes = {h: len(n) for h, n in self.names.items()}
+    if sizes != model.cfg.heads:
+      raise ValueError(f'the data has classes {sizes} but the model heads are {model.cfg.heads} '
+                       '(set model.num_classes, or data.synthetic.classes, to match)')
 
     def forward(params, batch, index):
-      # The Orthoformer draws a random first landmark even at test time (official); a fixed key
-      # per batch keeps evaluation reproducible.
-      out = model.apply({'params': params}, batch['clip'], train=False,
-                        rngs={'landmarks': jax.random.fold_in(jax.random.key(0), index)})
-      out = out if isinstance(out, dict) else {'label': out}
-      probs = {k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in out.items()}
+      probs = _probabilities(model, params, batch['clip'],
+                             jax.random.fold_in(jax.random.key(0), index))
       return probs, {k: v for k, v in batch.items() if k != 'clip'}
 
     # Replicated outputs: every host sees every row of the global batch.
@@ -115,12 +92,11 @@ class Evaluator:
         cfg.data, local_batch_size=self.local_batch, split='test',
         process_index=jax.process_index(), process_count=jax.process_count())
     # ds.num_videos is this host's share; video_index is global.
-    ensemble = Ensemble(pipeline.num_examples(cfg.data, 'test'), ds.views_per_video)
+    ensemble = metrics.Ensemble(pipeline.num_examples(cfg.data, 'test'), ds.views_per_video)
     for i, batch in enumerate(ds):
       ensemble.add(*jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh),
                                                  i)))
-    names = class_names(cfg.data)
-    results, per_head = ensemble.metrics(names)
+    results, per_head = ensemble.metrics(self.names)
     # Videos that could not be decoded were left out when the split was prepared; say so.
     skipped = [' '.join(map(str, s)) for s in ds.skipped]
     results['num_unreadable'] = len(skipped)
@@ -133,67 +109,20 @@ class Evaluator:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
     if jax.process_index() == 0:
       out = self.workdir / 'eval' / tag
-      out.mkdir(parents=True, exist_ok=True)
-      for h, m in per_head.items():
-        write_confusion(out, 'confusion_matrix' + ('' if h == 'label' else f'_{h}'),
-                        m['confusion'], names[h])
-      report = {**results, 'unreadable': skipped,
-                'per_class': {h: m['per_class'] for h, m in per_head.items()}}
-      (out / 'metrics.json').write_text(json.dumps(report, indent=1))
+      write_report(out, results, per_head, self.names, skipped)
       results['report_dir'] = str(out)
     return results
-
-
-class Ensemble:
-  """Per-video sums of view softmaxes. Views are counted, so a lost or doubled view is an error
-  rather than a quietly wrong accuracy."""
-
-  def __init__(self, num_videos: int, views_per_video: int):
-    self.views_per_video = views_per_video
-    self.views = np.zeros(num_videos, np.int64)
-    self.scores, self.labels = {}, {}
-
-  def add(self, probs: dict, info: dict) -> None:
-    """probs {head: (B, C)}; info: 'mask' (False = padding), 'video_index', labels per head."""
-    mask = np.asarray(info['mask'], bool)
-    idx = info['video_index'][mask]
-    np.add.at(self.views, idx, 1)
-    for h, p in probs.items():
-      if h not in self.scores:
-        self.scores[h] = np.zeros((len(self.views), p.shape[1]), np.float64)
-        self.labels[h] = np.full(len(self.views), -1, np.int64)
-      np.add.at(self.scores[h], idx, p[mask])
-      self.labels[h][idx] = info[h][mask]
-
-  def metrics(self, names: dict):
-    """(results, per-head metrics); EK adds action = verb and noun both right."""
-    wrong = np.flatnonzero(self.views != self.views_per_video)
-    if len(wrong):
-      raise RuntimeError(f'evaluation is broken: {len(wrong)} of {len(self.views)} videos got '
-                         f'a number of views other than {self.views_per_video} (e.g. video '
-                         f'{wrong[0]}: {self.views[wrong[0]]})')
-    results = {'num_videos': len(self.views), 'views_per_video': self.views_per_video}
-    per_head = {}
-    for h, s in self.scores.items():
-      per_head[h] = head_metrics(s, self.labels[h], names[h])
-      prefix = '' if h == 'label' else f'{h}_'
-      for key in ('top1', 'top5', 'mean_class_accuracy'):
-        results[prefix + key] = per_head[h][key]
-    if 'verb' in self.scores:  # top-5 action: both within their own top 5 (official)
-      for k in (1, 5):
-        both = [topk_correct(self.scores[h], self.labels[h], k) for h in ('verb', 'noun')]
-        results[f'action_top{k}'] = float((both[0] & both[1]).mean())
-    return results, per_head
 
 
 # ----------------------------------------------------------------------------------------------
 # eval and predict modes
 # ----------------------------------------------------------------------------------------------
-def trained_params(config, workdir: str, model, mesh):
+def _params_to_evaluate(config, workdir: str, model, mesh):
   """(params, tag): the workdir's checkpoint at eval.step (-1 = latest), or else the weights in
   init.checkpoint (an official .pyth/.npz, a converted folder or another workdir)."""
   key = jax.random.key(config.seed)
-  abstract = jax.eval_shape(lambda: init_params(model, key))
+  init = lambda: init_variables(model, key)['params']
+  abstract = jax.eval_shape(init)
   shardings = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
                                        fsdp_min_size=config.mesh.fsdp_min_size)
   if (checkpointing.path(workdir) / 'checkpoints').is_dir():
@@ -205,15 +134,14 @@ def trained_params(config, workdir: str, model, mesh):
     raise FileNotFoundError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
-  fresh = jax.jit(lambda: init_params(model, key))()
-  params = checkpointing.pretrained_params(config.init.checkpoint, fresh, model.cfg,
-                                           reset_head=False)
+  params = checkpointing.import_params(jax.jit(init)(), model.cfg,
+                                       checkpoint=config.init.checkpoint, log=logging.info)
   return jax.device_put(params, shardings), 'pretrained'
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
-  mesh, model = sharding.make_mesh(), make_model(config)
-  params, tag = trained_params(config, workdir, model, mesh)
+  mesh, model = sharding.make_mesh(), make_model(config.model)
+  params, tag = _params_to_evaluate(config, workdir, model, mesh)
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)
 
 
@@ -221,17 +149,14 @@ def predict(config, workdir: str, *, top: int = 5) -> dict:
   """{head: [(class name, ensemble probability)] * top} for the video file config.video."""
   if not config.video:
     raise ValueError('predict needs a video: --config.video=PATH')
-  mesh, model = sharding.make_mesh(), make_model(config)
-  params, _ = trained_params(config, workdir, model, mesh)
+  mesh, model = sharding.make_mesh(), make_model(config.model)
+  params, _ = _params_to_evaluate(config, workdir, model, mesh)
   views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
-  forward = jax.jit(lambda p, clip: model.apply({'params': p}, clip, train=False,
-                                                rngs={'landmarks': jax.random.key(0)}))
-  out = forward(params, jnp.asarray(views))
-  out = out if isinstance(out, dict) else {'label': out}
-  names = class_names(config.data)
+  forward = jax.jit(lambda p, clip: _probabilities(model, p, clip, jax.random.key(0)))
+  names = pipeline.class_names(config.data)
   result = {}
-  for head, logits in out.items():
-    probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), -1)).sum(0) / len(views)
+  for head, probs in forward(params, jnp.asarray(views)).items():
+    probs = np.asarray(probs).sum(0) / len(views)
     best = np.argsort(-probs, kind='stable')[:top]
     result[head] = [(names[head][i], float(probs[i])) for i in best]
   return result

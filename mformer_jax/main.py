@@ -67,6 +67,8 @@ def main(argv):
   from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
@@ -80,20 +82,20 @@ def main(argv):
     elif config.mode == 'predict':
       for head, top in evaluate.predict(config, workdir).items():
         if host0:
-          print(f'{config.video}: top-{len(top)} {"" if head == "label" else head}')
+          print(f'{config.video}: top-{len(top)} {head_prefix(head).rstrip("_")}')
           for name, p in top:
             print(f'  {p:6.3f}  {name}')
       return
     else:
       raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
-  except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError,
+  except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
           train.NonFiniteLossError, train.Preempted) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   if host0:
     print(f'\n{config.experiment} ({config.mode}):\n'
-          + result_table(results, 0 if config.model.epic_kitchens else config.model.num_classes,
+          + result_table(results, ModelConfig.from_config(config.model).heads.get('label', 0),
                          time.perf_counter() - start), flush=True)
 
 

@@ -4,8 +4,8 @@
     logits = model.apply(variables, clip, train=False)   # clip: (B, T, H, W, 3) in [-1, 1]
 
 Returns logits (not the softmax the official eval forward returns); Epic-Kitchens models return
-{'verb': (B, 97), 'noun': (B, 300)}. Parameter names mirror the official state dict (see
-`convert.py` for the table).
+{'verb': (B, 97), 'noun': (B, 300)} (`ModelConfig.heads` is the one place that decides). Parameter
+names mirror the official state dict (see `convert.py` for the table).
 """
 import dataclasses
 import functools
@@ -21,6 +21,21 @@ from mformer_jax import attention, fast_attention, posembed, remat
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
 APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float64': jnp.float64}
+# Classifier heads by output name -> official parameter name. A single-head model's output is
+# called 'label' (its batch key and report name); Epic-Kitchens models have a verb and a noun head.
+HEAD_PARAMS = {'label': 'head', 'verb': 'head0', 'noun': 'head1'}
+
+
+def head_prefix(head: str) -> str:
+  """Metric-name prefix of a head: '' for the single head (top1, accuracy), 'verb_' etc."""
+  return '' if head == 'label' else f'{head}_'
+
+
+def outputs_by_head(out) -> dict:
+  """The model's output as {head: logits} whatever the number of heads."""
+  return out if isinstance(out, dict) else {'label': out}
+
+
 REMAT_POLICIES = {
     'none': None,
     'full': jax.checkpoint_policies.nothing_saveable,
@@ -81,7 +96,16 @@ class ModelConfig:
 
   @property
   def temporal_slots(self) -> int:
+    """F = T / tubelet_size token slots in time."""
     return self.num_frames // self.tubelet_size
+
+  @property
+  def heads(self) -> dict[str, int]:
+    """{output name: classes}: {'label': C}, or Epic-Kitchens' {'verb': V, 'noun': N}. The
+    pipeline's label keys, the loss, the evaluator and predict all follow this."""
+    if self.epic_kitchens:
+      return {'verb': self.num_verbs, 'noun': self.num_nouns}
+    return {'label': self.num_classes}
 
   @property
   def compute_dtype(self):
@@ -183,7 +207,7 @@ class Motionformer(nn.Module):
 
   def setup(self):
     c = self.cfg
-    d, p, kt = c.embed_dim, c.patch_size, c.tubelet_size
+    d, p, tubelet = c.embed_dim, c.patch_size, c.tubelet_size
     tn = nn.initializers.truncated_normal(0.02)
     pdt = c.param_dtype
     grid = c.pretrain_img_size // p
@@ -191,9 +215,9 @@ class Motionformer(nn.Module):
     self.pos_embed = self.param('pos_embed', tn, (1, 1 + grid * grid, d), pdt)
     self.temp_embed = self.param('temp_embed', nn.initializers.zeros, (1, c.temporal_slots, d), pdt)
     # Tubelet embedding as a Conv3d with kernel = stride, stored in flax Conv layout
-    # (kt, p, p, C, D). Official init: zero kernel (ImageNet weights go into the centre slice).
+    # (tubelet, p, p, C, D). Official init: zero kernel (ImageNet weights go into the centre slice).
     self.patch_embed_3d = {
-        'kernel': self.param('patch_embed_3d_kernel', nn.initializers.zeros, (kt, p, p, 3, d), pdt),
+        'kernel': self.param('patch_embed_3d_kernel', nn.initializers.zeros, (tubelet, p, p, 3, d), pdt),
         'bias': self.param('patch_embed_3d_bias', nn.initializers.zeros, (d,), pdt)}
     # The official state dict always carries the (unused) 2D patch embedding; keep it so that
     # parameter counts and round-trips match and ImageNet kernels have a home.
@@ -212,11 +236,8 @@ class Motionformer(nn.Module):
     self.norm = nn.LayerNorm(epsilon=1e-6, name='norm', **kw)
     self.pre_logits = Dense(d, name='pre_logits', **kw)
     self.head_drop = nn.Dropout(c.head_dropout)
-    if c.epic_kitchens:
-      self.heads = {'verb': Dense(c.num_verbs, name='head0', **kw),
-                    'noun': Dense(c.num_nouns, name='head1', **kw)}
-    else:
-      self.heads = {'logits': Dense(c.num_classes, name='head', **kw)}
+    self.heads = {name: Dense(classes, name=HEAD_PARAMS[name], **kw)
+                  for name, classes in c.heads.items()}
 
   def _scan_blocks(self, x, train: bool, first_landmarks):
     """All blocks as one lax.scan: XLA compiles one block instead of `depth` copies, so the
@@ -243,12 +264,12 @@ class Motionformer(nn.Module):
   def tubelets(self, clip):
     """(B, T, H, W, 3) -> (B, N, D) tokens in (t, h, w) row-major order."""
     c = self.cfg
-    b, t, hh, ww, ch = clip.shape
-    p, kt = c.patch_size, c.tubelet_size
-    if t % kt or hh % p or ww % p:
-      raise ValueError(f'clip {clip.shape} is not divisible into {kt}x{p}x{p} tubelets')
-    x = clip.reshape(b, t // kt, kt, hh // p, p, ww // p, p, ch)
-    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)            # (B, T', Hp, Wp, kt, p, p, C)
+    b, frames, hh, ww, ch = clip.shape
+    p, tubelet = c.patch_size, c.tubelet_size
+    if frames % tubelet or hh % p or ww % p:
+      raise ValueError(f'clip {clip.shape} is not divisible into {tubelet}x{p}x{p} tubelets')
+    x = clip.reshape(b, frames // tubelet, tubelet, hh // p, p, ww // p, p, ch)
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)            # (B, F, Hp, Wp, tubelet, p, p, C)
     kernel = self.patch_embed_3d['kernel'].astype(c.compute_dtype)
     x = jnp.einsum('bthwklmc,klmcd->bthwd', x.astype(c.compute_dtype), kernel)
     x = x + self.patch_embed_3d['bias'].astype(c.compute_dtype)
@@ -309,7 +330,7 @@ class Motionformer(nn.Module):
     y = self.head_drop(feat, deterministic=not train)
     out = {k: head(y).astype(jnp.promote_types(y.dtype, jnp.float32))
            for k, head in self.heads.items()}
-    out = out['logits'] if 'logits' in out else out
+    out = out['label'] if len(out) == 1 else out  # a plain array for single-head models
     return (out, feat) if return_features else out
 
   def __call__(self, clip, *, train: bool = False, first_landmarks=None, return_features=False):
@@ -323,8 +344,28 @@ class Motionformer(nn.Module):
     return self._classify(x, train, return_features)
 
 
-def init_variables(model: Motionformer, rng, batch_size: int = 1):
-  """Parameters for `model` from a zero clip of the configured shape."""
+def make_model(model_config) -> Motionformer:
+  """The model of a `config.model` block (ConfigDict or dict) or of a ModelConfig."""
+  if not isinstance(model_config, ModelConfig):
+    model_config = ModelConfig.from_config(model_config)
+  return Motionformer(model_config)
+
+
+def init_variables(model: Motionformer, rng, batch_size: int = 1, *, random_tubelet=False):
+  """Fresh variables for `model` (from a zero clip of the configured shape).
+
+  random_tubelet: a random tubelet kernel instead of the official zeros. The official kernel
+  starts at zero because ImageNet weights are inflated into it; from scratch that is a saddle
+  point for motion (every clip embeds to the same tokens, so no gradient can shape a
+  motion-selective filter, and the synthetic demo stays at chance).
+  """
   c = model.cfg
   clip = jnp.zeros((batch_size, c.num_frames, c.img_size, c.img_size, 3), c.param_dtype)
-  return model.init({'params': rng}, clip, train=False)
+  variables = model.init({'params': rng}, clip, train=False)
+  if random_tubelet:
+    kernel = variables['params']['patch_embed_3d_kernel']
+    init = nn.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4)
+    params = {**variables['params'], 'patch_embed_3d_kernel': init(
+        jax.random.fold_in(rng, 1), kernel.shape, kernel.dtype)}
+    variables = {**variables, 'params': params}
+  return variables

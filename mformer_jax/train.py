@@ -7,7 +7,12 @@ devices of all hosts, parameters are replicated (or FSDP-sharded). Every host ru
 code; host 0 writes logs and files, orbax coordinates checkpoint writes. A restarted run
 resumes from the latest checkpoint with the same parameters, optimizer state, RNG and data
 position, so it continues the exact sequence of the uninterrupted run.
+
+The pieces are importable, as in the flax ImageNet example: `make_optimizer`,
+`create_train_state`, `restore_or_create_state` and `train_step` (tests and benchmarks run these
+very functions); `train_and_evaluate` is the loop around them.
 """
+import functools
 import time
 
 import jax
@@ -17,8 +22,9 @@ import optax
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from mformer_jax import checkpointing, convert, evaluate, fused, optim, sharding
+from mformer_jax import checkpointing, evaluate, fused, optim, sharding
 from mformer_jax.data import pipeline
+from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,23 +39,17 @@ class Preempted(RuntimeError):
 # Loss and metrics. Metrics are (sum, count) pairs over the global batch, so they add up exactly
 # across steps and hosts no matter how the batch is split.
 # ----------------------------------------------------------------------------------------------
-def heads_and_labels(out, batch):
-  """[(head name, logits, labels)]: one head, or Epic-Kitchens' verb and noun heads."""
-  if isinstance(out, dict):
-    return [(k, out[k], batch[k]) for k in ('verb', 'noun')]
-  return [('', out, batch['label'])]
-
-
 def loss_and_metrics(out, batch, label_smoothing: float):
   """Mean label-smoothed cross-entropy (EK: mean of the verb and noun losses) and metrics."""
   n = batch['clip'].shape[0]
   losses, metrics, all_correct = [], {}, True
-  for name, logits, labels in heads_and_labels(out, batch):
+  for head, logits in outputs_by_head(out).items():
+    labels = batch[head]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
     losses.append(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean())
     correct = jnp.argmax(logits, -1) == labels
     all_correct = all_correct & correct
-    metrics[f'{name}_accuracy' if name else 'accuracy'] = (correct.sum(), n)
+    metrics[f'{head_prefix(head)}accuracy'] = (correct.sum(), n)
   if len(losses) > 1:
     metrics['action_accuracy'] = (all_correct.sum(), n)
   loss = sum(losses) / len(losses)
@@ -61,9 +61,6 @@ def summarize(metrics) -> dict:
   return {k: float(s) / float(c) for k, (s, c) in metrics.items()}
 
 
-# ----------------------------------------------------------------------------------------------
-# Setup helpers
-# ----------------------------------------------------------------------------------------------
 def schedule_lengths(config, num_train: int) -> dict:
   """Every step count of the run, derived from the dataset size and the global batch."""
   t = config.train
@@ -75,37 +72,87 @@ def schedule_lengths(config, num_train: int) -> dict:
   return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
 
 
-def scratch_params(model, key, random_tubelet: bool):
-  """The model's own initialisation, optionally with a random tubelet kernel.
+# ----------------------------------------------------------------------------------------------
+# Optimizer, state and the update step
+# ----------------------------------------------------------------------------------------------
+def make_optimizer(config, model, steps_per_epoch: int):
+  """(optimizer, schedule): optax AdamW, or the same AdamW inside the backward pass."""
+  if not config.train.fused_update:
+    return optim.make_optimizer(config.train, steps_per_epoch)
+  if not model.cfg.scan_blocks:
+    raise ValueError('train.fused_update=True needs model.scan_blocks=True')
+  return optim.make_fused_optimizer(config.train, steps_per_epoch)
 
-  The official tubelet kernel starts at zero because ImageNet weights are inflated into it. From
-  scratch that is a saddle point for motion: every clip then embeds to the same tokens, so no
-  gradient can shape a motion-selective filter (the synthetic demo stays at chance).
+
+def create_train_state(params, tx, seed: int) -> dict:
+  """{'params', 'opt_state', 'step', 'rng'}: what a checkpoint holds (with the step's data
+  position implied by 'step')."""
+  return {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
+          'rng': jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))}
+
+
+def train_step(state, batch, *, model, tx, schedule, label_smoothing: float,
+               fused_update: bool = False):
+  """One update: (state, batch) -> (new state, metrics as (sum, count) pairs).
+
+  Bind the keywords with functools.partial and jit it (see `train_and_evaluate`).
   """
-  params = evaluate.init_params(model, key)
-  if random_tubelet:
-    kernel = params['patch_embed_3d_kernel']
-    init = jax.nn.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4)
-    params = {**params, 'patch_embed_3d_kernel': init(jax.random.fold_in(key, 1), kernel.shape,
-                                                      kernel.dtype)}
-  return params
+  # One key per step, independent of how the batch is split (threefry is partitionable).
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
+  drop_rng, landmark_rng = jax.random.split(rng)
+  rngs = {'dropout': drop_rng, 'landmarks': landmark_rng}
+  objective = functools.partial(loss_and_metrics, batch=batch, label_smoothing=label_smoothing)
+  if fused_update:
+    params, opt_state, _, metrics, grad_norm = fused.train_step(
+        model, tx, state['params'], state['opt_state'], batch['clip'], objective, rngs)
+  else:
+    def loss_fn(params):
+      return objective(model.apply({'params': params}, batch['clip'], train=True, rngs=rngs))
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params, grad_norm = optax.apply_updates(state['params'], updates), optax.tree.norm(grads)
+  metrics['grad_norm'] = (grad_norm, 1)
+  metrics['learning_rate'] = (schedule(state['step']), 1)
+  return {'params': params, 'opt_state': opt_state, 'step': state['step'] + 1,
+          'rng': state['rng']}, metrics
 
 
-def initial_params(config, model, params, *, log=logging.info):
-  """Parameters (numpy) to start from: `params` (scratch), ImageNet ViT weights, or an
-  official/own checkpoint onto `params`."""
-  init = config.init
-  if init.checkpoint and init.imagenet:
-    raise ValueError('set init.checkpoint or init.imagenet, not both')
-  if init.checkpoint:
-    log(f'Initialising from {init.checkpoint} (reset_head={init.reset_head})')
-    return checkpointing.pretrained_params(init.checkpoint, params, model.cfg,
-                                           reset_head=init.reset_head)
-  if init.imagenet:
-    variables, _ = convert.init_from_imagenet({'params': params}, init.imagenet,
-                                              model.cfg, log=log)
-    return variables['params']
-  return params
+def abstract_train_state(config, model, tx):
+  """The state's shapes and dtypes, without computing anything."""
+  return jax.eval_shape(lambda: create_train_state(
+      init_variables(model, jax.random.key(config.seed))['params'], tx, config.seed))
+
+
+def restore_or_create_state(config, model, tx, mngr, shardings):
+  """(state, meta): the latest checkpoint in `mngr` with its metadata, or a new state from the
+  config's initialisation (scratch, init.checkpoint or init.imagenet) with meta {'step': 0};
+  placed into `shardings`."""
+  start = mngr.latest_step()
+  if start is None:
+    params = jax.jit(lambda k: init_variables(model, k, random_tubelet=config.init.random_tubelet)
+                     ['params'], out_shardings=shardings['params'])(jax.random.key(config.seed))
+    init = config.init
+    if init.checkpoint or init.imagenet:
+      loaded = checkpointing.import_params(
+          sharding.to_host(params), model.cfg, checkpoint=init.checkpoint,
+          imagenet=init.imagenet, reset_head=init.reset_head, log=logging.info)
+      params = jax.device_put(loaded, shardings['params'])
+    state = jax.jit(lambda p: create_train_state(p, tx, config.seed),
+                    out_shardings=shardings)(params)
+    return state, {'step': 0}
+  # The state's structure depends on these two; say so instead of failing inside orbax.
+  saved = checkpointing.read_meta(mngr, start)
+  layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
+  if layout != (model.cfg.scan_blocks, bool(config.train.fused_update)):
+    raise ValueError(
+        f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
+        f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
+        f'workdir from its parameters with init.checkpoint, which converts the layout)')
+  state, meta = checkpointing.restore(mngr, start, abstract_train_state(config, model, tx),
+                                      shardings)
+  logging.info('Resumed from %s at step %d', mngr.directory, start)
+  return state, meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,80 +180,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   # ---- Model, optimizer and sharded state.
   mesh = sharding.make_mesh()
-  model = evaluate.make_model(config)
-  if t.fused_update:
-    tx, schedule = optim.make_fused_optimizer(t, lengths['steps_per_epoch'])
-    if not model.cfg.scan_blocks:
-      raise ValueError('train.fused_update=True needs model.scan_blocks=True')
-  else:
-    tx, schedule = optim.make_optimizer(t, lengths['steps_per_epoch'])
-  seed_key = jax.random.key(config.seed)
-
-  def init_state(params):
-    return {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
-            'rng': jax.random.key_data(jax.random.fold_in(seed_key, 1))}
-
-  abstract = jax.eval_shape(lambda: init_state(evaluate.init_params(model, seed_key)))
-  state_sh = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
+  model = make_model(config.model)
+  evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
+  tx, schedule = make_optimizer(config, model, lengths['steps_per_epoch'])
+  state_sh = sharding.state_shardings(abstract_train_state(config, model, tx), mesh,
+                                      fsdp=config.mesh.fsdp,
                                       fsdp_min_size=config.mesh.fsdp_min_size)
   repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-
   mngr = checkpointing.manager(workdir, ck)
-  start = mngr.latest_step()
-  if start is not None:
-    # The state's structure depends on these two; say so instead of failing inside orbax.
-    saved = checkpointing.read_meta(mngr, start)
-    layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
-    if layout != (model.cfg.scan_blocks, bool(t.fused_update)):
-      raise ValueError(
-          f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
-          f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
-          f'workdir from its parameters with init.checkpoint, which converts the layout)')
-    state, meta = checkpointing.restore(mngr, start, abstract, state_sh)
-    logging.info('Resumed from %s at step %d (epoch %.2f)', mngr.directory, start,
-                 start / lengths['steps_per_epoch'])
-    if meta['total_steps'] != total:
-      logging.warning('the schedule changed since the checkpoint: %d -> %d steps',
-                      meta['total_steps'], total)
-  else:
-    start = 0
-    params = jax.jit(lambda k: scratch_params(model, k, config.init.random_tubelet),
-                     out_shardings=state_sh['params'])(seed_key)
-    if config.init.checkpoint or config.init.imagenet:
-      loaded = initial_params(config, model, sharding.to_host(params))
-      params = jax.device_put(loaded, state_sh['params'])
-    state = jax.jit(init_state, out_shardings=state_sh)(params)
+  state, meta = restore_or_create_state(config, model, tx, mngr, state_sh)
+  start = meta['step']
+  if meta.get('total_steps', total) != total:
+    logging.warning('the schedule changed since the checkpoint: %d -> %d steps',
+                    meta['total_steps'], total)
   parameter_overview.log_parameter_overview(state['params'], include_stats='global',
                                             jax_logging_process=0, msg='Parameters')
 
-  # ---- The update step.
-  def train_step(state, batch):
-    # One key per step, independent of how the batch is split (threefry is partitionable).
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
-    drop_rng, landmark_rng = jax.random.split(rng)
-
-    rngs = {'dropout': drop_rng, 'landmarks': landmark_rng}
-    if t.fused_update:
-      params, opt_state, _, metrics, grad_norm = fused.train_step(
-          model, tx, state['params'], state['opt_state'], batch['clip'],
-          lambda out: loss_and_metrics(out, batch, t.label_smoothing), rngs)
-    else:
-      def loss_fn(params):
-        out = model.apply({'params': params}, batch['clip'], train=True, rngs=rngs)
-        return loss_and_metrics(out, batch, t.label_smoothing)
-
-      (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-      updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-      params, grad_norm = optax.apply_updates(state['params'], updates), optax.tree.norm(grads)
-    metrics['grad_norm'] = (grad_norm, 1)
-    metrics['learning_rate'] = (schedule(state['step']), 1)
-    new_state = {'params': params, 'opt_state': opt_state, 'step': state['step'] + 1,
-                 'rng': state['rng']}
-    return new_state, metrics
-
-  step_fn = jax.jit(train_step, in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl),
-                    donate_argnums=(0,))
-  evaluator = evaluate.Evaluator(config, model, mesh, workdir)
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                        label_smoothing=t.label_smoothing, fused_update=bool(t.fused_update)),
+      in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl), donate_argnums=(0,))
 
   def checkpoint(step, results=None):
     meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
@@ -215,7 +208,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         ck.best_metric: results[ck.best_metric]})
 
   # ---- The loop. Batch i of the (deterministic) input pipeline always feeds update i.
-  keys = ('clip', 'verb', 'noun') if config.model.epic_kitchens else ('clip', 'label')
+  keys = ('clip', *model.cfg.heads)
   batches = pipeline.make_train_iterator(
       config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())

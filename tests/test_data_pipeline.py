@@ -96,7 +96,7 @@ def test_eval_10x3_views_grouped_and_every_video_once(k400):
   cfg, videos, root = k400
   ev = pipeline.make_eval_dataset(cfg, local_batch_size=16, process_index=0, process_count=1)
   assert (ev.num_videos, ev.views_per_video, ev.num_skipped) == (6, 30, 0)
-  assert ev.class_names == ['abseiling', 'zumba']
+  assert pipeline.class_names(cfg) == {'label': ['abseiling', 'zumba']}
   batches = list(ev)
   assert len(batches) == ev.num_batches == -(-6 * 30 // 16)
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -159,7 +159,7 @@ def test_epic_kitchens_verb_noun_bgr_and_one_based_window(tmp_path):
     possible = {tuple((first + np.array(r) - 1) % 31)
                 for r in _possible_train_indices(n, 50.0, offset=1)}
     assert tuple(codes) in possible
-  assert pipeline.class_names(cfg, head='noun') == [f'noun_{i}' for i in range(300)]
+  assert pipeline.class_names(cfg)['noun'] == [f'noun_{i}' for i in range(300)]
 
 
 def test_ssv2_segment_sampling_without_flip(tmp_path):

@@ -115,7 +115,3 @@ def test_synthetic_pipelines_resume_and_count_every_video_once():
     assert ev.views_per_video == 1 and ev.num_skipped == 0 and ev.num_batches == 2
     seen.append(np.concatenate([b['video_index'][b['mask']] for b in ev]))
   assert sorted(np.concatenate(seen)) == list(range(30))
-  cfg.synthetic.classes = 'move_left,move_right'
-  with pytest.raises(ValueError, match='num_classes'):
-    next(pipeline.make_train_iterator(cfg, local_batch_size=8, seed=0, process_index=0,
-                                      process_count=1))

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import evaluate, sharding
+from mformer_jax import evaluate, metrics, sharding
+from mformer_jax.data import pipeline
+from mformer_jax.model import init_variables, make_model
 
 
 def _softmax(x):
@@ -22,7 +24,7 @@ def test_ensemble_sums_view_softmaxes_across_batches_and_padding():
   labels = np.array([0, 1, 2, 3, 0])
   # 15 views in batches of 4: videos straddle batches, the last batch has one padding row.
   rows = [(v, i) for v in range(videos) for i in range(views)] + [(-1, 0)]
-  ens = evaluate.Ensemble(videos, views)
+  ens = metrics.Ensemble(videos, views)
   for start in range(0, len(rows), 4):
     chunk = rows[start:start + 4]
     idx = np.array([v for v, _ in chunk])
@@ -39,7 +41,7 @@ def test_ensemble_sums_view_softmaxes_across_batches_and_padding():
 
 @pytest.mark.parametrize('num_videos,index', [(2, [0, 1, 1]), (3, [0, 1])])  # doubled / lost
 def test_ensemble_refuses_wrong_view_counts(num_videos, index):
-  ens = evaluate.Ensemble(num_videos, 1)
+  ens = metrics.Ensemble(num_videos, 1)
   index = np.array(index)
   ens.add({'label': np.full((len(index), 3), 1 / 3)},
           {'mask': np.ones(len(index), bool), 'video_index': index, 'label': index})
@@ -48,7 +50,7 @@ def test_ensemble_refuses_wrong_view_counts(num_videos, index):
 
 
 def test_epic_kitchens_action_needs_verb_and_noun():
-  ens = evaluate.Ensemble(3, 1)
+  ens = metrics.Ensemble(3, 1)
   verb = np.eye(3)[[0, 1, 2]]  # predicts 0, 1, 2
   noun = np.eye(3)[[0, 0, 0]]  # predicts 0
   ens.add({'verb': verb, 'noun': noun}, {'mask': np.ones(3, bool), 'video_index': np.arange(3),
@@ -62,7 +64,7 @@ def test_epic_kitchens_action_needs_verb_and_noun():
 
 def test_per_class_accuracy_and_confusion():
   scores = np.eye(3)[[0, 0, 1, 2, 2]]
-  m = evaluate.head_metrics(scores, np.array([0, 1, 1, 2, 0]), ['a', 'b', 'c'])
+  m = metrics.head_metrics(scores, np.array([0, 1, 1, 2, 0]), ['a', 'b', 'c'])
   np.testing.assert_array_equal(m['confusion'], [[1, 0, 1], [1, 1, 0], [0, 0, 1]])
   assert m['per_class']['a'] == {'accuracy': 0.5, 'videos': 2}
   assert m['mean_class_accuracy'] == pytest.approx((0.5 + 0.5 + 1) / 3)
@@ -71,14 +73,14 @@ def test_per_class_accuracy_and_confusion():
 def test_evaluator_counts_every_video_once_and_writes_reports(tmp_path):
   cfg = tf_.config()  # 13 test videos in global batches of 8: the last batch is padded
   mesh = sharding.make_mesh()
-  model = evaluate.make_model(cfg)
-  params = evaluate.init_params(model, jax.random.key(0))
+  model = make_model(cfg.model)
+  params = init_variables(model, jax.random.key(0))['params']
   results = evaluate.Evaluator(cfg, model, mesh, str(tmp_path)).run(params, tag='t')
   assert results['num_videos'] == 13 and results['num_unreadable'] == 0
   out = tmp_path / 'eval' / 't'
   with open(out / 'confusion_matrix.csv') as f:
     rows = list(csv.reader(f))
-  assert rows[0][1:] == evaluate.class_names(cfg.data)['label']
+  assert rows[0][1:] == pipeline.class_names(cfg.data)['label']
   assert sum(int(v) for row in rows[1:] for v in row[1:]) == 13
   report = json.loads((out / 'metrics.json').read_text())
   assert report['top1'] == results['top1']

@@ -1,5 +1,8 @@
-"""The fused (optimizer-in-backward) step equals jax.grad + optax.adamw, and saves memory."""
+"""The fused (optimizer-in-backward) step equals jax.grad + optax.adamw, and saves memory.
+
+Both through the trainer's own `train.train_step`."""
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from mformer_jax import convert, fused, optim
+from mformer_jax import convert, fused, optim, train
 from mformer_jax.model import ModelConfig, Motionformer
 
 CFG = ModelConfig(num_frames=4, img_size=32, embed_dim=32, depth=3, num_heads=2, num_classes=5,
@@ -37,41 +40,44 @@ def test_equals_grad_plus_optax(cfg):
     _equals_grad_plus_optax(dataclasses.replace(cfg, dtype='float64'))
 
 
+def _steps(model, weight_decay=0.05):
+  """The trainer's real step, standard (jax.grad + optax AdamW) and fused, with label smoothing
+  and the metrics, as `train_and_evaluate` binds it."""
+  tx = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay,
+                   mask=optim.decay_mask)
+  opt = fused.AdamW(schedule, weight_decay=weight_decay, mask=optim.decay_mask)
+  bind = lambda tx, fused_update: functools.partial(
+      train.train_step, model=model, tx=tx, schedule=schedule, label_smoothing=0.2,
+      fused_update=fused_update)
+  return (tx, bind(tx, False)), (opt, bind(opt, True))
+
+
 def _equals_grad_plus_optax(cfg):
   model = Motionformer(cfg)
   clip, labels = _data()
-  clip = clip.astype(jnp.float64)
-  params = model.init(jax.random.key(0), clip[:1])['params']
-  tx = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
-                   mask=optim.decay_mask)
-  opt = fused.AdamW(schedule, weight_decay=0.05, mask=optim.decay_mask)
-  rngs = {'dropout': jax.random.key(2), 'landmarks': jax.random.key(3)}
-
-  @jax.jit
-  def reference(params, opt_state):
-    loss_fn = lambda p: _loss(model.apply({'params': p}, clip, train=True, rngs=rngs), labels)[0]
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
-
-  ours = jax.jit(lambda p, s: fused.train_step(model, opt, p, s, clip,
-                                               lambda out: _loss(out, labels), rngs))
-  p_ref, s_ref = params, tx.init(params)
-  p_new, s_new = params, opt.init(params)
+  batch = {'clip': clip.astype(jnp.float64), 'label': labels}
+  params = model.init(jax.random.key(0), batch['clip'][:1])['params']
+  (tx, reference), (opt, ours) = _steps(model)
+  s_ref = jax.jit(lambda p: train.create_train_state(p, tx, 0))(params)
+  s_new = jax.jit(lambda p: train.create_train_state(p, opt, 0))(params)
+  reference, ours = jax.jit(reference), jax.jit(ours)
   for _ in range(3):
-    p_ref, s_ref, loss_ref, norm_ref = reference(p_ref, s_ref)
-    p_new, s_new, loss, aux, norm = ours(p_new, s_new)
-    np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
-    np.testing.assert_allclose(norm, norm_ref, rtol=1e-12)
-    assert aux == {'n': 2}
+    s_ref, m_ref = reference(s_ref, batch)
+    s_new, m_new = ours(s_new, batch)
+    assert m_new.keys() == m_ref.keys() == {'accuracy', 'loss', 'grad_norm', 'learning_rate'}
+    for k in m_ref:
+      np.testing.assert_allclose(np.asarray(m_new[k], float), np.asarray(m_ref[k], float),
+                                 rtol=1e-12, err_msg=k)
   close = lambda a, b: np.testing.assert_allclose(a, b, atol=1e-12, rtol=1e-10)
-  jax.tree.map(close, p_new, p_ref)
-  jax.tree.map(close, s_new['mu'], s_ref[0].mu)
-  jax.tree.map(close, s_new['nu'], s_ref[0].nu)
-  assert int(s_new['count']) == 3 and p_new['blocks']['mlp']['fc1']['kernel'].dtype == jnp.float64
+  jax.tree.map(close, s_new['params'], s_ref['params'])
+  jax.tree.map(close, s_new['opt_state']['mu'], s_ref['opt_state'][0].mu)
+  jax.tree.map(close, s_new['opt_state']['nu'], s_ref['opt_state'][0].nu)
+  assert int(s_new['opt_state']['count']) == 3 and int(s_new['step']) == 3
+  assert s_new['params']['blocks']['mlp']['fc1']['kernel'].dtype == jnp.float64
   # The parameters moved (the comparison is not between two no-ops).
   assert all(float(jnp.abs(a - b).max()) > 1e-4 for a, b in
-             zip(p_new['blocks']['mlp']['fc1']['kernel'], params['blocks']['mlp']['fc1']['kernel']))
+             zip(s_new['params']['blocks']['mlp']['fc1']['kernel'],
+                 params['blocks']['mlp']['fc1']['kernel']))
 
 
 def test_decay_mask_judges_stacked_blocks_per_block():
@@ -104,27 +110,16 @@ def test_gradients_are_never_all_live():
   model = Motionformer(cfg)
   clip, labels = jax.random.normal(jax.random.key(1), (1, 2, 16, 16, 3)), jnp.zeros(1, jnp.int32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), clip[:1])['params'])
-  tx = optax.adamw(schedule, weight_decay=0.05, mask=optim.decay_mask)
-  opt = fused.AdamW(schedule, weight_decay=0.05, mask=optim.decay_mask)
-  rngs = {'dropout': jax.random.key(2)}
+  batch = {'clip': clip, 'label': labels}
+  (tx, reference), (opt, ours) = _steps(model)
 
-  def reference(params, opt_state):
-    loss_fn = lambda p: _loss(model.apply({'params': p}, clip, train=True, rngs=rngs), labels)[0]
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-  def ours(params, opt_state):
-    return fused.train_step(model, opt, params, opt_state, clip,
-                            lambda out: _loss(out, labels), rngs)[:2]
-
-  def temp(fn, state_shapes):
-    compiled = jax.jit(fn, donate_argnums=(0, 1)).lower(shapes, state_shapes).compile()
+  def temp(step, opt):
+    state = jax.eval_shape(lambda p: train.create_train_state(p, opt, 0), shapes)
+    compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
   block_bytes = sum(a.size * 4 for a in jax.tree.leaves(shapes['blocks']))
-  saved = temp(reference, jax.eval_shape(tx.init, shapes)) - temp(
-      ours, jax.eval_shape(opt.init, shapes))
+  saved = temp(reference, tx) - temp(ours, opt)
   assert saved > 0.3 * block_bytes, (saved, block_bytes)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import train_fixtures as tf_
 from mformer_jax import checkpointing, convert, evaluate, train
+from mformer_jax.model import init_variables, make_model
 from mformer_jax.data import synthetic, video
 
 
@@ -61,36 +62,33 @@ def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
   workdir, _ = trained
   _, trained_params = checkpointing.latest_params(str(workdir))
   # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
-  cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'data.num_classes': 2,
-                      'model.num_classes': 2})
-  model = evaluate.make_model(cfg)
-  fresh = evaluate.init_params(model, jax.random.key(1))
+  cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})
+  model = make_model(cfg.model)
+  fresh = init_variables(model, jax.random.key(1))['params']
   with pytest.raises(convert.CheckpointMismatchError, match='reset_head=True'):
-    checkpointing.pretrained_params(str(workdir), fresh, model.cfg, reset_head=False)
-  cfg.init.checkpoint, cfg.init.reset_head = str(workdir), True
-  params = train.initial_params(cfg, model, fresh)
+    checkpointing.import_params(fresh, model.cfg, checkpoint=str(workdir))
+  params = checkpointing.import_params(fresh, model.cfg, checkpoint=str(workdir), reset_head=True)
   np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])
   np.testing.assert_array_equal(params['blocks_0']['attn']['qkv']['kernel'],
                                 trained_params['blocks_0']['attn']['qkv']['kernel'])
   # The `python -m mformer_jax.convert` format, as used for released checkpoints.
-  same = evaluate.make_model(tf_.config())
+  same = make_model(tf_.config().model)
   convert.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
-  loaded = checkpointing.pretrained_params(str(tmp_path / 'converted'),
-                                           evaluate.init_params(same, jax.random.key(1)),
-                                           same.cfg, reset_head=False)
+  loaded = checkpointing.import_params(init_variables(same, jax.random.key(1))['params'],
+                                       same.cfg, checkpoint=str(tmp_path / 'converted'))
   np.testing.assert_array_equal(loaded['head']['kernel'], trained_params['head']['kernel'])
 
 
 def test_init_from_imagenet_vit_weights(tmp_path):
   cfg = tf_.config()
-  model = evaluate.make_model(cfg)
-  fresh = jax.device_get(evaluate.init_params(model, jax.random.key(1)))
-  donor = jax.device_get(evaluate.init_params(model, jax.random.key(2)))
+  model = make_model(cfg.model)
+  fresh = jax.device_get(init_variables(model, jax.random.key(1))['params'])
+  donor = jax.device_get(init_variables(model, jax.random.key(2))['params'])
   vit = {k: v for k, v in convert.export_official({'params': donor}, model.cfg).items()
          if not k.startswith(('patch_embed_3d', 'blocks.0.attn.proj_', 'temp_embed', 'head'))}
   np.savez(tmp_path / 'vit.npz', **vit)
-  cfg.init.imagenet = str(tmp_path / 'vit.npz')
-  params = train.initial_params(cfg, model, fresh, log=lambda _: None)
+  params = checkpointing.import_params(fresh, model.cfg, imagenet=str(tmp_path / 'vit.npz'),
+                                       log=lambda _: None)
   np.testing.assert_array_equal(params['blocks_0']['mlp']['fc1']['kernel'],
                                 donor['blocks_0']['mlp']['fc1']['kernel'])
   np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])

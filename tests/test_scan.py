@@ -92,7 +92,7 @@ def test_golden_logits_through_stacked_layout():
     np.testing.assert_array_equal(sd[k], ref[k])
 
 
-def test_layout_round_trip_and_pretrained_params(tmp_path):
+def test_layout_round_trip_and_import_params(tmp_path):
   loop, scan, params, stacked = _pair()
   back = convert.unstack_blocks(stacked)
   jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(params))
@@ -100,11 +100,11 @@ def test_layout_round_trip_and_pretrained_params(tmp_path):
   # A converted (unstacked) checkpoint starts a stacked model, and the other way round.
   convert.save_params(str(tmp_path / 'loop'), params, loop.cfg)
   fresh = scan.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.pretrained_params(str(tmp_path / 'loop'), fresh, scan.cfg, reset_head=False)
+  got = checkpointing.import_params(fresh, scan.cfg, checkpoint=str(tmp_path / 'loop'))
   jax.tree.map(np.testing.assert_array_equal, got, stacked)
   convert.save_params(str(tmp_path / 'scan'), stacked, scan.cfg)
   fresh = loop.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.pretrained_params(str(tmp_path / 'scan'), fresh, loop.cfg, reset_head=False)
+  got = checkpointing.import_params(fresh, loop.cfg, checkpoint=str(tmp_path / 'scan'))
   jax.tree.map(np.testing.assert_array_equal, got, jax.device_get(params))
 
 

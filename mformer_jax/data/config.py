@@ -1,4 +1,9 @@
-"""`config.data` blocks with the official Motionformer defaults per dataset."""
+"""`config.data` blocks with the official Motionformer defaults per dataset.
+
+What differs between datasets is a field here (sampler, frame offset, label keys, source,
+augmentations), so a new dataset is a config, not an edit of the pipeline. The class count is
+the model's (`config.model.num_classes`), seeded by `num_classes`.
+"""
 
 import ml_collections
 
@@ -15,9 +20,16 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   synthetic = dataset == 'synthetic_motion'
   c = ml_collections.ConfigDict()
   c.name = dataset
+  c.source = 'synthetic' if synthetic else 'prepared'  # prepared shards | rendered in memory
   c.data_dir = ''  # Output folder of `python -m mformer_jax.data.prepare`.
+  # What each example is labelled with; Epic-Kitchens has a verb and a noun per clip.
+  c.label_keys = ('verb', 'noun') if dataset == 'epic_kitchens' else ('label',)
+  # linspace: a clip of num_frames x sampling_rate on the 30 fps timeline (Kinetics, EK);
+  # segment: one frame from each of num_frames equal segments of the video (SSv2).
+  c.sampler = 'segment' if dataset == 'ssv2' else 'linspace'
+  c.frame_offset = int(dataset == 'epic_kitchens')  # EK frame files are numbered from 1
   c.num_frames = num_frames
-  c.sampling_rate = sampling_rate  # Unused by SSv2 (segment sampling) and synthetic.
+  c.sampling_rate = sampling_rate  # linspace sampler only.
   c.crop_size = crop_size
   c.target_fps = 30.0  # Sampling happens on a 30 fps-equivalent timeline, as official.
   # Short-side scale jitter: U[256,320] at 224, U[384,480] at 336 (scaled with the crop).
@@ -33,9 +45,6 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   c.color_jitter = dataset in ('kinetics400', 'kinetics600')
   c.color_jitter_strength = 0.4
   c.rand_augment = RAND_AUGMENT.get(dataset, '')
-  c.num_classes = _NUM_CLASSES.get(dataset, 0)
-  c.num_verbs = 97 if dataset == 'epic_kitchens' else 0
-  c.num_nouns = 300 if dataset == 'epic_kitchens' else 0
   c.num_parallel_calls = 0  # 0 = tf.data.AUTOTUNE.
   c.prefetch = 2  # Batches.
   # synthetic_motion clips are rendered at exactly num_frames x crop_size and used as they are:
@@ -49,7 +58,12 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
       num_distractors=1,
       background_speed=0.15,  # Max background shift over a clip, in image widths.
   ))
-  if synthetic:
-    from mformer_jax.data import synthetic as syn  # pylint: disable=g-import-not-at-top
-    c.num_classes = len(syn.MOTION_CLASSES)
   return c
+
+
+def num_classes(dataset: str) -> int:
+  """Classes of the single head (Epic-Kitchens: verbs; its nouns are `ModelConfig.num_nouns`)."""
+  if dataset == 'synthetic_motion':
+    from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+    return len(synthetic.MOTION_CLASSES)
+  return _NUM_CLASSES[dataset]

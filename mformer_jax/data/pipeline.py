@@ -22,9 +22,6 @@ from mformer_jax.data import augment
 from mformer_jax.data import synthetic
 from mformer_jax.data import video
 
-_SYNTHETIC = 'synthetic_motion'
-
-
 def _process(process_index, process_count):
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
@@ -37,10 +34,6 @@ def _block(n, p, count):
   return n * p // count, n * (p + 1) // count
 
 
-def _label_keys(cfg):
-  return ('verb', 'noun') if cfg.name == 'epic_kitchens' else ('label',)
-
-
 @functools.lru_cache(maxsize=8)
 def _summary(data_dir, name, split):
   path = os.path.join(data_dir, f'{split}.json')
@@ -50,18 +43,29 @@ def _summary(data_dir, name, split):
     return json.load(f)
 
 
+def _synthetic(cfg):
+  return cfg.source == 'synthetic'
+
+
 def num_examples(data_cfg, split):
-  if data_cfg.name == _SYNTHETIC:
+  if _synthetic(data_cfg):
     return data_cfg.synthetic[f'num_{split}']
   return _summary(data_cfg.data_dir, data_cfg.name, split)['num_examples']
 
 
-def class_names(data_cfg, head='verb'):
-  """Class names; for EK those of `head` ('verb' or 'noun')."""
-  if data_cfg.name == _SYNTHETIC:
-    return synthetic.class_names(data_cfg.synthetic.variant, data_cfg.synthetic.classes)
+def class_names(data_cfg) -> dict:
+  """{label key: class names}, e.g. {'label': [...]} or Epic-Kitchens' {'verb', 'noun'}."""
+  if _synthetic(data_cfg):
+    s = data_cfg.synthetic
+    return {'label': synthetic.class_names(s.variant, s.classes)}
   names = _summary(data_cfg.data_dir, data_cfg.name, 'train')['class_names']
-  return names[head] if isinstance(names, dict) else names
+  if not isinstance(names, dict):
+    names = {'label': names}
+  missing = set(data_cfg.label_keys) - set(names)
+  if missing:
+    raise ValueError(f'{data_cfg.data_dir} has class names for {sorted(names)}, not for the '
+                     f'label keys {sorted(missing)} of config.data.label_keys')
+  return {k: names[k] for k in data_cfg.label_keys}
 
 
 def _normalise_np(videos, bgr):
@@ -98,21 +102,13 @@ class _Prepared:
     return parsed[1]['image/encoded']
 
   def labels(self, example):
-    return {k: self.index[k][example] for k in _label_keys(self.cfg)}
+    return {k: self.index[k][example] for k in self.cfg.label_keys}
 
   def train_example(self, example, seed):
     cfg = self.cfg
     n, fps = self.index['num_frames'][example], self.index['fps'][example]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
-    if cfg.name == 'ssv2':
-      idx = augment.segment_indices(n, fps, cfg.num_frames,
-                                    tf.random.stateless_uniform([cfg.num_frames], seeds[0],
-                                                                dtype=tf.float64),
-                                    cfg.target_fps)
-    else:
-      idx = augment.linspace_indices(
-          n, fps, tf.random.stateless_uniform([], seeds[0], dtype=tf.float64), cfg.num_frames,
-          cfg.sampling_rate, cfg.target_fps, offset=int(cfg.name == 'epic_kitchens'))
+    idx = frame_indices(n, fps, cfg, train_seed=seeds[0])
     clip = train_augment(augment.decode_frames(self.frames(example), idx), seeds[1:], cfg)
     return dict(clip=clip, **self.labels(example))
 
@@ -141,19 +137,32 @@ def train_augment(frames, seeds, cfg):
   return augment.normalise(clip * 255.0, cfg.bgr)
 
 
+def frame_indices(n, fps, cfg, *, train_seed=None):
+  """The frames a clip samples: (T,) for training (random position from `train_seed`), else
+  (test_num_clips, T) evenly spaced clips. data.sampler 'linspace' is the Kinetics/EK
+  sampler on a 30 fps-equivalent timeline; 'segment' (SSv2) takes one frame per segment
+  (random in training, the middle at test, one clip repeated if more are asked for)."""
+  if cfg.sampler not in ('linspace', 'segment'):
+    raise ValueError(f'data.sampler={cfg.sampler!r}; expected linspace or segment')
+  train = train_seed is not None
+  if cfg.sampler == 'segment':
+    u = (tf.random.stateless_uniform([cfg.num_frames], train_seed, dtype=tf.float64)
+         if train else None)
+    idx = augment.segment_indices(n, fps, cfg.num_frames, u, cfg.target_fps)
+    return idx if train else tf.tile(idx[None], [cfg.test_num_clips, 1])
+  u = (tf.random.stateless_uniform([], train_seed, dtype=tf.float64) if train else
+       tf.range(cfg.test_num_clips, dtype=tf.float64) / cfg.test_num_clips)
+  return augment.linspace_indices(n, fps, u, cfg.num_frames, cfg.sampling_rate, cfg.target_fps,
+                                  offset=cfg.frame_offset)
+
+
 def test_views(frames, n, fps, cfg, decoded):
   """(test_num_clips * test_num_crops, T, S, S, 3), clip-major as the official index order.
 
   `frames`: encoded JPEGs (decoded=False; only the needed ones are decoded) or uint8 frames.
   """
   clips, crops = cfg.test_num_clips, cfg.test_num_crops
-  if cfg.name == 'ssv2':  # One segment-middle clip (repeated if more are asked for).
-    idx = tf.tile(augment.segment_indices(n, fps, cfg.num_frames, None, cfg.target_fps)[None],
-                  [clips, 1])
-  else:
-    idx = augment.linspace_indices(n, fps, tf.range(clips, dtype=tf.float64) / clips,
-                                   cfg.num_frames, cfg.sampling_rate, cfg.target_fps,
-                                   offset=int(cfg.name == 'epic_kitchens'))
+  idx = frame_indices(n, fps, cfg)
   frames = tf.gather(frames, idx) if decoded else augment.decode_frames(frames, idx)
   shape = tf.shape(frames)
   flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
@@ -167,9 +176,6 @@ def test_views(frames, n, fps, cfg, decoded):
 
 def _synthetic_kwargs(cfg, split):
   s = cfg.synthetic
-  if len(synthetic.class_names(s.variant, s.classes)) != cfg.num_classes:
-    raise ValueError(f'config.data.num_classes={cfg.num_classes} but synthetic.classes gives '
-                     f'{len(synthetic.class_names(s.variant, s.classes))} classes.')
   return dict(num_frames=cfg.num_frames, size=cfg.crop_size, variant=s.variant, seed=s.seed,
               split=split, classes=s.classes, num_distractors=s.num_distractors,
               background_speed=s.background_speed, with_masks=False)
@@ -209,7 +215,7 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
       yield order(epoch)[pos], np.array([seed, g * count + p], np.int64)
 
   first = start_step * local_batch_size
-  if data_cfg.name == _SYNTHETIC:
+  if _synthetic(data_cfg):
     return _synthetic_batches(data_cfg, stream(first), local_batch_size, lo, hi)
   prepared = _Prepared(data_cfg, 'train')
   ds = tf.data.Dataset.from_generator(
@@ -246,8 +252,7 @@ class EvalDataset:
     self.num_videos = self.hi - self.lo
     self.views_per_video = cfg.test_num_clips * cfg.test_num_crops
     self.num_batches = -(-(-(-total // count)) * self.views_per_video // local_batch_size)
-    self.class_names = class_names(cfg)
-    if cfg.name == _SYNTHETIC:
+    if _synthetic(cfg):
       if self.views_per_video != 1:
         raise ValueError('synthetic_motion clips are rendered at exactly num_frames x '
                          'crop_size, so test_num_clips and test_num_crops must be 1.')
@@ -259,7 +264,7 @@ class EvalDataset:
   def _videos(self):
     """Yields one dict per video, every array with a leading views axis."""
     cfg, views = self.cfg, self.views_per_video
-    if cfg.name == _SYNTHETIC:
+    if _synthetic(cfg):
       kwargs = _synthetic_kwargs(cfg, self.split)
       for start in range(self.lo, self.hi, 64):
         data = synthetic.render(np.arange(start, min(start + 64, self.hi)), **kwargs)
@@ -278,7 +283,7 @@ class EvalDataset:
     cfg = self.cfg
     shape = (0, cfg.num_frames, cfg.crop_size, cfg.crop_size, 3)
     return dict(clip=np.zeros(shape, np.float32), video_index=np.zeros(0, np.int32),
-                mask=np.zeros(0, bool), **{k: np.zeros(0, np.int32) for k in _label_keys(cfg)})
+                mask=np.zeros(0, bool), **{k: np.zeros(0, np.int32) for k in cfg.label_keys})
 
   def __iter__(self):
     parts, count, emitted = [self._empty()], 0, 0
@@ -312,6 +317,9 @@ def make_eval_dataset(data_cfg, *, local_batch_size, split='test', process_index
 
 def load_video_views(path, data_cfg):
   """Test views (views, T, S, S, 3) float32 of one raw video file, for `predict`."""
-  frames, fps = video.read_video(path)
+  try:
+    frames, fps = video.read_video(path)
+  except video.VideoError as e:
+    raise video.VideoError(f'cannot read {path}: {e}') from e
   views = test_views(tf.constant(np.stack(frames)), len(frames), fps, data_cfg, decoded=True)
   return views.numpy()
