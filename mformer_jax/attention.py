@@ -66,21 +66,24 @@ def cls_attention(q_cls, k, v):
 # ----------------------------------------------------------------------------------------------
 # Trajectory attention: reference (einsum) implementation of the two steps
 # ----------------------------------------------------------------------------------------------
-def trajectory_spatial(q, k, v, num_frames, attn_dropout=None):
+def trajectory_spatial(q, k, v, num_frames, attn_dropout=None, return_attn=False):
   """Spatial step: every query attends, separately for each frame f, over that frame's P keys.
 
   q, k, v: (B, N, h, d) patch tokens, q already scaled. Returns X: (B, N, F, h, d), the
   trajectory token of query n in frame f. Materialises the full (N, N) score matrix per head.
   attn_dropout: optional function applied to the (per-frame) attention probabilities, where the
   official code applies its only attention dropout.
+  return_attn: also return the per-frame probabilities (B, h, N, F, P), before dropout (the
+  official `space_attn`, the per-frame maps of the appendix's Fig. 2).
   """
   b, n, h, d = k.shape
   p = n // num_frames
   scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, num_frames, p)
-  attn = _softmax(scores)
+  attn = probs = _softmax(scores)
   if attn_dropout is not None:
     attn = attn_dropout(attn)
-  return jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, num_frames, p, h, d))
+  x = jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, num_frames, p, h, d))
+  return (x, probs) if return_attn else x
 
 
 def trajectory_diagonal(x, num_frames):
@@ -114,6 +117,9 @@ class TrajectoryAttention(nn.Module):
     proj_kv, also after an approximation). query_chunk: queries per chunk for 'chunked'
     (0 = one frame). backend: `jax.nn.dot_product_attention` implementation for 'frames'
     ('xla' | 'cudnn' | 'auto').
+  return_attn=True (einsum impl, exact or Orthoformer) also returns {'space': (B, h, N, F, P),
+  'temporal': (B, h, N, F)}, the probabilities of the two steps (Orthoformer: the per-frame
+  maps its landmarks imply, see `approx.orthoformer`).
   """
   num_heads: int
   num_frames: int                      # F = T' temporal token slots
@@ -131,7 +137,7 @@ class TrajectoryAttention(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False, first_landmarks=None):
+  def __call__(self, x, *, train: bool = False, first_landmarks=None, return_attn=False):
     b, _, dim = x.shape
     h, f = self.num_heads, self.num_frames
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
@@ -141,15 +147,19 @@ class TrajectoryAttention(nn.Module):
                         3, axis=2)
     cls_out = cls_attention(q[:, :1] * scale, k, v)
     q, k, v = q[:, 1:], k[:, 1:], v[:, 1:]
+    if return_attn and (self.impl != 'einsum' or self.approx not in ('none', 'orthoformer')):
+      raise ValueError('attention probabilities need impl=einsum and approx none|orthoformer, '
+                       f'not impl={self.impl!r} approx={self.approx!r}')
     if self.impl != 'einsum':
       return self._fast(x, cls_out, q, k, v, first_landmarks, train)
 
     if self.approx == 'none':
       drop = (functools.partial(nn.Dropout(self.attn_dropout), deterministic=not train)
               if self.attn_dropout else None)
-      traj = trajectory_spatial(q * scale, k, v, f, drop)
+      traj, space_attn = trajectory_spatial(q * scale, k, v, f, drop, return_attn=True)
     else:
-      traj = self._approx_spatial(q, k, v, first_landmarks)
+      traj = self._approx_spatial(q, k, v, first_landmarks, return_attn)
+      traj, space_attn = traj if return_attn else (traj, None)
     traj = merge_heads(traj)                                           # (B, N, F, D)
 
     q2 = split_heads(dense(dim, name='proj_q')(trajectory_diagonal(traj, f)), h) * scale
@@ -158,8 +168,8 @@ class TrajectoryAttention(nn.Module):
     values = split_heads(traj, h) if self.values == 'original' else v2
     out, temporal_attn = trajectory_temporal(q2, k2, values)
     self.sow('intermediates', 'temporal_attn', temporal_attn)
-    out = jnp.concatenate([cls_out, out], axis=1)
-    return dense(dim, name='proj')(merge_heads(out))
+    out = dense(dim, name='proj')(merge_heads(jnp.concatenate([cls_out, out], axis=1)))
+    return (out, {'space': space_attn, 'temporal': temporal_attn}) if return_attn else out
 
   def _fast(self, x, cls_out, q, k, v, first_landmarks, train):
     """The impl != 'einsum' path: same parameters, same result, less memory."""
@@ -179,21 +189,26 @@ class TrajectoryAttention(nn.Module):
     out = jnp.concatenate([cls_out, out], axis=1)
     return Dense(dim, name='proj', **kw)(merge_heads(out))
 
-  def _approx_spatial(self, q, k, v, first_landmarks):
-    """(B, N, h, d) unscaled -> (B, N, F, h, d) via the selected approximation."""
+  def _approx_spatial(self, q, k, v, first_landmarks, return_attn=False):
+    """(B, N, h, d) unscaled -> (B, N, F, h, d) via the selected approximation.
+
+    return_attn (Orthoformer only) also returns its implied per-frame maps (B, h, N, F, P).
+    """
     b, n, h, d = q.shape
+    attn = None
     to_rows = lambda t: t.transpose(0, 2, 1, 3).reshape(b * h, n, d)  # (B*h, N, d), batch-major
     q, k, v = to_rows(q), to_rows(k), to_rows(v)
     if self.approx == 'orthoformer':
       if first_landmarks is not None:
-        x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
-                               first_index=first_landmarks)
+        landmarks = dict(first_index=first_landmarks)
       else:
         # Eval without a 'landmarks' RNG stream gets a fixed per-layer key: deterministic outputs.
-        rng = (self.make_rng('landmarks') if self.has_rng('landmarks')
-               else jax.random.fold_in(jax.random.key(0), _stable_id(self.name or '')))
-        x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
-                               rng=rng)
+        landmarks = dict(rng=self.make_rng('landmarks') if self.has_rng('landmarks')
+                         else jax.random.fold_in(jax.random.key(0), _stable_id(self.name or '')))
+      x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+                             return_attn=return_attn, **landmarks)
+      if return_attn:
+        x, attn = x[0], x[1].reshape(b, h, n, self.num_frames, -1)
     elif self.approx == 'nystrom':
       x = approx.nystrom(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
                          pinv_iters=self.nystrom_iters)
@@ -204,14 +219,18 @@ class TrajectoryAttention(nn.Module):
       x = approx.performer(q, k, v, num_frames=self.num_frames, features=feats)
     else:
       raise ValueError(f'unknown approx {self.approx!r}')
-    return x.reshape(b, h, n, self.num_frames, d).transpose(0, 2, 3, 1, 4)
+    x = x.reshape(b, h, n, self.num_frames, d).transpose(0, 2, 3, 1, 4)
+    return (x, attn) if return_attn else x
 
 
 # ----------------------------------------------------------------------------------------------
 # Joint and divided space-time attention
 # ----------------------------------------------------------------------------------------------
 class JointAttention(nn.Module):
-  """Standard multi-head attention over all 1+N tokens (timm ViT names: qkv, proj)."""
+  """Standard multi-head attention over all 1+N tokens (timm ViT names: qkv, proj).
+
+  return_attn=True also returns {'joint': (B, h, 1+N, 1+N)}, the softmax before dropout.
+  """
   num_heads: int
   attn_dropout: float = 0.0
   qkv_bias: bool = True
@@ -219,16 +238,17 @@ class JointAttention(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, return_attn=False):
     dim = x.shape[-1]
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
     q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x),
                                     3 * self.num_heads), 3, axis=2)
-    a = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) * (dim // self.num_heads) ** -0.5)
+    a = probs = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) * (dim // self.num_heads) ** -0.5)
     if self.attn_dropout:
       a = nn.Dropout(self.attn_dropout)(a, deterministic=not train)
     out = jnp.einsum('bhqk,bkhd->bqhd', a, v)
-    return dense(dim, name='proj')(merge_heads(out))
+    out = dense(dim, name='proj')(merge_heads(out))
+    return (out, {'joint': probs}) if return_attn else out
 
 
 class DividedAttention(nn.Module):
@@ -236,6 +256,9 @@ class DividedAttention(nn.Module):
 
   Unlike TimeSformer the cls token is a key/value of every group, and the cls query attends to
   all 1+N tokens in both calls.
+  return_attn=True also returns {mode: probabilities}: every patch query's softmax over
+  [cls, its group], (B, h, N, 1+F) for 'time' (the F tokens at its patch position) and
+  (B, h, N, 1+P) for 'space' (the P patches of its slot); the cls query's row is left out.
   """
   num_heads: int
   num_frames: int
@@ -245,7 +268,7 @@ class DividedAttention(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, return_attn=False):
     del train  # the official attn_drop is constructed but never applied
     b, _, dim = x.shape
     f = self.num_frames
@@ -269,4 +292,5 @@ class DividedAttention(nn.Module):
     else:
       out = out + jnp.einsum('bhfpq,bfqhd->bfphd', a[..., 1:], vg)
     out = jnp.concatenate([cls_out, out.reshape(b, -1, *out.shape[3:])], axis=1)
-    return dense(dim, name='proj')(merge_heads(out))
+    out = dense(dim, name='proj')(merge_heads(out))
+    return (out, {self.mode: a.reshape(*a.shape[:2], -1, a.shape[-1])}) if return_attn else out
