@@ -133,3 +133,48 @@ def test_orthoformer_maps_are_the_models(replay):
     sown = state['intermediates'][f'blocks_{i}']['attn']['temporal_attn'][0]
     assert sown.shape[-1] == f
     np.testing.assert_allclose(maps['temporal'][i], sown, atol=1e-6)
+
+
+def test_figure_synthetic_and_video(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import synthetic, video  # pylint: disable=g-import-not-at-top
+  path = os.path.join(GOLDENS, 'model_maps_trajectory.npz')
+  png, gif = attention_maps.figure(path, synthetic_seed=0, output=str(tmp_path / 'syn'))
+  assert Image.open(png).size == (4 * 256, 256)     # one panel per temporal slot
+  assert Image.open(gif).n_frames == 4
+  clip = synthetic.generate(1, num_frames=8, size=32, num_distractors=0).videos[0]
+  video.write_video(tmp_path / 'clip.mp4', clip, fps=30)
+  png, mp4 = attention_maps.figure(path, video_path=str(tmp_path / 'clip.mp4'), query='2,20,5',
+                                   layer=0, head=1, sampling_rate=1, fmt='mp4',
+                                   output=str(tmp_path / 'vid'))
+  assert png.endswith('attention_layer0_head1_query2-20-5.png') and os.path.getsize(mp4) > 0
+  assert len(video.read_video(mp4)[0]) == 4
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(video_path='clip.mp4', query='0,1,1'), 'cannot read'),
+    (dict(synthetic_seed=0, query='0,32,1'), r'query point \(32.0, 1.0\) outside the 32x32'),
+    (dict(synthetic_seed=0, query='8,1,1'), 'query frame 8 outside the clip'),
+    (dict(synthetic_seed=0, layer=2), 'out of range: the model has 2 layers'),
+    (dict(synthetic_seed=0, head=4), 'head 4 out of range'),
+    (dict(synthetic_seed=0, query='1,2'), 'expected FRAME,X,Y')])
+def test_figure_bad_input(tmp_path, kwargs, message):
+  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
+  if 'video_path' in kwargs:
+    (tmp_path / 'clip.mp4').write_bytes(b'not a video')
+    kwargs = {**kwargs, 'video_path': str(tmp_path / 'clip.mp4')}
+  with pytest.raises((ValueError, video.VideoError), match=message):
+    attention_maps.figure(os.path.join(GOLDENS, 'model_maps_trajectory.npz'),
+                          output=str(tmp_path), **kwargs)
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  run = subprocess.run(
+      [sys.executable, '-m', 'mformer_jax.analysis.attention_maps',
+       f'--checkpoint={os.path.join(GOLDENS, "model_maps_trajectory.npz")}', '--synthetic=0',
+       '--query=0,99,1', f'--output={tmp_path}'], capture_output=True, text=True, check=False)
+  assert run.returncode == 2, run.stderr
+  lines = [l for l in run.stderr.splitlines() if 'error' in l.lower() or 'Traceback' in l]
+  assert lines == ['attention_maps: error: query point (99.0, 1.0) outside the 32x32 frame']

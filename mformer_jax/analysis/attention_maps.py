@@ -118,3 +118,206 @@ def compute(model: Motionformer, variables, clip, *, layers=None, first_landmark
     else:
       x = _block_fn(block_cfg, False)(params[f'blocks_{i}'], x, fl)
   return {name: jnp.stack(values) for name, values in maps.items()}
+
+
+def frame_maps(maps, cfg: ModelConfig):
+  """Per-slot attention (L, B, heads, N, F, P) of every patch query, whatever the attention;
+  each (query, slot) row sums to 1.
+
+  trajectory: 'space' as is. joint: the query's row restricted to each slot's P patches and
+  renormalised. divided: one block's two steps composed (time first, then space, as the block
+  runs them): patch q of slot f reaches query n = (f0, p0) through token (f0, q), weight
+  space[n, q] * time[(f0, q), f], renormalised over q; the cls paths are left out. 'space'
+  models never look at another slot: an error.
+  """
+  f = cfg.temporal_slots
+  if cfg.attention == 'trajectory':
+    return maps['space']
+  if cfg.attention == 'joint':
+    a = maps['joint'][..., 1:, 1:]
+    a = a.reshape(*a.shape[:-1], f, a.shape[-1] // f)
+  elif cfg.attention == 'divided':
+    space, time = maps['space'][..., 1:], maps['time'][..., 1:]
+    lead, p = space.shape[:3], space.shape[-1]
+    space = space.reshape(*lead, f, p, p)                            # [f0, p0, q]
+    time = time.reshape(*lead, f, p, f)                              # [f0, q, f]
+    a = jnp.einsum('...apq,...aqf->...apfq', space, time).reshape(*lead, f * p, f, p)
+  else:
+    raise ValueError(f'{cfg.attention!r} attention never looks at another temporal slot')
+  return a / a.sum(-1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: Fig. 2
+# ----------------------------------------------------------------------------------------------
+def _panel(frame, heat, *, path, slot, query=None, truth=None, size=256):
+  """One slot: frame with the heatmap, the argmax path (arrows) and marks, as uint8 RGB."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  s = frame.shape[0]
+  fig = plt.figure(figsize=(size / 100, size / 100), dpi=100)
+  ax = fig.add_axes([0, 0, 1, 1])
+  ax.imshow(frame, extent=(0, s, s, 0), interpolation='nearest')
+  ax.imshow(heat / heat.max(), extent=(0, s, s, 0), cmap='jet', alpha=0.45, vmin=0, vmax=1,
+            interpolation='bilinear')
+  for a, b in zip(path[:-1], path[1:]):   # (x, y) argmax per slot
+    ax.annotate('', xy=b, xytext=a, arrowprops=dict(arrowstyle='->', color='white', lw=1.5))
+  ax.plot(*path[slot], 'o', ms=6, mfc='none', mec='white', mew=1.5)
+  if truth is not None:
+    ax.plot(*truth, '+', ms=8, color='black', mew=1.5)
+  if query is not None:
+    ax.plot(*query, '*', ms=14, color='yellow', mec='black')
+  ax.text(1, 1, f'slot {slot}', color='white', fontsize=9, va='top',
+          bbox=dict(facecolor='black', alpha=0.5, pad=1, lw=0))
+  ax.set_xlim(0, s)
+  ax.set_ylim(s, 0)
+  ax.axis('off')
+  fig.canvas.draw()
+  image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+  plt.close(fig)
+  return image
+
+
+def patch_centres(cfg: ModelConfig, size: int) -> np.ndarray:
+  """(P, 2) (row, col) pixel centre of every patch of a size x size frame, row-major."""
+  g = size // cfg.patch_size
+  rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing='ij')
+  return (np.stack([rows, cols], -1).reshape(-1, 2) + 0.5) * cfg.patch_size
+
+
+def query_token(cfg: ModelConfig, size: int, frame: int, x: float, y: float) -> int:
+  """Token index n of pixel (x, y) of input frame `frame`; clear errors when outside."""
+  if not 0 <= frame < cfg.num_frames:
+    raise ValueError(f'query frame {frame} outside the clip (0..{cfg.num_frames - 1})')
+  if not (0 <= x < size and 0 <= y < size):
+    raise ValueError(f'query point ({x}, {y}) outside the {size}x{size} frame')
+  g = size // cfg.patch_size
+  return ((frame // cfg.tubelet_size) * g + int(y) // cfg.patch_size) * g + int(x) // cfg.patch_size
+
+
+def render(frames, fmap, cfg: ModelConfig, *, token, query_xy, truth=None):
+  """Panels (F, S', S', 3) of one query: frames (F, S, S, 3) uint8 (one per slot), fmap (F, P)."""
+  s = frames.shape[1]
+  g = s // cfg.patch_size
+  centres = patch_centres(cfg, s)
+  path = [tuple(centres[i][::-1]) for i in np.argmax(fmap, -1)]
+  q_slot = token // (g * g)
+  return np.stack([
+      _panel(frames[f], fmap[f].reshape(g, g), path=path, slot=f,
+             query=query_xy if f == q_slot else None,
+             truth=None if truth is None else truth[f][::-1])
+      for f in range(len(frames))])
+
+
+def _synthetic_clip(cfg: ModelConfig, seed: int, index: int, classes: str):
+  from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  v = synthetic.render([index], num_frames=cfg.num_frames, size=cfg.img_size, seed=seed,
+                       split='test', classes=classes, num_distractors=0, background_speed=0.0)
+  return v.videos[0], v.centers[0]
+
+
+def _video_clip(path: str, cfg: ModelConfig, sampling_rate: int):
+  from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data.config import data_config  # pylint: disable=g-import-not-at-top
+  data_cfg = data_config('kinetics400', num_frames=cfg.num_frames, sampling_rate=sampling_rate,
+                         crop_size=cfg.img_size)
+  data_cfg.test_num_clips = data_cfg.test_num_crops = 1      # one centre view
+  data_cfg.bgr = cfg.epic_kitchens
+  view = pipeline.load_video_views(path, data_cfg)[0]
+  view = view[..., ::-1] if data_cfg.bgr else view
+  return np.clip(np.round((view + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
+           synthetic_classes='move_right,move_left,move_down,move_up', query='', layer=-1,
+           head=-1, sampling_rate=4, fmt='gif', output='attention_maps'):
+  """Writes the Fig. 2 strip (PNG) and animation (GIF/MP4) of one query; returns their paths.
+
+  Bad input (unreadable video, query outside the clip, layer or head out of range) raises
+  ValueError or video.VideoError with a one-line message.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
+  if bool(video_path) == (synthetic_seed is not None):
+    raise ValueError('give exactly one of --video=FILE or --synthetic=SEED')
+  model, variables = checkpointing.load_model(checkpoint)
+  cfg = model.cfg
+  layer = select_layers([layer], cfg.depth)[0]
+  if not -1 <= head < cfg.num_heads:
+    raise ValueError(f'head {head} out of range: the model has {cfg.num_heads} heads '
+                     '(-1 = their mean)')
+  truth = None
+  if video_path:
+    frames = _video_clip(video_path, cfg, sampling_rate)
+  else:
+    frames, centres = _synthetic_clip(cfg, synthetic_seed, index, synthetic_classes)
+    truth = centres[::cfg.tubelet_size]
+  size = frames.shape[1]
+  if query:
+    try:
+      qf, qx, qy = (float(v) for v in query.split(','))
+    except ValueError:
+      raise ValueError(f'--query={query!r}: expected FRAME,X,Y') from None
+  elif truth is not None:                    # synthetic: the object's centre in frame 0
+    qf, (qy, qx) = 0, centres[0]
+  else:
+    raise ValueError('--query=FRAME,X,Y is needed with --video')
+  token = query_token(cfg, size, int(qf), qx, qy)
+  clip = jnp.asarray(frames[None], jnp.float32) / 127.5 - 1.0     # the pipeline's [-1, 1]
+  fmap = frame_maps(compute(model, variables, clip, layers=[layer]), cfg)[0, 0, :, token]
+  fmap = np.asarray(fmap.mean(0) if head < 0 else fmap[head], np.float32)
+  panels = render(frames[::cfg.tubelet_size], fmap, cfg, token=token, query_xy=(qx, qy),
+                  truth=truth)
+  os.makedirs(output, exist_ok=True)
+  stem = os.path.join(output, f'attention_layer{layer}_head{head}_query{int(qf)}-{int(qx)}-'
+                      f'{int(qy)}')
+  Image.fromarray(np.concatenate(list(panels), axis=1)).save(stem + '.png', optimize=True)
+  if fmt == 'mp4':
+    video.write_video(stem + '.mp4', panels, fps=2)
+  else:
+    Image.fromarray(panels[0]).save(stem + '.gif', save_all=True, duration=500, loop=0,
+                                    append_images=[Image.fromarray(p) for p in panels[1:]])
+  return stem + '.png', f'{stem}.{fmt}'
+
+
+def main(argv):
+  from absl import flags, logging  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
+  del argv
+  logging.set_verbosity(logging.WARNING)   # an error is then the one line on stderr
+  f = flags.FLAGS
+  try:
+    paths = figure(f.checkpoint, video_path=f.video, synthetic_seed=f.synthetic, index=f.index,
+                   synthetic_classes=f.synthetic_classes, query=f.query, layer=f.layer,
+                   head=f.head, sampling_rate=f.sampling_rate, fmt=f.format, output=f.output)
+  except (ValueError, OSError, video.VideoError) as e:
+    print(f'attention_maps: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print('\n'.join(paths))
+
+
+def _define_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('checkpoint', None, 'Trainer workdir, convert folder or official '
+                      '.pyth/.npz (anything checkpointing.load_model accepts).', required=True)
+  flags.DEFINE_string('video', '', 'A video file (one centre view, as predict sees it).')
+  flags.DEFINE_integer('synthetic', None, 'Render a synthetic motion test clip with this seed.')
+  flags.DEFINE_integer('index', 0, 'Which synthetic clip.')
+  flags.DEFINE_string('synthetic_classes', 'move_right,move_left,move_down,move_up',
+                      'Synthetic motion classes (the demo\'s by default).')
+  flags.DEFINE_string('query', '', 'FRAME,X,Y in the model input (default for synthetic: the '
+                      'object centre in frame 0).')
+  flags.DEFINE_integer('layer', -1, 'Layer (negative from the end).')
+  flags.DEFINE_integer('head', -1, 'Head, or -1 for the mean over heads.')
+  flags.DEFINE_integer('sampling_rate', 4, 'Frame stride when sampling a video.')
+  flags.DEFINE_enum('format', 'gif', ['gif', 'mp4'], 'Animation format.')
+  flags.DEFINE_string('output', 'attention_maps', 'Output folder.')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # TF (video decoding) start-up chatter
+  _define_flags()
+  app.run(main)
