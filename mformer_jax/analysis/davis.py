@@ -1,16 +1,28 @@
-"""DAVIS-2017 semi-supervised label propagation with J&F (paper appendix Table 2).
+r"""DAVIS-2017 semi-supervised label propagation with J&F (paper appendix Table 2).
 
   python -m mformer_jax.analysis.davis --davis_root=DAVIS --checkpoint=CKPT --out=OUT
+  python -m mformer_jax.analysis.davis --write_synthetic=8 --davis_root=TWIN   # offline twin
+  python -m mformer_jax.analysis.davis --davis_root=TWIN --features=oracle --out=OUT
 
-This module holds the DAVIS layout reader, the metrics and the CLI; the propagation itself is
-`label_propagation.py`. The metrics follow the official `davis2017-evaluation` tool
-(`db_eval_iou`, `db_eval_boundary`, `db_statistics`, its two CSVs), rewritten in numpy and
+Writes OUT/<seq>/<frame>.png (palette ids, the official results layout), the official
+global_results-<subset>.csv and per-sequence_results-<subset>.csv, OUT/overlays/<seq>.png
+and OUT/results.json. This module holds the layout reader, the metrics and the CLI; the
+propagation is `label_propagation.py`. The metrics follow the official `davis2017-evaluation`
+tool (`db_eval_iou`, `db_eval_boundary`, `db_statistics`, its CSVs), rewritten in numpy and
 checked against values of the official code on stored masks (tests/data/README.md).
 """
 
+import argparse
+import dataclasses
+import json
+import pathlib
+import runpy
+import sys
+import time
 import warnings
 
 import numpy as np
+from PIL import Image
 
 BOUND_TH = 0.008  # Boundary tolerance as a fraction of the image diagonal (official default).
 
@@ -177,3 +189,300 @@ def results_csvs(summary):
       f"{name},{_csv_number(float(o['J-Mean']))},{_csv_number(float(o['F-Mean']))}"
       for name, o in summary['objects'].items()]
   return glob + '\n', '\n'.join(rows) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# The DAVIS-2017 layout: JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png (palette ids),
+# ImageSets/2017/<subset>.txt.
+
+
+class LayoutError(ValueError):
+  """A DAVIS folder that does not hold what the layout promises (one line, for the CLI)."""
+
+
+@dataclasses.dataclass
+class Sequence:
+  name: str
+  frame_names: list[str]  # '00000', ... (the results PNGs take these names)
+  frames: np.ndarray  # (T, H, W, 3) uint8
+  annotations: np.ndarray  # (T, H, W) uint8 ids (255 void), or (1, H, W): first frame only (test)
+
+  @property
+  def num_objects(self) -> int:
+    first = self.annotations[0]
+    return int(first[first != VOID].max(initial=0))
+
+
+def _layout(root, resolution):
+  root = pathlib.Path(root)
+  return (root, root / 'JPEGImages' / resolution, root / 'Annotations' / resolution,
+          root / 'ImageSets' / '2017')
+
+
+def sequence_names(root, subset='val', resolution='480p'):
+  """The sequences of ImageSets/2017/<subset>.txt, after checking the root's layout."""
+  root, images, annotations, sets = _layout(root, resolution)
+  if not root.is_dir():
+    raise LayoutError(f'DAVIS root {root} is not a folder')
+  for folder in (images, annotations, sets):
+    if not folder.is_dir():
+      raise LayoutError(
+          f'{root} is not a DAVIS-2017 root: no {folder.relative_to(root)}/ (expected '
+          f'JPEGImages/{resolution}/<seq>/*.jpg, Annotations/{resolution}/<seq>/*.png, '
+          'ImageSets/2017/<subset>.txt)')
+  listing = sets / f'{subset}.txt'
+  if not listing.is_file():
+    raise LayoutError(f'no sequence list {listing} (subsets there: '
+                      f"{sorted(p.stem for p in sets.glob('*.txt'))})")
+  names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+  if not names:
+    raise LayoutError(f'{listing} lists no sequences')
+  return names
+
+
+def _read_ids(path, size):
+  with Image.open(path) as im:
+    if im.mode not in ('P', 'L'):
+      raise LayoutError(f'annotation {path} is a {im.mode} image, not palette (P) or grey ids')
+    ids = np.array(im)
+  if ids.shape != size:
+    raise LayoutError(f'annotation {path} is {ids.shape[1]}x{ids.shape[0]} but its frames are '
+                      f'{size[1]}x{size[0]}')
+  return ids
+
+
+def load_sequence(root, name, resolution='480p'):
+  """Frames and annotations of one sequence; LayoutError names what does not match."""
+  root, images, annotations, _ = _layout(root, resolution)
+  jpgs = sorted((images / name).glob('*.jpg'))
+  if not jpgs:
+    raise LayoutError(f'sequence {name!r}: no frames {images / name}/*.jpg')
+  pngs = sorted((annotations / name).glob('*.png'))
+  if not pngs:
+    raise LayoutError(f'sequence {name!r}: no annotations {annotations / name}/*.png')
+  frame_names = [p.stem for p in jpgs]
+  ann_names = [p.stem for p in pngs]
+  if ann_names != frame_names and ann_names != frame_names[:1]:
+    extra = sorted(set(ann_names) - set(frame_names))
+    missing = sorted(set(frame_names) - set(ann_names))
+    raise LayoutError(
+        f'sequence {name!r}: annotations do not match the frames (frames {len(frame_names)}, '
+        f'annotations {len(ann_names)}; without a frame: {extra[:3]}, without an annotation: '
+        f'{missing[:3]}); expected one PNG per frame or the first frame only')
+  frames = []
+  for p in jpgs:
+    with Image.open(p) as im:
+      frames.append(np.array(im.convert('RGB')))
+  size = frames[0].shape[:2]
+  if any(f.shape[:2] != size for f in frames):
+    raise LayoutError(f'sequence {name!r}: frames of different sizes')
+  seq = Sequence(name, frame_names, np.stack(frames), np.stack([_read_ids(p, size) for p in pngs]))
+  if seq.num_objects == 0:
+    raise LayoutError(f'sequence {name!r}: the first annotation {pngs[0]} holds no object')
+  return seq
+
+
+def palette():
+  """The PASCAL VOC colour map that DAVIS PNGs use: bits of the id spread over R, G, B."""
+  ids = np.arange(256)
+  rgb = np.zeros((256, 3), np.int64)
+  for bit in range(8):
+    for channel in range(3):
+      rgb[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
+  return rgb.astype(np.uint8)
+
+
+def save_ids(ids, path):
+  """Ids (H, W) as an indexed PNG with the DAVIS palette (what the official evaluator reads)."""
+  im = Image.fromarray(np.asarray(ids, np.uint8))
+  im.putpalette(palette().reshape(-1).tolist())
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  im.save(path)
+
+
+def write_synthetic(root, num_sequences, *, num_frames=16, size=64, num_objects=3, seed=0,
+                    classes='move_right,move_left,move_down,move_up'):
+  """A DAVIS-layout twin from `synthetic.render_segmentation` (the demo's motion classes);
+  every object covers at least 1/64 of the first frame (one 8x8 cell at 64 px)."""
+  from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(root)
+  names = [f'synth{i:03d}' for i in range(num_sequences)]
+  for i, name in enumerate(names):
+    video, ids = synthetic.render_segmentation(
+        i, num_frames=num_frames, size=size, num_objects=num_objects, seed=seed, classes=classes,
+        min_pixels=size * size // 64)
+    for t in range(num_frames):
+      jpg = root / 'JPEGImages' / '480p' / name / f'{t:05d}.jpg'
+      jpg.parent.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(video[t]).save(jpg, quality=95)
+      save_ids(ids[t], root / 'Annotations' / '480p' / name / f'{t:05d}.png')
+  (root / 'ImageSets' / '2017').mkdir(parents=True, exist_ok=True)
+  (root / 'ImageSets' / '2017' / 'val.txt').write_text('\n'.join(names) + '\n')
+  return names
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+
+
+def _resize(frames, size):
+  if frames.shape[1:3] == (size, size):
+    return frames
+  return np.stack([np.array(Image.fromarray(f).resize((size, size), Image.BILINEAR))
+                   for f in frames])
+
+
+def overlay(frames, ids, alpha=0.5):
+  """Frames (T, H, W, 3) with each object's palette colour blended in."""
+  colours = palette()[ids].astype(np.float32)
+  blend = np.where((ids > 0)[..., None], (1 - alpha) * frames + alpha * colours, frames)
+  return np.round(blend).astype(np.uint8)
+
+
+def save_overlay_strip(path, frames, pred, gt=None, num=6):
+  """A PNG strip of `num` evenly spaced frames: the prediction, above it the ground truth."""
+  pick = np.unique(np.linspace(0, len(frames) - 1, num).round().astype(int))
+  rows = [np.concatenate(list(overlay(frames[pick], pred[pick])), axis=1)]
+  if gt is not None:
+    rows.insert(0, np.concatenate(list(overlay(frames[pick], np.where(gt[pick] == VOID, 0,
+                                                                         gt[pick]))), axis=1))
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def _load_model(args):
+  from mformer_jax import checkpointing, model as model_lib  # pylint: disable=g-import-not-at-top
+  if args.checkpoint:
+    # Per-block parameters: the per-block sown intermediates name the layers.
+    return checkpointing.load_model(args.checkpoint, scan_blocks=False)
+  if not pathlib.Path(args.init_config).is_file():
+    raise FileNotFoundError(f'--init_config {args.init_config} is not a file')
+  config = runpy.run_path(args.init_config)['get_config']()
+  model = model_lib.make_model(dict(config.model.to_dict(), scan_blocks=False))
+  import jax  # pylint: disable=g-import-not-at-top
+  return model, model_lib.init_variables(model, jax.random.key(args.seed),
+                                         random_tubelet=config.init.random_tubelet)
+
+
+def _feature_fn(args):
+  """frames (T, H, W, 3), sequence -> (T, g, g, D) features, for the chosen feature source."""
+  from mformer_jax.analysis import label_propagation as lp  # pylint: disable=g-import-not-at-top
+  if args.features == 'model':
+    model, variables = _load_model(args)
+    p = model.cfg.patch_size
+    def fn(seq):
+      size = args.size or min(seq.frames.shape[1:3]) // p * p
+      return lp.model_features(model, variables, _resize(seq.frames, size), layer=args.layer,
+                               tubelets=args.tubelets, batch_size=args.batch_size)
+    return fn
+  def fn(seq):
+    size = args.size or min(seq.frames.shape[1:3]) // args.stride * args.stride
+    if args.features == 'pixels':
+      return lp.pixel_features(_resize(seq.frames, size), args.stride)
+    if len(seq.annotations) != len(seq.frames):
+      raise LayoutError(f'sequence {seq.name!r}: the oracle needs an annotation for every frame')
+    return lp.oracle_features(seq.annotations, seq.num_objects, size // args.stride)
+  return fn
+
+
+def run(args):
+  from mformer_jax.analysis import label_propagation as lp  # pylint: disable=g-import-not-at-top
+  names = sequence_names(args.davis_root, args.subset)
+  if args.sequences:
+    unknown = sorted(set(args.sequences.split(',')) - set(names))
+    if unknown:
+      raise LayoutError(f'--sequences {unknown} are not in ImageSets/2017/{args.subset}.txt')
+    names = args.sequences.split(',')
+  features = _feature_fn(args)
+  out = pathlib.Path(args.out)
+  per_sequence, start = {}, time.time()
+  for i, name in enumerate(names):
+    seq = load_sequence(args.davis_root, name)
+    feats = features(seq)
+    k = seq.num_objects
+    first = lp.soft_labels(seq.annotations[0], k, feats.shape[1])
+    soft = lp.propagate(feats, first, topk=args.topk, context=args.context, radius=args.radius,
+                        temperature=args.temperature)
+    pred = lp.upsample_argmax(soft, seq.frames.shape[1:3])
+    pred[0] = np.where(seq.annotations[0] == VOID, 0, seq.annotations[0])  # the given frame
+    for frame_name, ids in zip(seq.frame_names, pred):
+      save_ids(ids, out / name / f'{frame_name}.png')
+    scored = len(seq.annotations) == len(seq.frames)
+    save_overlay_strip(out / 'overlays' / f'{name}.png', seq.frames, pred,
+                       seq.annotations if scored else None, num=args.overlay_frames)
+    line = f'[{i + 1}/{len(names)}] {name}: {k} objects, {len(seq.frames)} frames'
+    if scored:
+      per_sequence[name] = evaluate_sequence(seq.annotations, pred)
+      j, f = per_sequence[name]
+      line += f', J {np.nanmean(j):.3f} F {np.nanmean(f):.3f}'
+    print(f'{line} ({time.time() - start:.0f} s)', flush=True)
+  if not per_sequence:
+    print(f'no annotations beyond the first frame: predictions in {out}, nothing scored')
+    return None
+  summary = summarise(per_sequence)
+  glob, per_object = results_csvs(summary)
+  (out / f'global_results-{args.subset}.csv').write_text(glob)
+  (out / f'per-sequence_results-{args.subset}.csv').write_text(per_object)
+  settings = {k: v for k, v in vars(args).items() if k != 'write_synthetic'}
+  (out / 'results.json').write_text(json.dumps(
+      dict(settings=settings, **summary), indent=1, default=float))
+  print(glob + per_object, end='')
+  return summary
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.davis',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--davis_root', required=True, help='DAVIS-2017 folder (or where to write a twin)')
+  p.add_argument('--write_synthetic', type=int, default=0,
+                 help='write a synthetic DAVIS-layout twin of N sequences to --davis_root, exit')
+  p.add_argument('--synthetic_frames', type=int, default=16)
+  p.add_argument('--synthetic_size', type=int, default=64)
+  p.add_argument('--synthetic_objects', type=int, default=3)
+  p.add_argument('--out', help='results folder')
+  p.add_argument('--subset', default='val')
+  p.add_argument('--sequences', default='', help='comma-separated subset of the sequences')
+  p.add_argument('--features', default='model', choices=('model', 'oracle', 'pixels'),
+                 help='model tokens; oracle = ground-truth labels (sanity check); pixels = RGB')
+  p.add_argument('--checkpoint', default='', help='trainer workdir, convert folder, .pyth/.npz')
+  p.add_argument('--init_config', default='', help='untrained model of this config (baseline)')
+  p.add_argument('--seed', type=int, default=0, help='initialisation of --init_config')
+  p.add_argument('--layer', type=int, default=-1,
+                 help='block whose tokens are the features (-1: last, after the final norm)')
+  p.add_argument('--tubelets', default='repeat', choices=('repeat', 'sliding'))
+  p.add_argument('--size', type=int, default=0,
+                 help='square model input side (0: the short side, floored to the patch size)')
+  p.add_argument('--stride', type=int, default=8, help='cell size of oracle/pixels features')
+  p.add_argument('--batch_size', type=int, default=4, help='clips per forward pass')
+  p.add_argument('--topk', type=int, default=10)
+  p.add_argument('--context', type=int, default=20, help='previous frames in the queue')
+  p.add_argument('--radius', type=float, default=12.0, help='in feature cells')
+  p.add_argument('--temperature', type=float, default=0.05)
+  p.add_argument('--overlay_frames', type=int, default=6)
+  args = p.parse_args(argv)
+  if not args.write_synthetic:
+    if not args.out:
+      p.error('--out is required')
+    if args.features == 'model' and bool(args.checkpoint) == bool(args.init_config):
+      p.error('--features=model needs exactly one of --checkpoint or --init_config')
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  try:
+    if args.write_synthetic:
+      names = write_synthetic(args.davis_root, args.write_synthetic, seed=args.seed,
+                              num_frames=args.synthetic_frames, size=args.synthetic_size,
+                              num_objects=args.synthetic_objects)
+      print(f'wrote {len(names)} sequences to {args.davis_root}')
+      return 0
+    run(args)
+  except (LayoutError, FileNotFoundError, ValueError) as e:
+    print(f'davis: error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
