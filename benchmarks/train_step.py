@@ -6,7 +6,7 @@
         [--out=benchmarks/results_train_step.json]
 
 Mformer-B (trajectory attention, ViT-B/16, 2x16x16 tubelets), float32, batch 1, 16x224,
-K400 head. Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and official
+K400 head; ours runs the trainer's own `train.train_step` (label smoothing and metrics included). Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and official
 alternate within one run (`--rounds` repeats the alternation). Times are per step after one
 warm-up step (which includes compilation for JAX); medians over `--repeats` steps.
 
@@ -46,10 +46,11 @@ def model_flops(frames=16, crop=224, depth=12, dim=768, heads=12, mlp=4, classes
 
 
 def jax_worker(spec):
+  import functools
+
   import jax
   import jax.numpy as jnp
-  import optax
-  from mformer_jax import fused
+  from mformer_jax import config_lib, train
   from mformer_jax.model import Motionformer, ModelConfig
 
   dtype = spec.get('dtype', 'float32')
@@ -58,53 +59,33 @@ def jax_worker(spec):
                     scan_blocks=spec.get('scan', False))
   model = Motionformer(cfg)
   b = spec.get('batch', 1)
-  clip = jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32)
-  labels = jnp.arange(b) % 400
-  tx = optax.adamw(1e-4, weight_decay=0.05)
-  init = jax.jit(lambda key: model.init(key, clip[:1])['params'])
-
-  def standard_step(params, opt_state, clip, labels, rng):
-    def loss_fn(p):
-      logits = model.apply({'params': p}, clip.astype(cfg.compute_dtype), train=True,
-                           rngs={'dropout': rng})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  def fused_step(params, opt_state, clip, labels, rng):  # AdamW inside the backward pass
-    loss_fn = lambda out: (optax.softmax_cross_entropy_with_integer_labels(out, labels).mean(),
-                           None)
-    params, opt_state, loss, _, _ = fused.train_step(
-        model, tx, params, opt_state, clip.astype(cfg.compute_dtype), loss_fn, {'dropout': rng})
-    return params, opt_state, loss
-
-  step = standard_step
-  if spec.get('fused'):
-    tx, step = fused.AdamW(lambda count: 1e-4, weight_decay=0.05), fused_step
+  batch = {'clip': jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32),
+           'label': jnp.arange(b) % 400}
+  # The trainer's own optimizer and step (K400 recipe: AdamW, label smoothing, metrics).
+  config = config_lib.make_config('kinetics400')
+  config.train.fused_update = bool(spec.get('fused'))
+  tx, schedule = train.make_optimizer(config, model, steps_per_epoch=1000)
+  step = functools.partial(train.train_step, model=model, tx=tx, schedule=schedule,
+                           label_smoothing=config.train.label_smoothing,
+                           fused_update=config.train.fused_update)
+  init = jax.jit(lambda key: train.create_train_state(
+      model.init(key, batch['clip'][:1])['params'], tx, 0))
 
   # Compile everything from shapes first, so that compilation's own memory is not on top of
   # the state (as the trainer does).
-  params_shape = jax.eval_shape(init, jax.random.key(0))
+  state_shape = jax.eval_shape(init, jax.random.key(0))
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
-      params_shape, jax.eval_shape(tx.init, params_shape), clip, labels,
-      jax.random.key(1)).compile()
+  compiled = jax.jit(step, donate_argnums=(0,)).lower(state_shape, batch).compile()
   compile_s = time.perf_counter() - t0
   init = init.lower(jax.random.key(0)).compile()
-  opt_init = jax.jit(tx.init).lower(params_shape).compile()  # one executable, not one per leaf
   ma = compiled.memory_analysis()
   common.release_compile_memory()
-  params = init(jax.random.key(0))
-  opt_state = opt_init(params)
+  holder = {'state': init(jax.random.key(0))}
   base_rss = common.current_rss_mb()
-  state = {'p': params, 'o': opt_state, 'i': 0}
 
   def run():
-    state['i'] += 1
-    state['p'], state['o'], loss = compiled(state['p'], state['o'], clip, labels,
-                                             jax.random.key(state['i']))
-    jax.block_until_ready(loss)
+    holder['state'], metrics = compiled(holder['state'], batch)
+    jax.block_until_ready(metrics['loss'])
 
   times, cpu = common.timed(run, spec['repeats'])
   res = {**spec, 'times_s': times, 'median_s': common.median(times), 'cpu_s': cpu,

@@ -187,9 +187,9 @@ class Block(nn.Module):
     if c.attention == 'divided':
       time_attn = attention.DividedAttention(c.num_heads, f, 'time', qkv_bias=c.qkv_bias,
                                              name='timeattn', **kw)
-      t = time_attn(norm(name='norm3')(x), train=train)
-      self.sow('intermediates', 'timeattn_out', t)
-      x = x + t
+      time_out = time_attn(norm(name='norm3')(x), train=train)
+      self.sow('intermediates', 'timeattn_out', time_out)
+      x = x + time_out
     a = attn_fn(norm(name='norm1')(x))
     self.sow('intermediates', 'attn_out', a)
     x = x + drop_path(a, train=train)

@@ -63,11 +63,11 @@ def summarize(metrics) -> dict:
 
 def schedule_lengths(config, num_train: int) -> dict:
   """Every step count of the run, derived from the dataset size and the global batch."""
-  t = config.train
-  spe = optim.steps_per_epoch(num_train, t.batch_size)
-  total = round(t.num_epochs * spe)
-  if t.max_steps > 0:
-    total = min(total, t.max_steps)
+  train_cfg = config.train
+  spe = optim.steps_per_epoch(num_train, train_cfg.batch_size)
+  total = round(train_cfg.num_epochs * spe)
+  if train_cfg.max_steps > 0:
+    total = min(total, train_cfg.max_steps)
   eval_every = round(config.eval.every_epochs * spe) if config.eval.every_epochs > 0 else 0
   return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
 
@@ -162,20 +162,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary."""
   workdir = checkpointing.path(workdir)
   host0 = jax.process_index() == 0
-  t, ck = config.train, config.checkpoint
+  train_cfg, ck = config.train, config.checkpoint
 
   # ---- Data sizes first: a missing dataset fails here, before anything is compiled.
   num_train = pipeline.num_examples(config.data, 'train')
   lengths = schedule_lengths(config, num_train)
   total = lengths['total_steps']
-  local_batch = sharding.local_batch_size(t.batch_size, 'train.batch_size')
+  local_batch = sharding.local_batch_size(train_cfg.batch_size, 'train.batch_size')
 
   if host0:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not host0)
   logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
-               'eval every %d steps', num_train, t.batch_size, lengths['steps_per_epoch'], total,
+               'eval every %d steps', num_train, train_cfg.batch_size, lengths['steps_per_epoch'],
+               total,
                total / lengths['steps_per_epoch'], lengths['eval_every_steps'])
 
   # ---- Model, optimizer and sharded state.
@@ -198,12 +199,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   step_fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                        label_smoothing=t.label_smoothing, fused_update=bool(t.fused_update)),
+                        label_smoothing=train_cfg.label_smoothing,
+                        fused_update=bool(train_cfg.fused_update)),
       in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl), donate_argnums=(0,))
 
   def checkpoint(step, results=None):
     meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
-            'model': dict(model.cfg.__dict__), 'fused_update': bool(t.fused_update)}
+            'model': dict(model.cfg.__dict__), 'fused_update': bool(train_cfg.fused_update)}
     checkpointing.save(mngr, state, meta, metrics=results and {
         ck.best_metric: results[ck.best_metric]})
 
@@ -213,7 +215,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())
   report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                           every_steps=t.log_every_steps, every_secs=None)
+                                           every_steps=train_cfg.log_every_steps, every_secs=None)
   acc, acc_from, results = None, start, {}
   first, eval_s, t0 = start + 1, 0.0, None
   try:
@@ -229,7 +231,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       eval_now = step % lengths['eval_every_steps'] == 0 or step == total
       preempted = mngr.reached_preemption(step)  # agreed by all hosts, so all stop together
       save_now = step % ck.every_steps == 0 or eval_now or preempted
-      if step % t.log_every_steps == 0 or save_now:
+      if step % train_cfg.log_every_steps == 0 or save_now:
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
         if not all(np.isfinite(v) for v in summary.values()):
@@ -259,5 +261,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     mngr.close()
 
   timed_steps = total - first  # steps after the compiling one
-  clips_per_s = timed_steps * t.batch_size / train_s if timed_steps > 0 and train_s > 0 else 0.0
+  clips_per_s = (timed_steps * train_cfg.batch_size / train_s
+                 if timed_steps > 0 and train_s > 0 else 0.0)
   return {**results, 'steps': total, 'train_clips_per_s': clips_per_s, 'workdir': str(workdir)}

@@ -113,32 +113,51 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
     assert mngr.all_steps() == [1, 4, 5]  # best by top-1, then the latest two
 
 
+FUSED_SMALL = {'model.scan_blocks': True, 'model.depth': 2, 'model.drop_path': 0.0,
+               'data.synthetic.num_test': 8}
+
+
 def test_fused_update_trains_like_the_standard_step(tmp_path):
   """train.fused_update=True through the trainer: the same run (no dropout, 2 blocks stacked)
-  as the standard jax.grad + optax step, within float32 rounding, and it evaluates."""
-  over = {'model.scan_blocks': True, 'model.depth': 2, 'model.drop_path': 0.0,
-          'data.synthetic.num_test': 8}
-  fused_run = train.train_and_evaluate(tf_.config(**over, **{'train.fused_update': True}),
+  as the standard jax.grad + optax step, within float32 rounding, and it evaluates alike."""
+  fused_run = train.train_and_evaluate(tf_.config(**FUSED_SMALL, **{'train.fused_update': True}),
                                        str(tmp_path / 'fused'))
-  standard = train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'standard'))
+  standard = train.train_and_evaluate(tf_.config(**FUSED_SMALL), str(tmp_path / 'standard'))
   a, b = tf_.final_params(tmp_path / 'fused'), tf_.final_params(tmp_path / 'standard')
   assert ('blocks', 'mlp', 'fc1', 'kernel') in a and a.keys() == b.keys()
   assert tf_.max_abs_diff(a, b) < 1e-4        # lr-scaled Adam steps; params move ~1e-3 here
-  assert fused_run['steps'] == standard['steps'] == 8 and 0 <= fused_run['top1'] <= 1
-  with pytest.raises(ValueError, match='scan_blocks'):
+  assert fused_run['steps'] == standard['steps'] == 8
+  assert fused_run['num_videos'] == standard['num_videos'] == 8
+  assert abs(fused_run['top1'] - standard['top1']) <= 1 / 8  # at most one video flips
+
+
+def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
+  with pytest.raises(ValueError, match='needs model.scan_blocks=True'):
     train.train_and_evaluate(tf_.config(**{'train.fused_update': True}), str(tmp_path / 'x'))
+  with pytest.raises(ValueError, match='grad_clip_norm'):
+    train.train_and_evaluate(tf_.config(**FUSED_SMALL, **{'train.fused_update': True,
+                                                          'train.grad_clip_norm': 1.0}),
+                             str(tmp_path / 'y'))
+
+
+def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
+  fused = {**FUSED_SMALL, 'train.fused_update': True, 'train.max_steps': 2}
+  train.train_and_evaluate(tf_.config(**fused), str(tmp_path / 'fused'))
   with pytest.raises(ValueError, match='written with model.scan_blocks=True and '
                      'train.fused_update=True'):   # resuming with another optimizer state layout
-    train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'fused'))
+    train.train_and_evaluate(tf_.config(**FUSED_SMALL), str(tmp_path / 'fused'))
   # ... while starting a new run from its parameters converts the layout.
-  fresh = train.train_and_evaluate(tf_.config(**{**over, 'model.scan_blocks': False,
+  trained = tf_.final_params(tmp_path / 'fused')
+  fresh = train.train_and_evaluate(tf_.config(**{**FUSED_SMALL, 'model.scan_blocks': False,
                                                  'init.checkpoint': str(tmp_path / 'fused'),
-                                                 'train.num_epochs': 0.5}), str(tmp_path / 'z'))
-  assert fresh['steps'] == 2
-  with pytest.raises(ValueError, match='grad_clip_norm'):
-    train.train_and_evaluate(tf_.config(**over, **{'train.fused_update': True,
-                                                   'train.grad_clip_norm': 1.0}),
-                             str(tmp_path / 'y'))
+                                                 'train.max_steps': 1}), str(tmp_path / 'z'))
+  assert fresh['steps'] == 1
+  z = checkpointing.load_model(str(tmp_path / 'z'))[1]['params']
+  assert 'blocks_1' in z and 'blocks' not in z
+  # One step from the converted parameters: the stacked block 1 is where blocks_1 came from.
+  moved = np.abs(z['blocks_1']['mlp']['fc1']['kernel']
+                 - trained[('blocks', 'mlp', 'fc1', 'kernel')][1]).max()
+  assert 0 < moved < 1e-2
 
 
 def test_fused_update_resumes_bitwise(tmp_path):

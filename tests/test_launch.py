@@ -1,0 +1,95 @@
+"""The launch scripts: what they run resolves to a valid config (the clusters are faked)."""
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+import train_fixtures as tf_
+
+LAUNCH = os.path.join(tf_.ROOT, 'launch')
+
+
+_RESOLVE = """
+import sys
+from absl import flags
+from ml_collections import config_flags
+config = config_flags.DEFINE_config_file('config', None, lock_config=True)
+flags.DEFINE_string('workdir', None, '')
+flags.DEFINE_bool('multihost', False, '')
+flags.FLAGS(sys.argv)
+print(config.value.to_json())
+"""
+
+
+def _resolve(args):
+  """The config `python -m mformer_jax.main ARGS` would run with, parsed with main's flags
+  (config_flags registers its overrides on the global flags, hence a fresh process)."""
+  out = subprocess.run([sys.executable, '-c', _RESOLVE, *args], cwd=tf_.ROOT, env=tf_.env(),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return ml_collections.ConfigDict(json.loads(out.stdout))
+
+
+def _documented_commands(script):
+  """The `--config=... --flag=...` arguments of the usage example in a script's header."""
+  text = open(os.path.join(LAUNCH, script)).read()
+  example = re.search(r'(--config=\S+.*?)(?:\n#\s*\n|\n[^#])', text, re.S).group(1)
+  return [a for a in re.sub(r'\\\n#\s*', ' ', example).split() if a.startswith('--')]
+
+
+def _fake(bin_dir, name, body):
+  path = bin_dir / name
+  path.write_text('#!/usr/bin/env bash\n' + body)
+  path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize('script', ['slurm.sh', 'tpu_pod.sh'])
+def test_documented_command_resolves_to_a_valid_config(script):
+  args = [a.replace('$BUCKET', 'bucket') for a in _documented_commands(script)]
+  config = _resolve(args)
+  assert config.experiment == 'kinetics400_motionformer'
+  assert config.data.data_dir.endswith('k400_prepared') and config.init.imagenet
+
+
+def test_slurm_exports_the_distributed_variables_and_forwards_the_arguments(tmp_path):
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  _fake(bin_dir, 'scontrol', 'echo node-a; echo node-b\n')
+  # srun runs its command once per task; here once, as task 1 of 2, with python faked.
+  _fake(bin_dir, 'srun', f'export SLURM_PROCID=1; cd {tmp_path}; "$@"\n')
+  venv = tmp_path / '.venv' / 'bin'
+  venv.mkdir(parents=True)
+  _fake(venv, 'python', 'echo "$JAX_COORDINATOR_ADDRESS $JAX_NUM_PROCESSES $JAX_PROCESS_ID"; '
+        'printf "%s\\n" "$@"\n')
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', SLURM_JOB_NODELIST='node-[a-b]',
+             SLURM_NTASKS='2', SLURM_SUBMIT_DIR=str(tmp_path))
+  args = ['--config=configs/k400_base.py', '--workdir=/shared/w',
+          '--config.data.data_dir=/shared/k400_prepared']
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'slurm.sh'), *args], env=env,
+                       capture_output=True, text=True, timeout=60, check=True).stdout.split('\n')
+  assert out[0] == 'node-a:12355 2 1'
+  assert out[1:-1] == ['-m', 'mformer_jax.main', *args]
+  assert _resolve([args[0], args[2]]).data.data_dir == '/shared/k400_prepared'
+
+
+def test_tpu_pod_runs_main_with_multihost_on_every_worker(tmp_path):
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  _fake(bin_dir, 'gcloud', 'printf "%s\\n" "$@"\n')
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', TPU_NAME='pod', ZONE='z')
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'tpu_pod.sh'), 'run',
+                        '--config=configs/k400_base.py', '--workdir=gs://b/w'], env=env,
+                       capture_output=True, text=True, timeout=60, check=True).stdout
+  assert '--worker=all' in out
+  command = out.split('--command=')[1]
+  assert command.split()[-4:] == ['mformer_jax.main', '--multihost',
+                                  '--config=configs/k400_base.py', '--workdir=gs://b/w']
+  install = subprocess.run(['bash', '-c', f'grep -o "MFORMER_TORCH=[a-z]*" {LAUNCH}/tpu_pod.sh'],
+                           capture_output=True, text=True).stdout.split()
+  setup = open(os.path.join(LAUNCH, 'setup_env.sh')).read()
+  assert install == ['MFORMER_TORCH=off'] and '"off"' in setup  # a setting setup_env reads
