@@ -151,7 +151,8 @@ def frame_maps(maps, cfg: ModelConfig):
 # Command line: Fig. 2
 # ----------------------------------------------------------------------------------------------
 def _panel(frame, heat, *, path, slot, query=None, truth=None, size=256):
-  """One slot: frame with the heatmap, the argmax path (arrows) and marks, as uint8 RGB."""
+  """One slot: frame with the heatmap, its argmax (circle) with an arrow from the previous
+  slot's argmax (path: (x, y) per slot), the query (star) and the true position (+), as RGB."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -161,8 +162,9 @@ def _panel(frame, heat, *, path, slot, query=None, truth=None, size=256):
   ax.imshow(frame, extent=(0, s, s, 0), interpolation='nearest')
   ax.imshow(heat / heat.max(), extent=(0, s, s, 0), cmap='jet', alpha=0.45, vmin=0, vmax=1,
             interpolation='bilinear')
-  for a, b in zip(path[:-1], path[1:]):   # (x, y) argmax per slot
-    ax.annotate('', xy=b, xytext=a, arrowprops=dict(arrowstyle='->', color='white', lw=1.5))
+  if slot:                                 # where the peak came from: the previous slot's
+    ax.annotate('', xy=path[slot], xytext=path[slot - 1],
+                arrowprops=dict(arrowstyle='->', color='white', lw=1.5))
   ax.plot(*path[slot], 'o', ms=6, mfc='none', mec='white', mew=1.5)
   if truth is not None:
     ax.plot(*truth, '+', ms=8, color='black', mew=1.5)

@@ -16,11 +16,13 @@ query never moves: what no tracking scores) and 'oracle patch' (the patch holdin
 the best an argmax over patches can do).
 
   python -m mformer_jax.analysis.tracking \
-      --models=trajectory=workdirs/track_trajectory_s0,joint=workdirs/track_joint_s0 \
-      --untrained=workdirs/track_trajectory_s0 --num_clips=128 --output=paper/tracking_s0
+      --models=trajectory_s0=workdirs/track_trajectory_s0,joint_s0=workdirs/track_joint_s0 \
+      --untrained=untrained=workdirs/track_trajectory_s0 --untrained_seeds=0,1 \
+      --num_clips=128 --output=paper/tracking
 
 Writes OUTPUT.json (everything) and OUTPUT.csv (one row per model and layer) and prints the
-table. Results and commands: paper/tracking.md.
+tables; models named NAME_sSEED are also summarised per NAME over seeds (mean +- std).
+Results and commands: paper/tracking.md.
 """
 import dataclasses
 import json
@@ -209,6 +211,23 @@ def _table(results, subset, radii=RADII):
   return '\n'.join(lines)
 
 
+def seed_table(results, subset, keys=('argmax_error', 'centroid_error', 'argmax_pck@8',
+                                       'centroid_pck@8', 'on_object')):
+  """Markdown: models named NAME_sSEED grouped by NAME, per layer mean +- std over seeds."""
+  groups = {}
+  for name, r in results.items():
+    groups.setdefault(name.rsplit('_s', 1)[0], []).append(r[subset])
+  lines = ['| model | seeds | layer | ' + ' | '.join(keys) + ' |', '|' + ' --- |' * (3 + len(keys))]
+  for name, runs in groups.items():
+    for i in range(len(runs[0]['layers'])):
+      cells = []
+      for k in keys:
+        v = np.array([r['layers'][i]['mean'][k] for r in runs])
+        cells.append(f'{v.mean():.2f} ± {v.std():.2f}' if len(v) > 1 else f'{v[0]:.2f}')
+      lines.append(f'| {name} | {len(runs)} | {i} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 def _csv(results, radii=RADII):
   keys = (['argmax_error', 'centroid_error', 'on_object', 'pairs']
           + [f'{k}_pck@{r:g}' for k in ('argmax', 'centroid') for r in radii])
@@ -233,13 +252,14 @@ def main(argv):
   try:
     sources = dict(item.split('=', 1) for item in f.models.split(',') if item) if f.models else {}
     if not sources and not f.untrained:
-      raise ValueError('nothing to score: give --models=NAME=SOURCE,... and/or --untrained')
+      raise ValueError('nothing to score: give --models and/or --untrained (NAME=SOURCE,...)')
     models = {name: checkpointing.load_model(src) for name, src in sources.items()}
-    if f.untrained:
-      model = checkpointing.load_model(f.untrained)[0]
+    untrained = dict(item.split('=', 1) for item in f.untrained.split(',') if item)
+    for name, src in untrained.items():       # the trained model's config, fresh weights
+      model = checkpointing.load_model(src)[0]
       for seed in (int(s) for s in f.untrained_seeds.split(',')):
         variables = model_lib.init_variables(model, jax.random.key(seed), random_tubelet=True)
-        models[f'untrained_s{seed}'] = (model, jax.device_get(variables))
+        models[f'{name}_s{seed}'] = (model, jax.device_get(variables))
   except (ValueError, OSError) as e:
     print(f'tracking: error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -253,7 +273,8 @@ def main(argv):
     results[name] = score(model, variables, data, period=period)
     print(f'scored {name}', flush=True)
   meta = dict(num_clips=f.num_clips, data_seed=f.data_seed, classes=f.classes, radii=RADII,
-              sources=sources, untrained=f.untrained, torus=period is not None,
+              sources=sources, untrained=untrained, untrained_seeds=f.untrained_seeds,
+              torus=period is not None,
               model=dataclasses.asdict(cfg))
   os.makedirs(os.path.dirname(os.path.abspath(f.output)), exist_ok=True)
   with open(f.output + '.json', 'w') as fh:
@@ -262,12 +283,15 @@ def main(argv):
     fh.write(_csv(results))
   print('All pairs:\n' + _table(results, 'all'))
   print(f'Pairs where the object moved >= {cfg.patch_size} px:\n' + _table(results, 'moved'))
+  for subset in ('all', 'moved'):
+    print(f'Over seeds ({subset} pairs):\n' + seed_table(results, subset))
 
 
 def _define_flags():
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('models', '', 'NAME=SOURCE,... (anything checkpointing.load_model takes).')
-  flags.DEFINE_string('untrained', '', 'A source whose config gets freshly initialised weights.')
+  flags.DEFINE_string('untrained', '', 'NAME=SOURCE,...: these configs with fresh weights '
+                      '(the trainer\'s init, one model per --untrained_seeds).')
   flags.DEFINE_string('untrained_seeds', '0', 'Init seeds of the untrained models.')
   flags.DEFINE_integer('num_clips', 128, 'Synthetic test clips.')
   flags.DEFINE_integer('data_seed', 0, 'Synthetic dataset seed (test split).')
