@@ -20,8 +20,10 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   synthetic = dataset == 'synthetic_motion'
   c = ml_collections.ConfigDict()
   c.name = dataset
-  c.source = 'synthetic' if synthetic else 'prepared'  # prepared shards | rendered in memory
-  c.data_dir = ''  # Output folder of `python -m mformer_jax.data.prepare`.
+  # prepared: shards of `python -m mformer_jax.data.prepare`; synthetic: rendered in memory;
+  # tfds: synthetic_motion read from its TensorFlow Datasets build (data/tfds_builders.py).
+  c.source = 'synthetic' if synthetic else 'prepared'
+  c.data_dir = ''  # prepared: the --out folder of prepare; tfds: the TFDS data_dir ('' = default).
   # What each example is labelled with; Epic-Kitchens has a verb and a noun per clip.
   c.label_keys = ('verb', 'noun') if dataset == 'epic_kitchens' else ('label',)
   # linspace: a clip of num_frames x sampling_rate on the 30 fps timeline (Kinetics, EK);
@@ -30,6 +32,12 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   c.frame_offset = int(dataset == 'epic_kitchens')  # EK frame files are numbered from 1
   c.num_frames = num_frames
   c.sampling_rate = sampling_rate  # linspace sampler only.
+  # segment sampler: the fraction of the video its num_frames segments cover (random position in
+  # training, centred at test); 1 = the whole video (official). The stride sweep's "S / k".
+  c.segment_span = 1.0
+  # Single-frame model (appendix Table 1): the clip's frames are sampled as above, then one is
+  # kept: a random one in training, the middle one of each view at test. Clips are (1, S, S, 3).
+  c.single_frame = False
   c.crop_size = crop_size
   c.target_fps = 30.0  # Sampling happens on a 30 fps-equivalent timeline, as official.
   # Short-side scale jitter: U[256,320] at 224, U[384,480] at 336 (scaled with the crop).
@@ -57,6 +65,7 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
       seed=0,
       num_distractors=1,
       background_speed=0.15,  # Max background shift over a clip, in image widths.
+      speed=1.0,  # Every velocity x speed (synthetic.render): the stride sweep's twin.
   ))
   return c
 

@@ -44,7 +44,18 @@ def _summary(data_dir, name, split):
 
 
 def _synthetic(cfg):
-  return cfg.source == 'synthetic'
+  """synthetic_motion, rendered here ('synthetic') or read from its TFDS build ('tfds')."""
+  if cfg.source not in ('synthetic', 'prepared', 'tfds'):
+    raise ValueError(f'data.source={cfg.source!r}; expected synthetic, prepared or tfds')
+  if cfg.source == 'tfds' and cfg.name != 'synthetic_motion':
+    raise ValueError(f"data.source='tfds' reads synthetic_motion only; {cfg.name} reads the "
+                     "prepared shards (data.source='prepared', why: data/README.md)")
+  return cfg.source != 'prepared'
+
+
+def clip_frames(cfg) -> int:
+  """Frames per clip the model gets: data.num_frames, or 1 for the single-frame model."""
+  return 1 if cfg.get('single_frame', False) else cfg.num_frames
 
 
 def num_examples(data_cfg, split):
@@ -125,7 +136,7 @@ def train_augment(frames, seeds, cfg):
   else:
     clip = augment.scale_jitter_crop(frames, seeds[0], cfg.crop_size,
                                      cfg.train_jitter_scales, cfg.inverse_uniform_scale)
-  clip.set_shape([cfg.num_frames, cfg.crop_size, cfg.crop_size, 3])
+  clip.set_shape([clip_frames(cfg), cfg.crop_size, cfg.crop_size, 3])
   if cfg.random_flip:
     clip = augment.flip(clip, seeds[1])
   if cfg.rand_augment:
@@ -138,6 +149,19 @@ def train_augment(frames, seeds, cfg):
 
 
 def frame_indices(n, fps, cfg, *, train_seed=None):
+  """`_window_indices`, then for the single-frame model one of its frames (random in training,
+  the middle one of each test clip): (1,) or (test_num_clips, 1)."""
+  idx = _window_indices(n, fps, cfg, train_seed=train_seed)
+  if not cfg.get('single_frame', False):
+    return idx
+  if train_seed is None:
+    return idx[:, cfg.num_frames // 2:cfg.num_frames // 2 + 1]
+  pick = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(train_seed, 2),
+                                     0, cfg.num_frames, dtype=tf.int32)
+  return idx[pick:pick + 1]
+
+
+def _window_indices(n, fps, cfg, *, train_seed=None):
   """The frames a clip samples: (T,) for training (random position from `train_seed`), else
   (test_num_clips, T) evenly spaced clips. data.sampler 'linspace' is the Kinetics/EK
   sampler on a 30 fps-equivalent timeline; 'segment' (SSv2) takes one frame per segment
@@ -148,7 +172,17 @@ def frame_indices(n, fps, cfg, *, train_seed=None):
   if cfg.sampler == 'segment':
     u = (tf.random.stateless_uniform([cfg.num_frames], train_seed, dtype=tf.float64)
          if train else None)
-    idx = augment.segment_indices(n, fps, cfg.num_frames, u, cfg.target_fps)
+    span = cfg.get('segment_span', 1.0)
+    if span == 1.0:
+      idx = augment.segment_indices(n, fps, cfg.num_frames, u, cfg.target_fps)
+    else:  # segments over a window of span x the video: random in training, centred at test
+      width = tf.maximum(tf.round(tf.cast(n, tf.float64) * span), 1.0)
+      room = tf.cast(n, tf.float64) - width
+      start = (tf.floor(tf.random.stateless_uniform(
+          [], tf.random.experimental.stateless_fold_in(train_seed, 1), dtype=tf.float64) *
+                        (room + 1)) if train else tf.floor(room / 2))
+      idx = tf.cast(start, tf.int32) + augment.segment_indices(width, fps, cfg.num_frames, u,
+                                                               cfg.target_fps)
     return idx if train else tf.tile(idx[None], [cfg.test_num_clips, 1])
   u = (tf.random.stateless_uniform([], train_seed, dtype=tf.float64) if train else
        tf.range(cfg.test_num_clips, dtype=tf.float64) / cfg.test_num_clips)
@@ -170,7 +204,7 @@ def test_views(frames, n, fps, cfg, decoded):
   resized = tf.reshape(flat, tf.concat([shape[:2], tf.shape(flat)[1:]], 0))
   views = augment.three_crops(resized, cfg.crop_size, crops)  # (crops, clips, T, S, S, 3)
   views = tf.reshape(tf.transpose(views, [1, 0, 2, 3, 4, 5]),
-                     [clips * crops, cfg.num_frames, cfg.crop_size, cfg.crop_size, 3])
+                     [clips * crops, clip_frames(cfg), cfg.crop_size, cfg.crop_size, 3])
   return augment.normalise(views, cfg.bgr)
 
 
@@ -178,18 +212,28 @@ def _synthetic_kwargs(cfg, split):
   s = cfg.synthetic
   return dict(num_frames=cfg.num_frames, size=cfg.crop_size, variant=s.variant, seed=s.seed,
               split=split, classes=s.classes, num_distractors=s.num_distractors,
-              background_speed=s.background_speed, with_masks=False)
+              background_speed=s.background_speed, with_masks=False, speed=s.get('speed', 1.0))
 
 
 class _SyntheticSource:
-  """Renders synthetic videos by index; a host's whole block is cached when it is small."""
+  """Synthetic videos by index: rendered (a host's whole block is cached when it is small), or
+  read by index from the TFDS build (data.source='tfds'; built in data.data_dir if absent)."""
 
   def __init__(self, cfg, split, lo, hi, cache_bytes=2**30):
     self.kwargs, self.lo = _synthetic_kwargs(cfg, split), lo
+    self.tfds = self.cache = None
+    if cfg.source == 'tfds':
+      from mformer_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
+      self.tfds = tfds_builders.synthetic_source(cfg, split)
+      return
     size = (hi - lo) * cfg.num_frames * cfg.crop_size ** 2 * 3
     self.cache = synthetic.render(np.arange(lo, hi), **self.kwargs) if size <= cache_bytes else None
 
   def get(self, indices):
+    if self.tfds is not None:
+      examples = self.tfds.__getitems__([int(i) for i in indices])
+      return (np.stack([np.stack(e['clip']) for e in examples]),
+              np.array([e['label'] for e in examples], np.int32))
     if self.cache is None:
       data = synthetic.render(indices, **self.kwargs)
       return data.videos, data.labels
@@ -230,8 +274,11 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
 def _synthetic_batches(cfg, stream, batch_size, lo, hi):
   source = _SyntheticSource(cfg, 'train', lo, hi)
   while True:
-    indices = np.array([next(stream)[0] for _ in range(batch_size)])
-    videos, labels = source.get(indices)
+    items = [next(stream) for _ in range(batch_size)]
+    videos, labels = source.get(np.array([index for index, _ in items]))
+    if cfg.get('single_frame', False):  # one random frame per clip, from the example's seed
+      pick = [np.random.default_rng([*seed, 2]).integers(cfg.num_frames) for _, seed in items]
+      videos = videos[np.arange(batch_size), pick][:, None]
     yield dict(clip=_normalise_np(videos, cfg.bgr), label=labels)
 
 
@@ -265,11 +312,14 @@ class EvalDataset:
     """Yields one dict per video, every array with a leading views axis."""
     cfg, views = self.cfg, self.views_per_video
     if _synthetic(cfg):
-      kwargs = _synthetic_kwargs(cfg, self.split)
+      source = _SyntheticSource(cfg, self.split, self.lo, self.hi, cache_bytes=0)
       for start in range(self.lo, self.hi, 64):
-        data = synthetic.render(np.arange(start, min(start + 64, self.hi)), **kwargs)
-        for i, label in enumerate(data.labels):
-          yield dict(clip=_normalise_np(data.videos[i:i + 1], cfg.bgr),
+        videos, labels = source.get(np.arange(start, min(start + 64, self.hi)))
+        for i, label in enumerate(labels):
+          clip = videos[i:i + 1]
+          if cfg.get('single_frame', False):  # the middle frame, as frame_indices
+            clip = clip[:, cfg.num_frames // 2:cfg.num_frames // 2 + 1]
+          yield dict(clip=_normalise_np(clip, cfg.bgr),
                      label=np.array([label]), video_index=np.array([start + i], np.int32))
       return
     prepared = _Prepared(cfg, self.split)
@@ -281,7 +331,7 @@ class EvalDataset:
 
   def _empty(self):
     cfg = self.cfg
-    shape = (0, cfg.num_frames, cfg.crop_size, cfg.crop_size, 3)
+    shape = (0, clip_frames(cfg), cfg.crop_size, cfg.crop_size, 3)
     return dict(clip=np.zeros(shape, np.float32), video_index=np.zeros(0, np.int32),
                 mask=np.zeros(0, bool), **{k: np.zeros(0, np.int32) for k in cfg.label_keys})
 
