@@ -13,6 +13,7 @@ checked against values of the official code on stored masks (tests/data/README.m
 """
 
 import argparse
+import ast
 import dataclasses
 import json
 import pathlib
@@ -332,11 +333,16 @@ def _resize(frames, size):
                    for f in frames])
 
 
-def overlay(frames, ids, alpha=0.5):
-  """Frames (T, H, W, 3) with each object's palette colour blended in."""
-  colours = palette()[ids].astype(np.float32)
-  blend = np.where((ids > 0)[..., None], (1 - alpha) * frames + alpha * colours, frames)
-  return np.round(blend).astype(np.uint8)
+def overlay(frames, ids, alpha=0.6):
+  """Frames (T, H, W, 3) with each object filled and outlined in a bright palette colour."""
+  bright = np.minimum(palette().astype(np.float32) * 2, 255)
+  out = np.where((ids > 0)[..., None], (1 - alpha) * frames + alpha * bright[ids], frames)
+  # Outlines: pixels whose id differs from the one to the right or below.
+  east = np.concatenate([ids[..., 1:], ids[..., -1:]], axis=-1)
+  south = np.concatenate([ids[..., 1:, :], ids[..., -1:, :]], axis=-2)
+  edge = (ids != east) | (ids != south)
+  out = np.where(edge[..., None], bright[np.maximum(ids, np.maximum(east, south))], out)
+  return np.round(out).astype(np.uint8)
 
 
 def save_overlay_strip(path, frames, pred, gt=None, num=6):
@@ -350,15 +356,31 @@ def save_overlay_strip(path, frames, pred, gt=None, num=6):
   Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
+def _overrides(text):
+  """'trajectory_impl=chunked,dtype=bfloat16' -> {field: value} (numbers parsed)."""
+  out = {}
+  for item in filter(None, text.split(',')):
+    key, sep, value = item.partition('=')
+    if not sep:
+      raise ValueError(f'--model_override {item!r} is not key=value')
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
+
+
 def _load_model(args):
   from mformer_jax import checkpointing, model as model_lib  # pylint: disable=g-import-not-at-top
   if args.checkpoint:
     # Per-block parameters: the per-block sown intermediates name the layers.
-    return checkpointing.load_model(args.checkpoint, scan_blocks=False)
+    return checkpointing.load_model(args.checkpoint, **_overrides(args.model_override),
+                                    scan_blocks=False)
   if not pathlib.Path(args.init_config).is_file():
     raise FileNotFoundError(f'--init_config {args.init_config} is not a file')
   config = runpy.run_path(args.init_config)['get_config']()
-  model = model_lib.make_model(dict(config.model.to_dict(), scan_blocks=False))
+  model = model_lib.make_model(dict(config.model.to_dict(), **_overrides(args.model_override),
+                                    scan_blocks=False))
   import jax  # pylint: disable=g-import-not-at-top
   return model, model_lib.init_variables(model, jax.random.key(args.seed),
                                          random_tubelet=config.init.random_tubelet)
@@ -447,6 +469,8 @@ def parse_args(argv=None):
   p.add_argument('--checkpoint', default='', help='trainer workdir, convert folder, .pyth/.npz')
   p.add_argument('--init_config', default='', help='untrained model of this config (baseline)')
   p.add_argument('--seed', type=int, default=0, help='initialisation of --init_config')
+  p.add_argument('--model_override', default='',
+                 help='model config fields, e.g. trajectory_impl=chunked,dtype=bfloat16')
   p.add_argument('--layer', type=int, default=-1,
                  help='block whose tokens are the features (-1: last, after the final norm)')
   p.add_argument('--tubelets', default='repeat', choices=('repeat', 'sliding'))
