@@ -5,9 +5,14 @@ Python API:
     logits = model.apply(variables, clip, train=False)
     state_dict = export_official(variables, model.cfg)                     # exact round trip
 
+    model, variables = load_official(state_dict, cfg='configs/K400/motionformer_224_16x4.yaml')
+    model, variables = load_official(state_dict, cfg={'VIT': {...}, 'MODEL': {...}, ...})
+
 CLI (writes an orbax checkpoint the trainer/evaluator can start from):
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4.pyth --output=/ckpts/k400_mf
     python -m mformer_jax.convert --input=x.npz --output=DIR --override=num_heads=12,img_size=336
+    python -m mformer_jax.convert --input=x.pth --output=DIR \
+        --official_config=configs/K400/motionformer_224_16x4.yaml
 
 Weight surgery table (flax path -> official key, transform):
 
@@ -163,12 +168,41 @@ def _strip_prefix(sd: StateDict) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Model config from the official yaml cfg or from the state dict's shapes
 # ----------------------------------------------------------------------------------------------
+def is_official_config(cfg: Mapping[str, Any]) -> bool:
+  """True for an official (yacs) cfg, whose keys are upper-case sections (VIT, MODEL, DATA, ...);
+  False for ModelConfig fields, which are lower case; a mix of both is an error."""
+  upper = [k for k in cfg if isinstance(k, str) and k.isupper()]
+  if upper and len(upper) != len(cfg):
+    raise ValueError(f'config mixes official sections {sorted(upper)} with other keys '
+                     f'{sorted(set(map(str, cfg)) - set(upper))}; pass one or the other')
+  return bool(upper)
+
+
+def read_official_config(path: Union[str, os.PathLike]) -> dict[str, Any]:
+  """The nested dict of an official YAML config (as in the official repository's configs/)."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'official config not found: {path}')
+  with open(path) as f:
+    try:
+      cfg = yaml.safe_load(f)
+    except yaml.YAMLError as e:  # One line: the problem and where, not PyYAML's excerpt.
+      mark = getattr(e, 'problem_mark', None)
+      where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+      raise ValueError(f'{path} is not valid YAML{where}: {getattr(e, "problem", e)}') from e
+  if not isinstance(cfg, dict) or not cfg or not is_official_config(cfg):
+    raise ValueError(f'{path} is not an official Motionformer config (expected upper-case '
+                     'sections such as VIT, MODEL, DATA)')
+  return cfg
+
+
 def config_from_official(cfg: Mapping[str, Any]) -> dict[str, Any]:
-  """ModelConfig fields from an official (yacs) cfg dict."""
+  """ModelConfig fields from an official (yacs) cfg dict; what a YAML file leaves out takes the
+  official defaults (slowfast/config/defaults.py)."""
   vit, data = cfg.get('VIT', {}), cfg.get('DATA', {})
   if vit.get('POS_EMBED', 'separate') != 'separate':
     raise ValueError(f"POS_EMBED={vit['POS_EMBED']!r} is not supported (no released model uses it)")
-  if not vit.get('USE_MLP', True) or vit.get('HEAD_ACT', 'tanh') != 'tanh':
+  if not vit.get('USE_MLP', False) or vit.get('HEAD_ACT', 'tanh') != 'tanh':
     raise ValueError('only the released head (pre_logits Linear + tanh) is supported')
   if vit.get('PATCH_SIZE_TEMP', 2) < 2:
     raise ValueError('PATCH_SIZE_TEMP=1 (2D per-frame embedding) is not supported')
@@ -185,7 +219,7 @@ def config_from_official(cfg: Mapping[str, Any]) -> dict[str, Any]:
       trajectory_values='original' if vit.get('USE_ORIGINAL_TRAJ_ATTN_CODE', True) else 'projected',
       approx=vit.get('APPROX_ATTN_TYPE', 'none'), num_landmarks=vit.get('APPROX_ATTN_DIM', 128),
       dropout=vit.get('DROP', 0.0), attn_dropout=vit.get('ATTN_DROPOUT', 0.0),
-      drop_path=vit.get('DROP_PATH', 0.2), head_dropout=vit.get('HEAD_DROPOUT', 0.0))
+      drop_path=vit.get('DROP_PATH', 0.0), head_dropout=vit.get('HEAD_DROPOUT', 0.0))
   return out
 
 
@@ -254,20 +288,26 @@ def export_official(variables, cfg: ModelConfig) -> dict[str, np.ndarray]:
 
 
 def load_official(path_or_state_dict: Union[str, StateDict],
-                  cfg: Union[None, ModelConfig, Mapping[str, Any]] = None):
+                  cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
   """(model, variables) from an official checkpoint file or state dict.
 
   cfg: None reads the model config from the file's own `cfg` (yaml in .pyth, `meta__json` in
   golden .npz) or, failing that, from the state dict's shapes; a ModelConfig is used as is;
-  a mapping overrides fields of whatever was read (e.g. {'dtype': 'float64', 'img_size': 336}).
+  an official config (the nested yacs dict {'VIT': ..., 'MODEL': ..., 'DATA': ...}, or the path
+  of its YAML file) replaces the file's own; any other mapping overrides fields of whatever was
+  read (e.g. {'dtype': 'float64', 'img_size': 336}).
   """
   file_cfg = None
   if isinstance(path_or_state_dict, (str, os.PathLike)):
     sd, file_cfg = read_checkpoint(os.fspath(path_or_state_dict))
   else:
     sd = _strip_prefix(path_or_state_dict)
+  if isinstance(cfg, (str, os.PathLike)):
+    cfg = read_official_config(cfg)
   if isinstance(cfg, ModelConfig):
     model_cfg = cfg
+  elif cfg is not None and is_official_config(cfg):
+    model_cfg = ModelConfig.from_config(config_from_official(cfg))
   else:
     fields = config_from_official(file_cfg) if file_cfg else config_from_state_dict(_strip_prefix(sd))
     model_cfg = ModelConfig.from_config({**fields, **dict(cfg or {})})
@@ -369,9 +409,14 @@ def main(argv=None):
   ap.add_argument('--output', required=True, help='directory for the orbax checkpoint')
   ap.add_argument('--override', default='', help='ModelConfig fields, e.g. num_heads=12,img_size=336')
   ap.add_argument('--export_npz', default='', help='also write the official-format state dict here')
+  ap.add_argument('--official_config', default='',
+                  help="official YAML config (their configs/); replaces the checkpoint's own cfg")
   args = ap.parse_args(argv)
   try:
-    model, variables = load_official(args.input, _parse_overrides(args.override) or None)
+    fields = (config_from_official(read_official_config(args.official_config))
+              if args.official_config else {})
+    overrides = {**fields, **_parse_overrides(args.override)}
+    model, variables = load_official(args.input, overrides or None)
   except (CheckpointMismatchError, ImportError, FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
