@@ -16,6 +16,12 @@ Output in OUT (split is 'train' or 'test'; SSv2/EK 'test' is their validation se
   {split}.index.npz, {split}.json  merged per-example index and summary (classes, skip report).
 
 Unreadable, corrupt, truncated, empty or missing inputs are skipped and listed in {split}.json.
+
+Across machines: `--num-tasks N --task-index I` (e.g. a SLURM array's $SLURM_ARRAY_TASK_ID, a
+TPU pod host's index) writes only the shards k with k % N == I, into one shared OUT. Shards are
+a pure function of the item list, so N tasks write exactly the bytes one task would. The task
+that finds every shard done writes the merged index; rerunning the command without the task
+flags does too (it resumes: nothing is redone).
 """
 
 import argparse
@@ -127,19 +133,25 @@ def _check_plan(out, split, items, per_shard):
 
 
 def build(items, class_names, *, out, split, layout, short_side=0, quality=90, workers=1,
-          per_shard=256):
-  """Writes all shards not yet done, then the merged index; returns the summary dict."""
+          per_shard=256, num_tasks=1, task_index=0):
+  """Writes this task's shards not yet done, then (once every shard is done) the merged index;
+  returns the summary dict, or None while other tasks' shards are missing."""
+  if not 0 <= task_index < num_tasks:
+    raise ValueError(f'task index {task_index} is not in [0, {num_tasks})')
   os.makedirs(out, exist_ok=True)
-  _check_plan(out, split, items, per_shard)
+  _check_plan(out, split, items, per_shard)  # Tasks given different item lists stop here.
   num_shards = max(1, -(-len(items) // per_shard))
   names = [os.path.join(out, f'{split}-{k:05d}-of-{num_shards:05d}') for k in range(num_shards)]
-  pending = [k for k in range(num_shards) if not os.path.exists(names[k] + '.json')]
+  mine = [k for k in range(num_shards) if k % num_tasks == task_index]
+  pending = [k for k in mine if not os.path.exists(names[k] + '.json')]
   todo = [(k, i) for k in pending for i in range(k * per_shard,
                                                  min((k + 1) * per_shard, len(items)))]
   args = ((items[i], short_side, quality) for _, i in todo)
   writers = {}
-  with tqdm.tqdm(total=len(items), initial=len(items) - len(todo), unit='video',
-                 desc=f'{layout} {split}') as bar:
+  total = sum(min(per_shard, len(items) - k * per_shard) for k in mine)
+  task = f' task {task_index}/{num_tasks}' if num_tasks > 1 else ''
+  with tqdm.tqdm(total=total, initial=total - len(todo), unit='video',
+                 desc=f'{layout} {split}{task}') as bar:
     for (k, i), (item, loaded, error) in zip(todo, _ordered_map(_load_one, args, workers)):
       if k not in writers:
         writers[k] = _ShardWriter(names[k])
@@ -150,6 +162,12 @@ def build(items, class_names, *, out, split, layout, short_side=0, quality=90, w
   for k in pending:  # Shards with no items at all (an empty input list).
     if not os.path.exists(names[k] + '.json'):
       _ShardWriter(names[k]).close()
+  missing = [k for k in range(num_shards) if not os.path.exists(names[k] + '.json')]
+  if missing:
+    print(f'{layout} {split}{task}: done; {len(missing)} of {num_shards} shards are left to '
+          'other tasks. The last task to finish writes the index (or rerun without '
+          '--task-index).')
+    return None
   return _merge(out, split, layout, names, class_names)
 
 
@@ -169,8 +187,10 @@ def _merge(out, split, layout, names, class_names):
       index['key'].append(e['key'])
   arrays = {'shard': np.int32, 'offset': np.int64, 'length': np.int64, 'num_frames': np.int32,
             'fps': np.float64, 'label': np.int32, 'verb': np.int32, 'noun': np.int32, 'key': str}
-  np.savez(os.path.join(out, f'{split}.index.npz'),
-           **{k: np.asarray(v, arrays[k]) for k, v in index.items()})
+  path = os.path.join(out, f'{split}.index.npz')
+  with open(path + '.tmp', 'wb') as f:  # Atomic, as two tasks finishing together may both merge.
+    np.savez(f, **{k: np.asarray(v, arrays[k]) for k, v in index.items()})
+  os.replace(path + '.tmp', path)
   summary = dict(layout=layout, split=split, num_examples=len(index['key']),
                  num_skipped=len(skipped), skipped=skipped, class_names=class_names,
                  shards=[os.path.basename(n) + '.tfrecord' for n in names])
@@ -195,7 +215,13 @@ def main(argv=None):
   p.add_argument('--jpeg-quality', type=int, default=90)
   p.add_argument('--workers', type=int, default=os.cpu_count())
   p.add_argument('--videos-per-shard', type=int, default=256)
+  p.add_argument('--num-tasks', '--num_tasks', type=int, default=1,
+                 help='Machines sharing the work (same command, same --out on shared storage).')
+  p.add_argument('--task-index', '--task_index', type=int, default=0,
+                 help='This machine, in [0, num-tasks): writes shards k = task-index mod num-tasks.')
   args = p.parse_args(argv)
+  if not 0 <= args.task_index < args.num_tasks:
+    p.error(f'--task-index {args.task_index} is not in [0, --num-tasks={args.num_tasks})')
   if args.layout == 'kinetics':
     items, classes = layouts.kinetics(args.videos, args.csv)
   elif args.layout == 'ssv2':
@@ -204,7 +230,7 @@ def main(argv=None):
     items, classes = layouts.epic_kitchens(args.frames, args.annotations, args.split)
   build(items, classes, out=args.out, split=args.split, layout=args.layout,
         short_side=args.short_side, quality=args.jpeg_quality, workers=args.workers,
-        per_shard=args.videos_per_shard)
+        per_shard=args.videos_per_shard, num_tasks=args.num_tasks, task_index=args.task_index)
 
 
 if __name__ == '__main__':
