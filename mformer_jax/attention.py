@@ -24,14 +24,8 @@ def _stable_id(name):
   return zlib.crc32(name.encode()) % (2**31)
 
 
-def _softmax(logits, axis=-1):
-  # Softmax in at least float32, whatever the compute dtype (bfloat16 logits overflow exp).
-  dtype = jnp.promote_types(logits.dtype, jnp.float32)
-  return jax.nn.softmax(logits.astype(dtype), axis=axis).astype(logits.dtype)
-
-
-def split_heads(x, num_heads):
-  return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+_softmax = fast_attention.softmax
+split_heads = fast_attention.split_heads
 
 
 def merge_heads(x):
@@ -66,7 +60,7 @@ def cls_attention(q_cls, k, v):
 # ----------------------------------------------------------------------------------------------
 # Trajectory attention: reference (einsum) implementation of the two steps
 # ----------------------------------------------------------------------------------------------
-def trajectory_spatial(q, k, v, num_frames, attn_dropout=None, return_attn=False):
+def trajectory_spatial(q, k, v, temporal_slots, attn_dropout=None, return_attn=False):
   """Spatial step: every query attends, separately for each frame f, over that frame's P keys.
 
   q, k, v: (B, N, h, d) patch tokens, q already scaled. Returns X: (B, N, F, h, d), the
@@ -77,16 +71,16 @@ def trajectory_spatial(q, k, v, num_frames, attn_dropout=None, return_attn=False
   official `space_attn`, the per-frame maps of the appendix's Fig. 2).
   """
   b, n, h, d = k.shape
-  p = n // num_frames
-  scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, num_frames, p)
+  p = n // temporal_slots
+  scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, temporal_slots, p)
   attn = probs = _softmax(scores)
   if attn_dropout is not None:
     attn = attn_dropout(attn)
-  x = jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, num_frames, p, h, d))
+  x = jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, temporal_slots, p, h, d))
   return (x, probs) if return_attn else x
 
 
-def trajectory_diagonal(x, num_frames):
+def trajectory_diagonal(x, temporal_slots):
   """X[b, s, f(s)] for every query s (its own frame): (B, N, F, ...) -> (B, N, ...)."""
   b, n, f = x.shape[:3]
   xr = x.reshape(b, f, n // f, f, *x.shape[3:])
@@ -122,7 +116,7 @@ class TrajectoryAttention(nn.Module):
   maps its landmarks imply, see `approx.orthoformer`).
   """
   num_heads: int
-  num_frames: int                      # F = T' temporal token slots
+  temporal_slots: int                  # F = T / tubelet_size token slots
   values: str = 'original'
   approx: str = 'none'
   num_landmarks: int = 128
@@ -139,7 +133,7 @@ class TrajectoryAttention(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool = False, first_landmarks=None, return_attn=False):
     b, _, dim = x.shape
-    h, f = self.num_heads, self.num_frames
+    h, f = self.num_heads, self.temporal_slots
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
     d = dim // h
     scale = d ** -0.5
@@ -182,7 +176,7 @@ class TrajectoryAttention(nn.Module):
             *DenseParams(dim, 2 * dim, name='proj_kv', **kw)())
     spatial = None if self.approx == 'none' else self._approx_spatial(q, k, v, first_landmarks)
     out, temporal_attn = fast_attention.trajectory_fast(
-        q, k, v, proj, num_frames=self.num_frames, values=self.values,
+        q, k, v, proj, temporal_slots=self.temporal_slots, values=self.values,
         scale=(dim // self.num_heads) ** -0.5, impl=self.impl, query_chunk=self.query_chunk,
         backend=self.backend, spatial=spatial)
     self.sow('intermediates', 'temporal_attn', temporal_attn)
@@ -205,21 +199,22 @@ class TrajectoryAttention(nn.Module):
         # Eval without a 'landmarks' RNG stream gets a fixed per-layer key: deterministic outputs.
         landmarks = dict(rng=self.make_rng('landmarks') if self.has_rng('landmarks')
                          else jax.random.fold_in(jax.random.key(0), _stable_id(self.name or '')))
-      x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+      x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks,
+                             num_frames=self.temporal_slots,
                              return_attn=return_attn, **landmarks)
       if return_attn:
-        x, attn = x[0], x[1].reshape(b, h, n, self.num_frames, -1)
+        x, attn = x[0], x[1].reshape(b, h, n, self.temporal_slots, -1)
     elif self.approx == 'nystrom':
-      x = approx.nystrom(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.num_frames,
+      x = approx.nystrom(q, k, v, num_landmarks=self.num_landmarks, num_frames=self.temporal_slots,
                          pinv_iters=self.nystrom_iters)
     elif self.approx == 'performer':
       # Fixed random features per layer (a constant, like a buffer), so eval is deterministic.
       key = jax.random.fold_in(jax.random.key(0), _stable_id(self.name or ''))
       feats = approx.orthogonal_gaussian(key, self.performer_features, d)
-      x = approx.performer(q, k, v, num_frames=self.num_frames, features=feats)
+      x = approx.performer(q, k, v, num_frames=self.temporal_slots, features=feats)
     else:
       raise ValueError(f'unknown approx {self.approx!r}')
-    x = x.reshape(b, h, n, self.num_frames, d).transpose(0, 2, 3, 1, 4)
+    x = x.reshape(b, h, n, self.temporal_slots, d).transpose(0, 2, 3, 1, 4)
     return (x, attn) if return_attn else x
 
 
@@ -261,7 +256,7 @@ class DividedAttention(nn.Module):
   (B, h, N, 1+P) for 'space' (the P patches of its slot); the cls query's row is left out.
   """
   num_heads: int
-  num_frames: int
+  temporal_slots: int
   mode: str  # 'time' | 'space'
   qkv_bias: bool = True
   dtype: Any = jnp.float32
@@ -271,7 +266,7 @@ class DividedAttention(nn.Module):
   def __call__(self, x, *, train: bool = False, return_attn=False):
     del train  # the official attn_drop is constructed but never applied
     b, _, dim = x.shape
-    f = self.num_frames
+    f = self.temporal_slots
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
     q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x),
                                     3 * self.num_heads), 3, axis=2)

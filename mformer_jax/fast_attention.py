@@ -31,7 +31,8 @@ IMPLS = ('einsum', 'frames', 'chunked')
 BACKENDS = ('xla', 'cudnn', 'auto')   # jax.nn.dot_product_attention implementation; auto = None
 
 
-def _softmax(logits, axis=-1):
+def softmax(logits, axis=-1):
+  """Softmax in at least float32, whatever the compute dtype (bfloat16 logits overflow exp)."""
   dtype = jnp.promote_types(logits.dtype, jnp.float32)
   return jax.nn.softmax(logits.astype(dtype), axis=axis).astype(logits.dtype)
 
@@ -40,17 +41,18 @@ def _dense(x, kernel, bias):
   return jnp.einsum('...i,io->...o', x, kernel) + bias
 
 
-def _heads(x, h):
-  return x.reshape(*x.shape[:-1], h, x.shape[-1] // h)
+def split_heads(x, num_heads):
+  """(..., D) -> (..., heads, D / heads)."""
+  return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
 
 
-def trajectory_frames(q, k, v, num_frames: int, backend: str = 'xla'):
+def trajectory_frames(q, k, v, temporal_slots: int, backend: str = 'xla'):
   """Spatial step as one dot_product_attention over B*F (query set, frame) pairs.
 
   q (scaled), k, v: (B, N, h, d). Returns (B, N, F, h, d) like `trajectory_spatial`.
   """
   b, n, h, d = k.shape
-  f = num_frames
+  f = temporal_slots
   qf = jnp.broadcast_to(q[:, None], (b, f, n, h, d)).reshape(b * f, n, h, d)
   kf = k.reshape(b * f, n // f, h, d)
   vf = v.reshape(b * f, n // f, h, d)
@@ -76,7 +78,7 @@ def temporal_from_tokens(traj, frame_of_query, wq, bq, wkv, bkv, *, values: str,
   xm = traj.reshape(b, c, f, dim)
   own = (frame_of_query[:, None] == jnp.arange(f))[None, :, :, None]   # (1, C, F, 1)
   diag = jnp.sum(jnp.where(own, xm, 0), axis=2)                          # exact: one term
-  q2 = _heads(_dense(diag, wq, bq), h) * scale                          # (B, C, h, d)
+  q2 = split_heads(_dense(diag, wq, bq), h) * scale                          # (B, C, h, d)
   if values == 'original':
     wk, bk = wkv[:, :dim].reshape(dim, h, d), bkv[:dim].reshape(h, d)
     back = jnp.einsum('bchd,jhd->bchj', q2, wk)                          # (B, C, h, D)
@@ -84,14 +86,14 @@ def temporal_from_tokens(traj, frame_of_query, wq, bq, wkv, bkv, *, values: str,
               + jnp.einsum('bchd,hd->bhc', q2, bk)[..., None])
     vals = traj
   else:
-    k2 = _heads(_dense(xm, wkv[:, :dim], bkv[:dim]), h)
+    k2 = split_heads(_dense(xm, wkv[:, :dim], bkv[:dim]), h)
     logits = jnp.einsum('bchd,bcfhd->bhcf', q2, k2)
-    vals = _heads(_dense(xm, wkv[:, dim:], bkv[dim:]), h)
-  a = _softmax(logits)
+    vals = split_heads(_dense(xm, wkv[:, dim:], bkv[dim:]), h)
+  a = softmax(logits)
   return jnp.einsum('bhcf,bcfhd->bchd', a, vals), a
 
 
-def trajectory_chunked(q, k, v, proj, *, num_frames: int, values: str, scale: float,
+def trajectory_chunked(q, k, v, proj, *, temporal_slots: int, values: str, scale: float,
                        query_chunk: int = 0, remat: bool = True):
   """Fused exact trajectory attention (spatial + temporal) over query chunks.
 
@@ -103,21 +105,21 @@ def trajectory_chunked(q, k, v, proj, *, num_frames: int, values: str, scale: fl
   Returns out (B, N, h, d) and the temporal attention (B, h, N, F).
   """
   b, n, h, d = k.shape
-  f = num_frames
+  f = temporal_slots
   p = n // f
   c = p if query_chunk <= 0 else min(query_chunk, n)
   nc = -(-n // c)
   pad = nc * c - n
   # Operands laid out once so that both spatial products are plain batched matmuls (XLA:CPU
   # runs einsums with interleaved batch dimensions 2-3x slower).
-  kt = k.reshape(b, f * p, h, d).transpose(0, 2, 3, 1)                 # (B, h, d, F*P)
+  keys_t = k.reshape(b, f * p, h, d).transpose(0, 2, 3, 1)                 # (B, h, d, F*P)
   vt = v.reshape(b, f, p, h, d).transpose(0, 3, 1, 2, 4)               # (B, h, F, P, d)
   frame = jnp.minimum(jnp.arange(nc * c) // p, f - 1).reshape(nc, c)
   qc = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, nc, c, h, d).swapaxes(0, 1)
 
   def body(args):
     qi, fi = args
-    a = _softmax(jnp.einsum('bchd,bhdx->bhcx', qi, kt).reshape(b, h, c, f, p))
+    a = softmax(jnp.einsum('bchd,bhdx->bhcx', qi, keys_t).reshape(b, h, c, f, p))
     traj = jnp.einsum('bhfcp,bhfpd->bhfcd', a.transpose(0, 1, 3, 2, 4), vt)
     traj = traj.transpose(0, 3, 2, 1, 4)                                # (B, C, F, h, d)
     return temporal_from_tokens(traj, fi, *proj, values=values, scale=scale)
@@ -133,7 +135,7 @@ def trajectory_chunked(q, k, v, proj, *, num_frames: int, values: str, scale: fl
   return out, attn
 
 
-def trajectory_fast(q, k, v, proj, *, num_frames: int, values: str, scale: float, impl: str,
+def trajectory_fast(q, k, v, proj, *, temporal_slots: int, values: str, scale: float, impl: str,
                     query_chunk: int = 0, backend: str = 'xla', spatial: Optional[jnp.ndarray] = None):
   """Exact trajectory attention of the patch tokens with a memory-lean implementation.
 
@@ -142,11 +144,11 @@ def trajectory_fast(q, k, v, proj, *, num_frames: int, values: str, scale: float
   """
   n = q.shape[1]
   if spatial is None and impl == 'chunked':
-    return trajectory_chunked(q * scale, k, v, proj, num_frames=num_frames, values=values,
+    return trajectory_chunked(q * scale, k, v, proj, temporal_slots=temporal_slots, values=values,
                               scale=scale, query_chunk=query_chunk)
   if spatial is None:
     if impl != 'frames':
       raise ValueError(f'unknown trajectory impl {impl!r}; expected one of {IMPLS}')
-    spatial = trajectory_frames(q * scale, k, v, num_frames, backend)
-  frame = jnp.arange(n) // (n // num_frames)
+    spatial = trajectory_frames(q * scale, k, v, temporal_slots, backend)
+  frame = jnp.arange(n) // (n // temporal_slots)
   return temporal_from_tokens(spatial, frame, *proj, values=values, scale=scale)

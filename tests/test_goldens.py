@@ -99,7 +99,7 @@ def _module_attention(values, approx_type='none', num_landmarks=6):
   z = _golden('module_trajectory_attention.npz')
   params = {name: {'kernel': jnp.asarray(z[f'{name}.weight']).T, 'bias': jnp.asarray(z[f'{name}.bias'])}
             for name in ('qkv', 'proj_q', 'proj_kv', 'proj')}
-  module = attention.TrajectoryAttention(num_heads=4, num_frames=3, values=values,
+  module = attention.TrajectoryAttention(num_heads=4, temporal_slots=3, values=values,
                                          approx=approx_type, num_landmarks=num_landmarks)
   return z, module, {'params': params}
 
