@@ -59,9 +59,10 @@ def _motion_classes(classes):
   return chosen
 
 
-def _displacement(kind, tau, rng, size):
-  """(T, 2) displacement (dx, dy) in pixels of one motion class, tau in [0, 1]."""
-  dist = rng.uniform(0.3, 0.55) * size
+def _displacement(kind, tau, rng, size, speed=1.0):
+  """(T, 2) displacement (dx, dy) in pixels of one motion class, tau in [0, 1]; `speed` scales
+  distances and sweep angles."""
+  dist = rng.uniform(0.3, 0.55) * size * speed
   theta = rng.uniform(0, 2 * np.pi)
   unit = np.array([np.cos(theta), np.sin(theta)])
   axis = {'move_right': (1, 0), 'move_left': (-1, 0), 'move_down': (0, 1), 'move_up': (0, -1)}
@@ -70,7 +71,7 @@ def _displacement(kind, tau, rng, size):
   if kind.startswith('circle'):
     # Image y points down, so an increasing angle turns clockwise on screen.
     sign = 1.0 if kind == 'circle_clockwise' else -1.0
-    angle = theta + sign * rng.uniform(1.0, 1.5) * np.pi * tau
+    angle = theta + sign * rng.uniform(1.0, 1.5) * np.pi * tau * speed
     rho = rng.uniform(0.15, 0.25) * size
     return rho * np.stack([np.cos(angle) - np.cos(theta), np.sin(angle) - np.sin(theta)], -1)
   if kind == 'start_moving':
@@ -82,13 +83,13 @@ def _displacement(kind, tau, rng, size):
   return np.zeros((len(tau), 2))  # approach / recede: the size changes, not the position.
 
 
-def _radius(kind, t, num_frames, rng, size):
+def _radius(kind, t, num_frames, rng, size, speed=1.0):
   """(T,) radius in pixels. Approach/recede: sawtooth with uniform phase, so its per-frame
   marginal is U[lo, hi] like the constant radius of every other class."""
   phase = rng.uniform()
   if kind in ('approach', 'recede'):
     sign = 1.0 if kind == 'approach' else -1.0
-    frac = np.mod(phase + sign * t / (2 * max(num_frames - 1, 1)), 1.0)
+    frac = np.mod(phase + sign * speed * t / (2 * max(num_frames - 1, 1)), 1.0)
   else:
     frac = np.full(num_frames, phase)
   return (_R_LO + (_R_HI - _R_LO) * frac) * size
@@ -101,7 +102,7 @@ def _random_colour(rng):
 
 
 def _video_params(index, *, seed, split, num_frames, size, variant, motion, num_distractors,
-                  background_speed):
+                  background_speed, speed=1.0):
   """All random choices of one video, from its own generator (order-independent)."""
   rng = np.random.default_rng([seed, _SPLITS[split], index])
   label = int(rng.integers(len(motion)))
@@ -117,11 +118,12 @@ def _video_params(index, *, seed, split, num_frames, size, variant, motion, num_
     else:
       shape, colour = int(rng.integers(len(SHAPES))), _random_colour(rng)
     if main:
-      disp = _displacement(kind, tau, rng, size)
-      radius = _radius(kind, t, num_frames, rng, size)
+      disp = _displacement(kind, tau, rng, size, speed)
+      radius = _radius(kind, t, num_frames, rng, size, speed)
     else:  # Distractors: smaller, constant velocity in a random direction.
       theta = rng.uniform(0, 2 * np.pi)
-      disp = rng.uniform(0, 0.4) * size * tau[:, None] * np.array([np.cos(theta), np.sin(theta)])
+      disp = rng.uniform(0, 0.4) * size * speed * tau[:, None] * np.array(
+          [np.cos(theta), np.sin(theta)])
       radius = np.full(num_frames, rng.uniform(0.04, 0.07) * size)
     centre = np.mod(rng.uniform(0, size, 2) + disp, size)
     objects.append(dict(  # float32 keeps the per-pixel maths in float32.
@@ -130,7 +132,7 @@ def _video_params(index, *, seed, split, num_frames, size, variant, motion, num_
         angle=rng.uniform(0, 2 * np.pi), texture=int(rng.integers(3)),
         frequency=rng.uniform(1.2, 2.5)))
   bg_theta = rng.uniform(0, 2 * np.pi)
-  bg_shift = rng.uniform(0, background_speed) * size * tau[:, None] * np.array(
+  bg_shift = rng.uniform(0, background_speed) * size * speed * tau[:, None] * np.array(
       [np.cos(bg_theta), np.sin(bg_theta)])
   background = dict(
       base=rng.uniform(0.15, 0.45) + rng.uniform(-0.05, 0.05, 3),
@@ -190,8 +192,13 @@ def _render_background(bg, num_frames, grid):
 
 
 def render(indices, *, num_frames=8, size=32, variant='motion', seed=0, split='train',
-           classes='', num_distractors=1, background_speed=0.15, with_masks=True):
-  """Videos with the given indices (any order, any subset); see module docstring."""
+           classes='', num_distractors=1, background_speed=0.15, with_masks=True, speed=1.0):
+  """Videos with the given indices (any order, any subset); see module docstring.
+
+  speed: every velocity times `speed` (positions, sweep angles, size rates; the same random
+  draws), so a clip shows `speed` x as much motion between frames: for the constant-velocity
+  classes exactly a temporal stride of `speed` (the stride sweep's twin, appendix Fig. 1).
+  """
   motion = _motion_classes(classes)
   grid = np.arange(size, dtype=np.float32) + 0.5
   n = len(indices)
@@ -202,7 +209,8 @@ def render(indices, *, num_frames=8, size=32, variant='motion', seed=0, split='t
   for i, index in enumerate(indices):
     label, objects, bg = _video_params(
         int(index), seed=seed, split=split, num_frames=num_frames, size=size, variant=variant,
-        motion=motion, num_distractors=num_distractors, background_speed=background_speed)
+        motion=motion, num_distractors=num_distractors, background_speed=background_speed,
+        speed=speed)
     frames = _render_background(bg, num_frames, grid)
     for obj in objects[:0:-1]:  # Distractors first, the main object on top.
       _render_object(frames, obj, grid)

@@ -1,0 +1,62 @@
+r"""The single-frame model of appendix Table 1: an image ViT on one frame of the clip.
+
+`single_frame(config)` turns any experiment config into its one-frame twin: the data pipeline
+samples the clip's window exactly as the video model's (data.num_frames x sampling_rate, or the
+SSv2 segments) and keeps ONE frame of it (data.single_frame: a random one in training; at test
+the middle frame of each view, so K400's 10 x 3 views see 10 different frames). The model is then
+exactly an image ViT (num_frames = tubelet_size = 1, attention 'joint', which over one frame is
+plain ViT self-attention), so a timm ViT-B/16 loads into it tensor for tensor: the tubelet kernel
+is the 2D patch kernel itself (no inflation), and only temp_embed (zeros: one slot adds nothing),
+pre_logits and the head are new.
+
+  python -m mformer_jax.main --config=configs/single_frame.py:k400 --workdir=/tmp/k400_1frame \
+      --config.data.data_dir=/data/k400_prepared --config.init.imagenet=jx_vit_base_p16_224.pth
+
+Table 1 (top-1 with 1 frame, with 8 frames, difference) from two evaluated workdirs:
+
+  python -m mformer_jax.analysis.single_frame ONE_FRAME_WORKDIR MULTI_FRAME_WORKDIR
+"""
+import argparse
+import json
+import sys
+
+from mformer_jax.analysis import class_deltas
+
+
+def single_frame(config):
+  """The one-frame twin of an experiment config (modified in place and returned)."""
+  config.experiment = f'{config.experiment}_single_frame'
+  config.data.single_frame = True
+  m = config.model
+  m.num_frames, m.tubelet_size, m.attention, m.approx = 1, 1, 'joint', 'none'
+  return config
+
+
+def top1(run, metric='top1') -> float:
+  """The metric of a run's latest evaluation report (workdir, report folder or metrics.json)."""
+  path = class_deltas.find_report(run)
+  report = json.loads(path.read_text())
+  if metric not in report:
+    raise class_deltas.ReportError(f'{path} has no {metric!r} (has {sorted(report)[:8]})')
+  return float(report[metric])
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.single_frame',
+                              description='Table 1: top-1 of a 1-frame and a multi-frame run.')
+  p.add_argument('one_frame')
+  p.add_argument('multi_frame')
+  p.add_argument('--metric', default='top1')
+  args = p.parse_args(argv)
+  try:
+    one, multi = top1(args.one_frame, args.metric), top1(args.multi_frame, args.metric)
+  except (class_deltas.ReportError, OSError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'| {args.metric}, 1 frame | {args.metric}, multi-frame | difference |\n| --- | --- | --- |\n'
+        f'| {100 * one:.1f} | {100 * multi:.1f} | {100 * (multi - one):.1f} |')
+  return one, multi
+
+
+if __name__ == '__main__':
+  main()
