@@ -14,6 +14,11 @@ exactly. The temporal step that follows is unchanged.
 * `nystrom`: Nystromformer-style segment-mean landmarks + iterative pseudo-inverse, per frame.
 * `performer`: FAVOR+ positive orthogonal random features, per-frame normalisation.
 (The official Nystrom and Performer branches crash; these are our own working versions.)
+
+With num_frames=1 every function is plain softmax self-attention approximated (X[:, :, 0]), which
+is how the Long Range Arena encoder (`mformer_jax/lra`) uses them through `self_attention`. An
+optional key padding `mask` (BH, N), True = real token, keeps padded tokens out of every key
+sum and out of the landmark choice; without one, behaviour is unchanged.
 """
 import jax
 import jax.numpy as jnp
@@ -21,20 +26,30 @@ import numpy as np
 
 
 def _frames(x, num_frames):
-  bh, n, d = x.shape
-  return x.reshape(bh, num_frames, n // num_frames, d)
+  bh, n = x.shape[:2]
+  return x.reshape(bh, num_frames, n // num_frames, *x.shape[2:])
+
+
+def _mask_keys(logits, mask, num_frames):
+  """Logits (..., F, P) over keys with padded keys at the dtype's minimum (weight 0)."""
+  if mask is None:
+    return logits
+  m = _frames(mask, num_frames)  # (BH, F, P)
+  m = m.reshape(m.shape[0], *([1] * (logits.ndim - 3)), *m.shape[1:])
+  return jnp.where(m, logits, jnp.finfo(logits.dtype).min)
 
 
 # ----------------------------------------------------------------------------------------------
 # Orthoformer
 # ----------------------------------------------------------------------------------------------
-def orthogonal_landmark_indices(q, num_landmarks: int, first_index):
+def orthogonal_landmark_indices(q, num_landmarks: int, first_index, mask=None):
   """Greedy most-orthogonal subset of the rows of q, per batch row.
 
   q: (BH, N, d); first_index: (BH,) int. Returns (BH, L) token indices in increasing token order
   (the official code returns landmarks in token order, via a selection mask).
   Selection: keep for every token the running max |cos| to the selected set; the next landmark
   is the unselected token with the smallest value (ties -> lowest index). Runs as a fori_loop.
+  Padded tokens (mask False) come after every real one.
   """
   qn = q / jnp.maximum(jnp.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
   bh, n, _ = q.shape
@@ -45,6 +60,8 @@ def orthogonal_landmark_indices(q, num_landmarks: int, first_index):
 
   selected = jnp.zeros((bh, n), bool).at[rows, first_index].set(True)
   running_max = cos_to(first_index)
+  if mask is not None:
+    running_max = jnp.where(mask, running_max, 2.0)  # above any |cos|, below 'selected'
 
   def step(_, carry):
     selected, running_max = carry
@@ -57,7 +74,7 @@ def orthogonal_landmark_indices(q, num_landmarks: int, first_index):
 
 
 def orthoformer(q, k, v, *, num_landmarks: int, num_frames: int, rng=None, first_index=None,
-                return_attn: bool = False):
+                return_attn: bool = False, mask=None):
   """Orthoformer with landmarks shared across frames. Exactly one of rng / first_index."""
   bh, n, d = q.shape
   if (rng is None) == (first_index is None):
@@ -65,16 +82,19 @@ def orthoformer(q, k, v, *, num_landmarks: int, num_frames: int, rng=None, first
                      'first_index (replay)')
   if num_landmarks > n:
     raise ValueError(f'num_landmarks={num_landmarks} exceeds the {n} tokens')
-  if first_index is None:
+  if first_index is None and mask is None:
     first_index = jax.random.randint(rng, (bh,), 0, n)
+  elif first_index is None:  # uniform over the real tokens
+    first_index = jax.random.categorical(rng, jnp.where(mask, 0.0, -jnp.inf))
   first_index = jnp.asarray(first_index).reshape(bh)
   scale = d ** -0.25
   q, k = q * scale, k * scale
   idx = jax.lax.stop_gradient(orthogonal_landmark_indices(jax.lax.stop_gradient(q), num_landmarks,
-                                                          first_index))
+                                                          first_index, mask))
   landmarks = jax.lax.stop_gradient(jnp.take_along_axis(q, idx[..., None], axis=1))  # (BH, L, d)
   kernel_1 = jax.nn.softmax(jnp.einsum('bnd,bld->bnl', q, landmarks), axis=-1)
-  kernel_2 = jax.nn.softmax(jnp.einsum('bld,bfpd->blfp', landmarks, _frames(k, num_frames)), -1)
+  kernel_2 = jax.nn.softmax(_mask_keys(
+      jnp.einsum('bld,bfpd->blfp', landmarks, _frames(k, num_frames)), mask, num_frames), -1)
   pooled = jnp.einsum('blfp,bfpd->blfd', kernel_2, _frames(v, num_frames))
   x = jnp.einsum('bnl,blfd->bnfd', kernel_1, pooled)
   if return_attn:
@@ -85,9 +105,16 @@ def orthoformer(q, k, v, *, num_landmarks: int, num_frames: int, rng=None, first
 # ----------------------------------------------------------------------------------------------
 # Nystrom
 # ----------------------------------------------------------------------------------------------
-def _segment_means(x, num_segments):
-  """Means of `num_segments` contiguous, near-equal segments along axis -2."""
+def _segment_means(x, num_segments, mask=None):
+  """Means of `num_segments` contiguous, near-equal segments along axis -2 (of the real tokens
+  only, if `mask` (x.shape[:-1]) is given: then padding changes nothing)."""
   n = x.shape[-2]
+  if mask is not None:
+    count = jnp.maximum(jnp.sum(mask, -1, keepdims=True), 1)
+    seg = (jnp.arange(n) * num_segments) // count                          # (..., N)
+    onehot = (seg[..., None, :] == jnp.arange(num_segments)[:, None]) & mask[..., None, :]
+    onehot = onehot / jnp.maximum(jnp.sum(onehot, -1, keepdims=True), 1)  # (..., S, N)
+    return jnp.einsum('...sn,...nd->...sd', onehot.astype(x.dtype), x)
   seg = (np.arange(n) * num_segments) // n  # static segment id per token
   onehot = jnp.asarray(np.eye(num_segments)[seg].T / np.bincount(seg, minlength=num_segments)[:, None],
                        x.dtype)
@@ -107,18 +134,23 @@ def iterative_pinv(a, num_iters: int):
   return jax.lax.fori_loop(0, num_iters, body, z)
 
 
-def nystrom(q, k, v, *, num_landmarks: int, num_frames: int, pinv_iters: int = 6):
-  """Per-frame Nystrom approximation; exact (up to the pinv iteration) when L == P."""
+def nystrom(q, k, v, *, num_landmarks: int, num_frames: int, pinv_iters: int = 6, mask=None):
+  """Per-frame Nystrom approximation; exact (up to the pinv iteration) when L == P.
+
+  With a mask, landmarks are means over the real tokens only and padded keys get no weight, so
+  a padded sequence gives what the unpadded one does (the Nystromformer code instead averages
+  zeroed padding into its landmarks)."""
   bh, n, d = q.shape
   p = n // num_frames
   lm = min(num_landmarks, p)
   scale = d ** -0.25
   q, k = q * scale, _frames(k * scale, num_frames)
-  q_lm = _segment_means(q, lm)                          # (BH, L, d), shared by all frames
-  k_lm = _segment_means(k, lm)                          # (BH, F, L, d), per frame
+  q_lm = _segment_means(q, lm, mask)                    # (BH, L, d), shared by all frames
+  k_lm = _segment_means(k, lm, None if mask is None else _frames(mask, num_frames))  # (BH, F, L, d)
   kernel_1 = jax.nn.softmax(jnp.einsum('bnd,bfld->bfnl', q, k_lm), -1)
   kernel_2 = jax.nn.softmax(jnp.einsum('bld,bfmd->bflm', q_lm, k_lm), -1)
-  kernel_3 = jax.nn.softmax(jnp.einsum('bld,bfpd->bflp', q_lm, k), -1)
+  kernel_3 = jax.nn.softmax(_mask_keys(jnp.einsum('bld,bfpd->bflp', q_lm, k), mask, num_frames),
+                            -1)
   pooled = jnp.einsum('bflp,bfpd->bfld', kernel_3, _frames(v, num_frames))
   pooled = iterative_pinv(kernel_2, pinv_iters) @ pooled
   return jnp.einsum('bfnl,bfld->bnfd', kernel_1, pooled)
@@ -139,22 +171,46 @@ def orthogonal_gaussian(key, num_features: int, dim: int, dtype=jnp.float32):
   return (w * norms[:, None]).astype(dtype)
 
 
-def _positive_features(x, w, stabiliser_axes):
+def _positive_features(x, w, stabiliser_axes, mask=None):
   proj = jnp.einsum('...d,md->...m', x, w)
   proj = proj - 0.5 * jnp.sum(x * x, -1, keepdims=True)
   # A shift shared by the numerator and denominator of the per-frame ratio cancels exactly.
-  proj = proj - jax.lax.stop_gradient(jnp.max(proj, axis=stabiliser_axes, keepdims=True))
-  return jnp.exp(proj)
+  # Padded rows (mask False) neither set the shift nor count: their features are 0.
+  real = proj if mask is None else jnp.where(mask[..., None], proj, -jnp.inf)
+  shift = jnp.max(real, axis=stabiliser_axes, keepdims=True)
+  proj = proj - jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+  return jnp.exp(proj) if mask is None else jnp.where(mask[..., None], jnp.exp(proj), 0.0)
 
 
-def performer(q, k, v, *, num_frames: int, features):
+def performer(q, k, v, *, num_frames: int, features, mask=None):
   """Per-frame linear attention with positive random features `features` (m, d)."""
   d = q.shape[-1]
   scale = d ** -0.25
   w = features.astype(q.dtype)
   phi_q = _positive_features(q * scale, w, (-1,))                              # (BH, N, m)
-  phi_k = _positive_features(_frames(k * scale, num_frames), w, (-3, -2, -1))   # (BH, F, P, m)
+  phi_k = _positive_features(_frames(k * scale, num_frames), w, (-3, -2, -1),
+                             None if mask is None else _frames(mask, num_frames))  # (BH, F, P, m)
   kv = jnp.einsum('bfpm,bfpd->bfmd', phi_k, _frames(v, num_frames))
   num = jnp.einsum('bnm,bfmd->bnfd', phi_q, kv)
   den = jnp.einsum('bnm,bfm->bnf', phi_q, jnp.sum(phi_k, axis=2))
   return num / den[..., None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain self-attention (one group of keys)
+# ----------------------------------------------------------------------------------------------
+def exact(q, k, v, *, mask=None):
+  """The reference: softmax(q k^T / sqrt(d)) v over the real keys, (BH, N, d)."""
+  logits = jnp.einsum('bnd,bmd->bnm', q, k) * q.shape[-1] ** -0.5
+  return jnp.einsum('bnm,bmd->bnd', jax.nn.softmax(_mask_keys(logits, mask, 1), -1), v)
+
+
+def self_attention(q, k, v, *, method: str, mask=None, **kw):
+  """(BH, N, d) -> (BH, N, d): `exact` or one approximation with a single group of keys
+  (num_frames=1). kw: num_landmarks / rng / first_index / pinv_iters / features."""
+  if method == 'exact':
+    return exact(q, k, v, mask=mask, **kw)
+  fns = {'orthoformer': orthoformer, 'nystrom': nystrom, 'performer': performer}
+  if method not in fns:
+    raise ValueError(f'unknown attention {method!r}; expected exact, {", ".join(fns)}')
+  return fns[method](q, k, v, num_frames=1, mask=mask, **kw)[:, :, 0]

@@ -116,9 +116,13 @@ def test_build_files_resume_and_missing_path(tmp_path):
                                                                          max_length=40)
   with open(listops.split_path(str(tmp_path), 'train'), 'rb') as f:
     assert f.readline() == b'Source\tTarget\r\n'  # the official csv dialect
-  os.remove(listops.split_path(str(tmp_path), 'val'))  # resumes from the kept chunk
-  listops.build(str(tmp_path), seed=4, sizes=sizes, min_length=10, max_length=40)
-  assert listops.read_tsv(listops.split_path(str(tmp_path), 'val')) == rows['val']
+  assert not os.path.exists(tmp_path / 'chunks')  # removed once the splits are written
+  # An interrupted build resumes from its finished chunks (here: a planted one, to see it used).
+  planted = [(f'[SM {i % 10} 0 ]', i % 10) for i in range(listops.CHUNK)]
+  os.makedirs(tmp_path / 'again' / 'chunks')
+  listops.write_tsv(str(tmp_path / 'again' / 'chunks' / '4_10_40_00000.tsv'), planted)
+  listops.build(str(tmp_path / 'again'), seed=4, sizes=sizes, min_length=10, max_length=40)
+  assert listops.read_tsv(listops.split_path(str(tmp_path / 'again'), 'train'))[:10] == planted[:10]
   tokens, labels = listops.load_split(str(tmp_path), 'test', max_length=64)
   again, _ = listops.load_split(str(tmp_path), 'test', max_length=64)  # from the cache
   assert tokens.shape == (5, 64) and (tokens == again).all()

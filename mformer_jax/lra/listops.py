@@ -229,7 +229,7 @@ def split_path(data_dir: str, split: str) -> str:
 def build(data_dir: str, *, seed: int = 0, sizes=None, min_length: int = 500,
           max_length: int = 2000) -> None:
   """Writes basic_{train,val,test}.tsv (96k/2k/2k by default) = generate(sum, seed) in order
-  train, val, test. Resumable: finished chunks are kept under data_dir/chunks."""
+  train, val, test. Resumable: finished chunks are kept under data_dir/chunks until the end."""
   sizes = dict(SPLITS if sizes is None else sizes)
   if all(os.path.exists(split_path(data_dir, s)) for s in sizes):
     return
@@ -255,6 +255,9 @@ def build(data_dir: str, *, seed: int = 0, sizes=None, min_length: int = 500,
   for split, n in sizes.items():
     write_tsv(split_path(data_dir, split), rows[start:start + n])
     start += n
+  for name in os.listdir(chunk_dir):  # only needed to resume an interrupted build
+    os.remove(os.path.join(chunk_dir, name))
+  os.rmdir(chunk_dir)
 
 
 # ----------------------------------------------------------------------------------------------
