@@ -35,17 +35,25 @@ def release_compile_memory() -> None:
     pass
 
 
+# The ISA extensions that decide which matmul kernels the frameworks can use.
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16')
+
+
 def machine() -> dict:
-  cpu = platform.processor()
+  """What a result was measured on: CPU model and ISA extensions, cores, memory, load, flags."""
+  cpu, flags = platform.processor(), set()
   try:
     with open('/proc/cpuinfo') as f:
-      cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+      info = f.read().splitlines()
+    cpu = next(l.split(':', 1)[1].strip() for l in info if l.startswith('model name'))
+    flags = set(next(l.split(':', 1)[1] for l in info if l.startswith('flags')).split())
   except (OSError, StopIteration):
     pass
   with open('/proc/meminfo') as f:
     mem_kb = int(next(l.split()[1] for l in f if l.startswith('MemTotal')))
-  return {'cpu': cpu, 'cores': os.cpu_count(), 'mem_gib': round(mem_kb / 2**20, 1),
-          'python': platform.python_version(), 'load_avg_1m': os.getloadavg()[0],
+  return {'cpu': cpu, 'isa': [f for f in ISA_FLAGS if f in flags], 'cores': os.cpu_count(),
+          'mem_gib': round(mem_kb / 2**20, 1), 'python': platform.python_version(),
+          'load_avg_1m': os.getloadavg()[0], 'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'date': time.strftime('%Y-%m-%d %H:%M:%S')}
 
 
