@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mformer_jax import evaluate, metrics
-from mformer_jax.analysis import class_deltas
+from mformer_jax.analysis import class_deltas, single_frame
 
 NAMES = ['spilling', 'pretending', 'putting', 'showing']
 VIDEOS = [10, 10, 10, 2]
@@ -67,3 +67,12 @@ def test_bad_input_exits_2(runs, capsys, run_a, options, message):
   with pytest.raises(SystemExit) as e:
     class_deltas.main([str(runs / run_a), str(runs / 'b'), *options])
   assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_single_frame_table_over_seeds(runs, capsys):
+  one, multi = single_frame.main([f"{runs / 'a'},{runs / 'b'}", str(runs / 'b')])
+  assert one == [0.5, 0.625] and multi == [0.625]  # top-1 of 16 / 32 and 20 / 32 right
+  assert '| 56.2 [50.0, 62.5] | 62.5 | 6.2 | 2 / 1 |' in capsys.readouterr().out
+  with pytest.raises(SystemExit) as e:
+    single_frame.main([str(runs / 'a'), str(runs / 'b'), '--metric', 'top7'])
+  assert e.value.code == 2 and "no 'top7'" in capsys.readouterr().err

@@ -75,6 +75,7 @@ def test_cells_skip_when_done_csv_png_and_eval_only(tmp_path, monkeypatch):
     raise AssertionError('a finished cell was trained again')
   monkeypatch.setattr(train, 'train_and_evaluate', fail)
   assert stride_sweep.sweep(_tiny(), **args) == rows
+  assert stride_sweep.sweep(_tiny(), **args, seeds=[0, 1], collect_only=True) == rows  # seed 1: none
   # Eval-only: the trajectory model of stride 1, re-evaluated at speed 2.
   rows = stride_sweep.sweep(_tiny(), strides=['1', '2'], attentions=['trajectory'], root=tmp_path,
                             checkpoints={'trajectory': str(tmp_path / 'trajectory_1_seed0')})

@@ -12,9 +12,10 @@ pre_logits and the head are new.
   python -m mformer_jax.main --config=configs/single_frame.py:k400 --workdir=/tmp/k400_1frame \
       --config.data.data_dir=/data/k400_prepared --config.init.imagenet=jx_vit_base_p16_224.pth
 
-Table 1 (top-1 with 1 frame, with 8 frames, difference) from two evaluated workdirs:
+Table 1 (top-1 with 1 frame, with 8 frames, difference) from evaluated workdirs; several seeds
+comma-separated give the mean and [min, max] (the difference: of the means):
 
-  python -m mformer_jax.analysis.single_frame ONE_FRAME_WORKDIR MULTI_FRAME_WORKDIR
+  python -m mformer_jax.analysis.single_frame ONE_FRAME_WORKDIR[,...] MULTI_FRAME_WORKDIR[,...]
 """
 import argparse
 import json
@@ -41,20 +42,29 @@ def top1(run, metric='top1') -> float:
   return float(report[metric])
 
 
+def _cell(values) -> str:
+  mean = sum(values) / len(values)
+  spread = f' [{100 * min(values):.1f}, {100 * max(values):.1f}]' if len(values) > 1 else ''
+  return f'{100 * mean:.1f}{spread}'
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.single_frame',
-                              description='Table 1: top-1 of a 1-frame and a multi-frame run.')
-  p.add_argument('one_frame')
-  p.add_argument('multi_frame')
+                              description='Table 1: top-1 of 1-frame and multi-frame runs.')
+  p.add_argument('one_frame', help='workdir(s), comma-separated seeds')
+  p.add_argument('multi_frame', help='workdir(s), comma-separated seeds')
   p.add_argument('--metric', default='top1')
   args = p.parse_args(argv)
   try:
-    one, multi = top1(args.one_frame, args.metric), top1(args.multi_frame, args.metric)
+    one = [top1(r, args.metric) for r in args.one_frame.split(',')]
+    multi = [top1(r, args.metric) for r in args.multi_frame.split(',')]
   except (class_deltas.ReportError, OSError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f'| {args.metric}, 1 frame | {args.metric}, multi-frame | difference |\n| --- | --- | --- |\n'
-        f'| {100 * one:.1f} | {100 * multi:.1f} | {100 * (multi - one):.1f} |')
+  diff = sum(multi) / len(multi) - sum(one) / len(one)
+  print(f'| {args.metric}, 1 frame | {args.metric}, multi-frame | difference | seeds |\n'
+        f'| --- | --- | --- | --- |\n'
+        f'| {_cell(one)} | {_cell(multi)} | {100 * diff:.1f} | {len(one)} / {len(multi)} |')
   return one, multi
 
 

@@ -7,6 +7,7 @@ and evaluated at several temporal strides; top-1 per cell, the margin to traject
   python -m mformer_jax.analysis.stride_sweep --config=configs/released.py:ssv2_motionformer_224_16x4 \
       --config.data.data_dir=/data/ssv2_prepared --strides=S/8,S/4,S/2,S --root=/ckpt/fig1_ssv2
   python -m mformer_jax.analysis.stride_sweep ... --cell=divided:4      # one cell (one host)
+  python -m mformer_jax.analysis.stride_sweep ... --collect   # only gather the finished cells
   python -m mformer_jax.analysis.stride_sweep ... --eval_only \
       --checkpoints=joint=/ckpt/fig1_k400/joint_4_seed0,...  # trained models at other strides
 
@@ -43,6 +44,7 @@ _ROOT = flags.DEFINE_string('root', None, 'One workdir per cell under this folde
 _CELL = flags.DEFINE_string('cell', '', 'ATTENTION:STRIDE[:SEED]: run only this cell.')
 _EVAL_ONLY = flags.DEFINE_bool('eval_only', False, 'Evaluate --checkpoints at every stride.')
 _CHECKPOINTS = flags.DEFINE_list('checkpoints', [], 'ATTENTION=WORKDIR_OR_CHECKPOINT, ...')
+_COLLECT = flags.DEFINE_bool('collect', False, 'Run nothing: collect the finished cells.')
 
 
 class SweepError(ValueError):
@@ -118,8 +120,10 @@ def run_cell(config, workdir: pathlib.Path, checkpoint: str = '') -> dict:
   return keep
 
 
-def sweep(config, *, strides, attentions, root, seeds=None, cell='', checkpoints=None):
-  """Runs the grid's unfinished cells (or only `cell`), then collects; returns the CSV rows."""
+def sweep(config, *, strides, attentions, root, seeds=None, cell='', checkpoints=None,
+          collect_only=False):
+  """Runs the grid's unfinished cells (or only `cell`; none if collect_only), then collects;
+  returns the CSV rows."""
   root = pathlib.Path(root)
   seeds = [int(s) for s in seeds] if seeds else [config.seed]
   checkpoints = dict(checkpoints or {})
@@ -137,7 +141,7 @@ def sweep(config, *, strides, attentions, root, seeds=None, cell='', checkpoints
     if not todo:
       raise SweepError(f'--cell={cell} is not in the grid {attentions} x {strides} x {seeds}')
   else:
-    todo = grid
+    todo = [] if collect_only else grid
   prefix = 'eval_' if checkpoints else ''
   for i, (a, s, seed) in enumerate(todo):
     logging.info('cell %d/%d: %s stride %s seed %d', i + 1, len(todo), a, s, seed)
@@ -220,7 +224,8 @@ def main(argv):
     if _EVAL_ONLY.value != bool(checkpoints):
       raise SweepError('--eval_only and --checkpoints go together')
     rows = sweep(_CONFIG.value, strides=_STRIDES.value, attentions=_ATTENTIONS.value,
-                 root=_ROOT.value, seeds=_SEEDS.value, cell=_CELL.value, checkpoints=checkpoints)
+                 root=_ROOT.value, seeds=_SEEDS.value, cell=_CELL.value, checkpoints=checkpoints,
+                 collect_only=_COLLECT.value)
   except SweepError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
