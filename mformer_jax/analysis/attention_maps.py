@@ -35,7 +35,10 @@ marked and the per-slot argmax path drawn as arrows, plus an animated GIF (or MP
       --query=0,112,96 --layer=11 --head=-1 --output=maps/
 
 --query=FRAME,X,Y: FRAME indexes the model's T input frames, X (column) and Y (row) are pixels
-of the model's input (the crop shown in the strip). --head=-1 averages the heads.
+of the model's input (the crop shown in the strip; a video is read as `predict` reads it, one
+centre view). Each panel shows the first frame of its tubelet. --head=-1 averages the heads.
+--synthetic=SEED --index=I renders test clip I of the demo's synthetic data instead (query by
+default: the object's centre in frame 0, whose true position per slot is marked +).
 """
 import dataclasses
 import functools
