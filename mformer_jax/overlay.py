@@ -1,0 +1,84 @@
+"""`predict`'s video output: the top labels drawn on the frames, optionally over the attention map
+of one query point (analysis/attention_maps.py renders the map).
+
+Without a query the output is the input video itself, every frame, at its size and fps. With a
+query (FRAME,X,Y in pixels of the model's centre view, as attention_maps' --query) the map only
+exists on the clip the model saw, so the output is that clip: one 256 px panel per temporal slot
+(the query's last-layer attention, heads averaged, its argmax path), shown at 2 fps.
+"""
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mformer_jax.analysis import attention_maps
+from mformer_jax.data import pipeline, video
+from mformer_jax.model import head_prefix
+
+TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
+
+
+class OverlayError(ValueError):
+  """A query that cannot be drawn (bad FRAME,X,Y, a model without cross-frame maps)."""
+
+
+def label_lines(top: dict, count: int = TOP_DRAWN) -> list[str]:
+  """'0.87 name' per class of `predict`'s {head: [(name, p)]}, heads other than 'label' named."""
+  lines = []
+  for head, best in top.items():
+    prefix = head_prefix(head).rstrip('_')
+    lines += [f'{prefix + ": " if prefix else ""}{p:.2f}  {name}' for name, p in best[:count]]
+  return lines
+
+
+def draw_labels(frames: np.ndarray, lines: list[str]) -> np.ndarray:
+  """A copy of (T, H, W, 3) uint8 frames with `lines` in white on a dark band, bottom left."""
+  h, w = frames.shape[1:3]
+  font = ImageFont.load_default(size=max(9, h // 18))
+  probe = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+  boxes = [probe.textbbox((0, 0), line, font=font) for line in lines]
+  pad, step = 2, max(b[3] for b in boxes) + 2
+  band_h, band_w = step * len(lines) + 2 * pad, min(w, max(b[2] for b in boxes) + 2 * pad)
+  out = frames.copy()
+  band = out[:, h - band_h:, :band_w]
+  band[:] = band // 3  # Darkened, so white text reads on any footage.
+  text = Image.new('L', (band_w, band_h))
+  draw = ImageDraw.Draw(text)
+  for i, line in enumerate(lines):
+    draw.text((pad, pad + i * step), line, fill=255, font=font)
+  mask = np.asarray(text) > 127
+  band[:, mask] = 255
+  return out
+
+
+def attention_panels(model, params, config, query: str, layer: int = -1) -> np.ndarray:
+  """(F, 256, 256, 3) panels of the query's attention over the centre view of config.video."""
+  cfg = model.cfg
+  try:
+    qf, qx, qy = (float(v) for v in query.split(','))
+  except ValueError:
+    raise OverlayError(f'predict_query={query!r}: expected FRAME,X,Y') from None
+  data = config.data.copy_and_resolve_references()
+  data.test_num_clips = data.test_num_crops = 1  # The centre view only.
+  clip = pipeline.load_video_views(config.video, data)[:1]
+  try:
+    token = attention_maps.query_token(cfg, clip.shape[2], int(qf), qx, qy)
+    maps = attention_maps.compute(model, {'params': params}, clip, layers=[layer])
+    fmap = attention_maps.frame_maps(maps, cfg)[0, 0, :, token].mean(0)
+  except ValueError as e:
+    raise OverlayError(f'predict_query={query!r}: {e}') from None
+  view = clip[0, ..., ::-1] if data.bgr else clip[0]  # Shown as RGB.
+  frames = np.clip(np.round((view + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  return attention_maps.render(frames[::cfg.tubelet_size], np.asarray(fmap, np.float32), cfg,
+                               token=token, query_xy=(qx, qy))
+
+
+def write_prediction(path: str, config, model, params, top: dict) -> int:
+  """Writes the labelled video (module docstring) to `path`; returns its frame count."""
+  if config.get('predict_query'):
+    frames, fps = attention_panels(model, params, config, config.predict_query), 2
+  else:
+    frames, fps = video.read_video(config.video)
+    frames = np.stack(frames)
+  h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # H.264 (4:2:0) needs even sizes.
+  frames = draw_labels(frames[:, :h, :w], label_lines(top))
+  video.write_video(path, frames, fps, 'libvpx-vp9' if path.endswith('.webm') else 'libx264')
+  return len(frames)

@@ -1,0 +1,77 @@
+"""predict's video output on real footage: the top labels drawn on every frame, the attention map
+of a query point on the clip the model saw, and one clear line for a truncated file."""
+import subprocess
+
+import numpy as np
+import pytest
+
+import real_footage
+import train_fixtures as tf_
+from mformer_jax import convert, evaluate, overlay
+from mformer_jax.data import video
+from mformer_jax.model import make_model
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+  return real_footage.converted_tiny(tmp_path_factory.mktemp('predict_video') / 'converted')
+
+
+def _band_diff(out, ref, band, clear):
+  """Mean |out - ref| in the bottom-left band x band corner (inside the three label lines at
+  any size) and in the rows above the bottom `clear` rows (far from them)."""
+  diff = np.abs(out.astype(np.float32) - ref.astype(np.float32)).mean(-1)
+  return float(diff[:, -band:, :band].mean()), float(diff[:, :-clear].mean())
+
+
+def test_predict_writes_labelled_video(converted, tmp_path):
+  carphone = real_footage.clip('carphone_pristine.mp4')
+  out = str(tmp_path / 'labelled.mp4')
+  cfg = tf_.config(**{'init.checkpoint': converted, 'video': carphone, 'predict_output': out})
+  top = evaluate.predict(cfg, str(tmp_path / 'work'))
+  names = [n for n, _ in top['label']]
+  assert sorted(names) == sorted(cfg.data.synthetic.classes.split(','))
+  assert abs(sum(p for _, p in top['label']) - 1) < 1e-5
+  lines = overlay.label_lines(top)
+  assert lines == [f'{p:.2f}  {n}' for n, p in top['label'][:3]]
+
+  got, fps = video.read_video(out)
+  want, want_fps = video.read_video(carphone)
+  assert len(got) == len(want) == 120 and got[0].shape == want[0].shape == (144, 176, 3)
+  assert fps == pytest.approx(want_fps, rel=1e-3)
+  # Text and darkening change the label band a lot, the rest only by the re-encoding.
+  inside, outside = _band_diff(np.stack(got), np.stack(want), 20, 50)
+  assert inside > 40 and outside < 4, (inside, outside)
+
+
+def test_predict_query_overlays_attention(converted, tmp_path):
+  carphone = real_footage.clip('carphone_pristine.mp4')
+  out = str(tmp_path / 'attention.mp4')
+  cfg = tf_.config(**{'init.checkpoint': converted, 'video': carphone, 'predict_output': out,
+                      'predict_query': '0,20,12'})
+  top = evaluate.predict(cfg, str(tmp_path / 'work'))
+  model_cfg, params = convert.load_params(converted)
+  panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
+  assert panels.shape == (4, 256, 256, 3)  # 8 frames / tubelet 2 = 4 slots, 256 px panels.
+  got, fps = video.read_video(out)
+  assert len(got) == 4 and got[0].shape == (256, 256, 3) and fps == pytest.approx(2)
+  inside, outside = _band_diff(np.stack(got), panels, 30, 80)
+  assert inside > 40 and outside < 6, (inside, outside)
+  assert top['label'][0][1] >= top['label'][-1][1]
+  with pytest.raises(overlay.OverlayError, match='outside the 32x32 frame'):
+    overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,40,12')
+
+
+def test_predict_truncated_video_is_one_line(converted, tmp_path):
+  data = open(real_footage.clip('carphone_pristine.mp4'), 'rb').read()
+  truncated = str(tmp_path / 'carphone_truncated.mp4')
+  with open(truncated, 'wb') as f:  # The header intact, the frames cut off.
+    f.write(data[:len(data) // 4])
+  proc = subprocess.run(
+      tf_.main_cmd(str(tmp_path / 'work'),
+                   **{'mode': 'predict', 'video': truncated, 'init.checkpoint': converted}),
+      cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and proc.stdout == ''
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and f'cannot read {truncated}' in errors[0], proc.stderr[-2000:]
