@@ -1,0 +1,106 @@
+r"""One LRA encoder layer, forward + backward, vs sequence length, for every attention type.
+
+  python -m benchmarks.lra_layer --out=paper/lra_layer.json --plot=paper/lra_layer.png
+
+The Nystromformer-repository layer (dim 64, 2 heads, FFN 128) at batch 1, with the paper's
+approximation sizes (Orthoformer-64, Nystrom-128, Performer-256). Time: median of `--reps` runs
+of the compiled value-and-grad (all types interleaved per length, so load drifts hit all alike).
+Peak memory: XLA's buffer assignment for the compiled step (arguments + outputs + temporaries),
+which on CPU is exact and noise-free. Sizes whose estimate exceeds --max_gb are skipped. Also
+writes GFLOPs per example of the whole ListOps model (length 2000) from the MAC counter.
+"""
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from mformer_jax.lra import model
+
+_OUT = flags.DEFINE_string('out', 'paper/lra_layer.json', 'Results JSON.')
+_PLOT = flags.DEFINE_string('plot', '', 'Optional PNG of time and memory vs length.')
+_LENGTHS = flags.DEFINE_list('lengths', ['1024', '2048', '4096', '8192', '16384'], 'Tokens.')
+_REPS = flags.DEFINE_integer('reps', 3, 'Timed runs per point (median).')
+_MAX_GB = flags.DEFINE_float('max_gb', 8.0, 'Skip points whose peak memory would exceed this.')
+
+TYPES = {'exact': {}, 'orthoformer': {'num_landmarks': 64}, 'nystrom': {'num_landmarks': 128},
+         'performer': {'performer_features': 256}}
+LAYER = dict(num_heads=2, mlp_dim=128, dropout=0.0)
+
+
+def layer_step(attention: str, n: int):
+  """(compiled fwd+bwd of one Block on (1, n, 64), its inputs, peak bytes)."""
+  block = model.Block(**LAYER, attention_kw=dict(attention=attention, **TYPES[attention]))
+  x = jax.random.normal(jax.random.key(0), (1, n, 64))
+  mask = jnp.ones((1, n), bool)
+  params = block.init(jax.random.key(1), x, mask)
+
+  def loss(p, x):
+    return jnp.sum(block.apply(p, x, mask) ** 2)
+
+  compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, x).compile()
+  mem = compiled.memory_analysis()
+  peak = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+  return compiled, (params, x), peak
+
+
+def model_gflops() -> dict:
+  """GFLOPs (as the paper counts them: multiply-accumulates / 1e9) per ListOps example."""
+  return {a: model.macs(model.Encoder(attention=a, **kw)) / 1e9 for a, kw in TYPES.items()}
+
+
+def plot(results, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+  for a in TYPES:
+    pts = [r for r in results if r['attention'] == a and 'time_ms' in r]
+    n = [r['tokens'] for r in pts]
+    axes[0].plot(n, [r['time_ms'] for r in pts], 'o-', label=a)
+    axes[1].plot(n, [r['peak_mb'] for r in pts], 'o-', label=a)
+  for ax, label in zip(axes, ('fwd+bwd time (ms)', 'peak memory (MB)')):
+    ax.set(xscale='log', yscale='log', xlabel='tokens', ylabel=label)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle('one LRA encoder layer (dim 64, 2 heads), batch 1, CPU', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+
+
+def main(argv):
+  del argv
+  results = []
+  for n in map(int, _LENGTHS.value):
+    for a in TYPES:
+      compiled, args, peak = layer_step(a, n)
+      row = {'attention': a, 'tokens': n, 'peak_mb': peak / 2**20}
+      if peak > _MAX_GB.value * 2**30:
+        row['skipped'] = f'peak {peak / 2**30:.1f} GB > {_MAX_GB.value} GB'
+      else:
+        jax.block_until_ready(compiled(*args))  # warm-up
+        times = []
+        for _ in range(_REPS.value):
+          t0 = time.perf_counter()
+          jax.block_until_ready(compiled(*args))
+          times.append(time.perf_counter() - t0)
+        row['time_ms'] = 1e3 * statistics.median(times)
+      print(json.dumps(row), flush=True)
+      results.append(row)
+  out = {'layer': results, 'gflops_per_example_len2000': model_gflops(),
+         'machine': {'cpu': platform.processor() or platform.machine(),
+                     'cores': os.cpu_count(), 'load_avg_at_end': os.getloadavg(),
+                     'jax': jax.__version__, 'backend': jax.default_backend()}}
+  with open(_OUT.value, 'w') as f:
+    json.dump(out, f, indent=1)
+  if _PLOT.value:
+    plot(results, _PLOT.value)
+  print(json.dumps(out['gflops_per_example_len2000']))
+
+
+if __name__ == '__main__':
+  app.run(main)
