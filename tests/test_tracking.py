@@ -116,3 +116,14 @@ def test_score_runs_on_a_model():
   assert out['all']['static']['pairs'] >= out['moved']['static']['pairs'] > 0
   # The oracle patch is never further than half a patch diagonal from the target.
   assert out['all']['oracle']['argmax_error'] <= 4 * np.sqrt(2)
+
+
+def test_seed_table_groups_seeds():
+  layer = lambda v: {'layers': [{'mean': {'argmax_error': v, 'centroid_error': v,
+                                          'argmax_pck@8': 0.5, 'centroid_pck@8': 0.5,
+                                          'on_object': v / 10}}]}
+  results = {'traj_s0': {'all': layer(2.0)}, 'traj_s1': {'all': layer(4.0)},
+             'joint_s0': {'all': layer(1.0)}}
+  rows = tracking.seed_table(results, 'all').splitlines()
+  assert rows[2] == '| traj | 2 | 0 | 3.00 ± 1.00 | 3.00 ± 1.00 | 0.50 ± 0.00 | 0.50 ± 0.00 | 0.30 ± 0.10 |'
+  assert rows[3] == '| joint | 1 | 0 | 1.00 | 1.00 | 0.50 | 0.50 | 0.10 |'
