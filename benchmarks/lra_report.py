@@ -31,9 +31,9 @@ def main(argv):
     json.dump(runs, f, indent=1)
   with open(_LAYER.value) as f:
     layer = json.load(f)
-  gflops = layer['gflops_per_example_len2000']
+  gflops = layer['gflops_per_example_len2048']
   print('| attention | test acc. % (final) | test acc. % at best val | seeds | majority % | '
-        'GFLOPs (ours, len 2000) | paper: ListOps % | paper: GFLOPs | paper: Mem MB |')
+        'GFLOPs (ours, 2048 tok) | paper: ListOps % | paper: GFLOPs | paper: Mem MB |')
   print('|---|---|---|---|---|---|---|---|---|')
   for a in TYPES:
     rs = [r for r in runs if r['attention'] == a]

@@ -45,7 +45,8 @@ VOCAB = ['<pad>', '<cls>'] + [str(d) for d in _DIGITS] + OPERATORS + [END]
 # seconds); 'X' is the official pipeline's name for ']'.
 _SHORT = {MIN: 'a', MAX: 'b', MED: 'c', SUM_MOD: 'd'}
 _LUT = np.full(256, -1, np.int32)
-for _tok, _ch in [(str(d), str(d)) for d in _DIGITS] + list(_SHORT.items()) + [(END, END), ('X', 'X')]:
+for _tok, _ch in ([(str(d), str(d)) for d in _DIGITS] + list(_SHORT.items())
+                  + [(END, END), ('X', 'X')]):
   _LUT[ord(_ch)] = VOCAB.index(END if _tok == 'X' else _tok)
 _DROP = str.maketrans('', '', ' ()\t\r\n')
 

@@ -33,7 +33,8 @@ from mformer_jax.lra.model import Encoder
 # ----------------------------------------------------------------------------------------------
 def data_dir(config) -> str:
   d = config.data
-  return d.dir or os.path.join('workdirs', 'lra', f'listops_{d.min_length}-{d.max_length}_seed{d.seed}')
+  return d.dir or os.path.join('workdirs', 'lra',
+                               f'listops_{d.min_length}-{d.max_length}_seed{d.seed}')
 
 
 def load_data(config) -> dict:
@@ -157,8 +158,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       writer.write_scalars(step, scalars)
       sums = {}
     if step % config.eval_every_steps == 0 or step == num_steps:
-      res = {f'{s}_{k}': v for s in ('val', 'test')
-             for k, v in evaluate(eval_step, state['params'], data[s], config.eval_batch_size).items()}
+      res = {f'{s}_{k}': v for s in ('val', 'test') for k, v in
+             evaluate(eval_step, state['params'], data[s], config.eval_batch_size).items()}
       writer.write_scalars(step, res)
       history['evals'].append({'step': step, **res})
     if step % config.checkpoint_every_steps == 0 or step == num_steps:
@@ -188,7 +189,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   # Orbax logs every file it writes at INFO: keep its warnings and our own progress.
   logging.get_absl_logger().addFilter(
-      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or f'{os.sep}orbax{os.sep}' not in r.pathname)
+      lambda r: (r.levelno >= logging.converter.STANDARD_WARNING
+                 or f'{os.sep}orbax{os.sep}' not in r.pathname))
   try:
     results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
   except (OSError, ValueError) as e:  # missing/malformed data, bad config: one clear message
