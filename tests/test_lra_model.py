@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location(
 lra_listops = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lra_listops)
 
-SMALL = dict(max_length=64, dim=32, num_heads=2, mlp_dim=64, dropout=0.0)
+SMALL = dict(max_length=64, num_layers=1, dim=32, num_heads=2, mlp_dim=64, dropout=0.0)
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +76,7 @@ def test_padding_changes_nothing(tokens, attention):
 
 
 def test_macs_match_the_formula():
-  n, d, f, c, layers = 64, 32, 64, 10, 2
+  n, d, f, c, layers = 64, 32, 64, 10, 1
   per_layer = n * d * 3 * d + n * d * d + 2 * n * d * f + 2 * n * n * d
   assert model.macs(model.Encoder(**SMALL)) == layers * per_layer + d * f + f * c
   approx_macs = [model.macs(model.Encoder(**SMALL, attention=a, num_landmarks=8,
@@ -90,19 +90,20 @@ def _tiny_config(tmp_path, attention, steps):
   c.data.update(dir=str(tmp_path / 'data'), min_length=10, max_length=31, num_train=96,
                 num_val=32, num_test=32)
   c.model.update(max_length=32, dim=16, mlp_dim=32, num_landmarks=4, performer_features=8)
-  c.train.update(batch_size=16, num_steps=steps, warmup_steps=2, lr_boundary_steps=(8,))
+  c.train.update(batch_size=16, num_steps=steps, warmup_steps=2, lr_boundary_steps=(6,))
   c.update(eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=2, eval_batch_size=16)
   return c
 
 
 def test_train_resumes_exactly(tmp_path):
-  straight = train.train_and_evaluate(_tiny_config(tmp_path, 'orthoformer', 12), str(tmp_path / 'a'))
-  train.train_and_evaluate(_tiny_config(tmp_path, 'orthoformer', 8), str(tmp_path / 'b'))
-  resumed = train.train_and_evaluate(_tiny_config(tmp_path, 'orthoformer', 12), str(tmp_path / 'b'))
+  # Performer: the cheapest approximation to compile; the resume logic is the same for all.
+  straight = train.train_and_evaluate(_tiny_config(tmp_path, 'performer', 8), str(tmp_path / 'a'))
+  train.train_and_evaluate(_tiny_config(tmp_path, 'performer', 4), str(tmp_path / 'b'))
+  resumed = train.train_and_evaluate(_tiny_config(tmp_path, 'performer', 8), str(tmp_path / 'b'))
   assert straight['final_test_accuracy'] == resumed['final_test_accuracy']
   with open(tmp_path / 'a' / 'history.json') as fa, open(tmp_path / 'b' / 'history.json') as fb:
     assert json.load(fa) == json.load(fb)
-  assert 0 < straight['test_majority_rate'] < 1 and straight['steps'] == 12
+  assert 0 < straight['test_majority_rate'] < 1 and straight['steps'] == 8
 
 
 def test_missing_data_is_one_clear_error(tmp_path):

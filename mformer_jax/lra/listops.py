@@ -70,6 +70,17 @@ def apply(op: str, args) -> int:
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
+class _Where:
+  """Where a token is, formatted only when an error message needs it."""
+
+  def __init__(self, pos, tok, source):
+    self.pos, self.tok, self.source = pos, tok, source
+
+  def __format__(self, spec):
+    more = '...' if len(self.source) > 60 else ''
+    return f'token {self.pos} ({self.tok!r}) of {self.source[:60]!r}{more}'
+
+
 def value(source: str) -> int:
   """The label of one expression, e.g. `( ( ( [MAX 2 ) 9 ) ] )` -> 9.
 
@@ -79,7 +90,7 @@ def value(source: str) -> int:
     raise MalformedExpressionError(f'expected a string, got {type(source).__name__}')
   stack, result, depth = [], None, 0
   for pos, tok in enumerate(source.split()):
-    where = f'token {pos} ({tok!r}) of {source[:60]!r}{"..." if len(source) > 60 else ""}'
+    where = _Where(pos, tok, source)
     if tok == '(':
       depth += 1
     elif tok == ')':
