@@ -21,14 +21,20 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_BATCH = flags.DEFINE_integer('batch', 1, 'Clips per device in the measured steps.')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Measured steps (after one compiling step).')
-_MFU = flags.DEFINE_bool('mfu', False, 'Report model-FLOP utilisation (needs --peak_tflops).')
-_PEAK = flags.DEFINE_float('peak_tflops', 0.0, 'Dense peak of one device, TFLOP/s, for --mfu '
-                           '(H100 SXM bf16: 989).')
-_OUT = flags.DEFINE_string('out', '', 'Also write the report as JSON here.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command's flags; defined when run as a script, so that importing this module next to
+  another absl command (tests import several) defines nothing."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+  flags.DEFINE_integer('batch', 1, 'Clips per device in the measured steps.')
+  flags.DEFINE_integer('steps', 3, 'Measured steps (after one compiling step).')
+  flags.DEFINE_bool('mfu', False, 'Report model-FLOP utilisation (needs --peak_tflops).')
+  flags.DEFINE_float('peak_tflops', 0.0, 'Dense peak of one device, TFLOP/s, for --mfu '
+                     '(H100 SXM bf16: 989).')
+  flags.DEFINE_string('out', '', 'Also write the report as JSON here.')
+
 
 # Training-set sizes when no prepared data is at hand. SSv2 is the official train list; the
 # others are nominal (YouTube attrition makes real copies smaller: prepare the data for exact).
@@ -153,28 +159,29 @@ def report(config, measured, est, paper) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if _MFU.value and _PEAK.value <= 0:
+  if FLAGS.mfu and FLAGS.peak_tflops <= 0:
     print('error: --mfu needs --peak_tflops (the device dense peak, TFLOP/s)', file=sys.stderr)
     sys.exit(2)
-  config = _CONFIG.value
+  config = FLAGS.config
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   try:
     num_train, source = num_train_examples(config)
   except (DatasetNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  measured = measure_step(config, _BATCH.value, _STEPS.value)
-  est = {**estimate(config, measured, num_train, peak_tflops=_PEAK.value if _MFU.value else 0.0),
-         'source': source}
+  measured = measure_step(config, FLAGS.batch, FLAGS.steps)
+  est = {**estimate(config, measured, num_train,
+                    peak_tflops=FLAGS.peak_tflops if FLAGS.mfu else 0.0), 'source': source}
   paper = paper_hours(config)
   print(f'\nTraining cost ({config.experiment}):\n' + report(config, measured, est, paper),
         flush=True)
-  if _OUT.value:
-    with open(_OUT.value, 'w') as f:
+  if FLAGS.out:
+    with open(FLAGS.out, 'w') as f:
       json.dump({'measured': measured, 'estimate': est,
                  'paper': dict(zip(('model', 'gpu_hours'), paper)) if paper else None}, f,
                 indent=1)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
