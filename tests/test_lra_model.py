@@ -121,3 +121,6 @@ def test_config_variants():
   assert lra_listops.get_config('exact,lra').model.dim == 512
   with pytest.raises(ValueError, match='expected one of'):
     lra_listops.get_config('linformer')
+  # The full-size schedule (no decay step): warmup, then constant.
+  _, schedule = train.make_optimizer(lra_listops.get_config('exact').train)
+  assert [float(schedule(s)) for s in (0, 999, 4999)] == pytest.approx([1e-7, 1e-4, 1e-4])

@@ -72,9 +72,10 @@ def loss_and_metrics(logits, labels):
 
 
 def make_optimizer(t):
-  """optim.make_optimizer with one 'epoch' = one step: our schedule is in steps."""
+  """optim.make_optimizer with one 'epoch' = one step: our schedule is in steps. No boundary is
+  given as one at num_steps (never reached): optim's own 'none' marker overflows int32."""
   recipe = types.SimpleNamespace(base_lr=t.base_lr, lr_decay=t.lr_decay,
-                                 lr_boundaries=list(t.lr_boundary_steps),
+                                 lr_boundaries=list(t.lr_boundary_steps) or [t.num_steps],
                                  warmup_epochs=t.warmup_steps, weight_decay=t.weight_decay,
                                  decay_norms_and_biases=t.decay_norms_and_biases,
                                  grad_clip_norm=t.grad_clip_norm)
