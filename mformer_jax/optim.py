@@ -13,7 +13,9 @@ from mformer_jax import fused
 def lr_schedule(t, steps_per_epoch: int):
   """`steps_with_relative_lrs`, updated every step: base * decay^(#boundaries passed), times an
   optional linear warmup from 0 (official: none)."""
-  boundaries = jnp.asarray([round(b * steps_per_epoch) for b in t.lr_boundaries] or [2**62])
+  # No boundaries: one that is never reached (the step counter is int32 without x64).
+  boundaries = jnp.asarray([round(b * steps_per_epoch) for b in t.lr_boundaries]
+                           or [jnp.iinfo(jnp.int32).max])
   warmup = round(t.warmup_epochs * steps_per_epoch)
 
   def schedule(step):

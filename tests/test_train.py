@@ -30,6 +30,8 @@ def test_step_schedule_matches_official_epochs():
   warm = optim.lr_schedule(_recipe(warmup_epochs=1.0), spe)
   np.testing.assert_allclose([float(warm(s)) for s in (0, 4, 9, 10)],
                              [1e-5, 5e-5, 1e-4, 1e-4], rtol=1e-6)
+  constant = optim.lr_schedule(_recipe(lr_boundaries=()), spe)  # no decay step at all
+  np.testing.assert_allclose([float(constant(s)) for s in (0, 10**9)], [1e-4, 1e-4], rtol=1e-6)
 
 
 def test_weight_decay_everywhere_or_matrices_only():
