@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [[ -f .venv/.ready && .venv/.ready -nt requirements.txt ]]; then exit 0; fi
+if [[ -f .venv/.ready && ! requirements.txt -nt .venv/.ready ]]; then exit 0; fi
 echo "[setup] creating .venv with $($PY --version)"
 rm -rf .venv
 $PY -m venv .venv
