@@ -2,8 +2,10 @@
 
 Python API:
     model, variables = load_official('k400_motionformer_224_16x4.pyth')   # or .npz / a dict
-    logits = model.apply(variables, clip, train=False)
+    logits = model.apply(variables, clip, train=False)    # trajectory: the chunked exact kernel
     state_dict = export_official(variables, model.cfg)                     # exact round trip
+
+    model, variables = load_official(path, {'trajectory_impl': 'einsum'})  # op-for-op reference
 
     model, variables = load_official(state_dict, cfg='configs/K400/motionformer_224_16x4.yaml')
     model, variables = load_official(state_dict, cfg={'VIT': {...}, 'MODEL': {...}, ...})
@@ -287,6 +289,20 @@ def export_official(variables, cfg: ModelConfig) -> dict[str, np.ndarray]:
           for p, v in flat.items()}
 
 
+# The trajectory kernel load_official picks when the caller names none. 'chunked' equals the
+# einsum reference in values and gradients (tests/test_fast_attention.py; the official goldens
+# run through it, tests/test_goldens.py) and is the fastest exact path on CPU/TPU while never
+# holding the N x N scores. It has no attention dropout, so such configs keep the reference.
+FAST_EXACT_TRAJECTORY_IMPL = 'chunked'
+
+
+def fast_exact_trajectory(cfg: ModelConfig) -> ModelConfig:
+  """cfg with FAST_EXACT_TRAJECTORY_IMPL where it computes what einsum does, else unchanged."""
+  if cfg.attention != 'trajectory' or cfg.attn_dropout:
+    return cfg
+  return dataclasses.replace(cfg, trajectory_impl=FAST_EXACT_TRAJECTORY_IMPL)
+
+
 def load_official(path_or_state_dict: Union[str, StateDict],
                   cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
   """(model, variables) from an official checkpoint file or state dict.
@@ -296,6 +312,10 @@ def load_official(path_or_state_dict: Union[str, StateDict],
   an official config (the nested yacs dict {'VIT': ..., 'MODEL': ..., 'DATA': ...}, or the path
   of its YAML file) replaces the file's own; any other mapping overrides fields of whatever was
   read (e.g. {'dtype': 'float64', 'img_size': 336}).
+
+  Unless a ModelConfig or a mapping sets `trajectory_impl`, trajectory attention runs the
+  fastest exact kernel (`fast_exact_trajectory`: 'chunked' where it equals the reference);
+  {'trajectory_impl': 'einsum'} selects the reference, op for op like the official code.
   """
   file_cfg = None
   if isinstance(path_or_state_dict, (str, os.PathLike)):
@@ -307,10 +327,13 @@ def load_official(path_or_state_dict: Union[str, StateDict],
   if isinstance(cfg, ModelConfig):
     model_cfg = cfg
   elif cfg is not None and is_official_config(cfg):
-    model_cfg = ModelConfig.from_config(config_from_official(cfg))
+    model_cfg = fast_exact_trajectory(ModelConfig.from_config(config_from_official(cfg)))
   else:
     fields = config_from_official(file_cfg) if file_cfg else config_from_state_dict(_strip_prefix(sd))
-    model_cfg = ModelConfig.from_config({**fields, **dict(cfg or {})})
+    overrides = dict(cfg or {})
+    model_cfg = ModelConfig.from_config({**fields, **overrides})
+    if 'trajectory_impl' not in overrides:  # the caller's choice wins, einsum included
+      model_cfg = fast_exact_trajectory(model_cfg)
   model = Motionformer(model_cfg)
   return model, {'params': params_from_state_dict(sd, model_cfg)}
 

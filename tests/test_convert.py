@@ -1,5 +1,6 @@
 """Checkpoint import/export: strictness, round trip, .pyth files, ImageNet init, the CLI."""
 import builtins
+import dataclasses
 import json
 import os
 
@@ -53,6 +54,30 @@ def test_state_dict_without_cfg_and_ddp_prefix():
   model, variables = convert.load_official(sd, {'num_heads': 4, 'img_size': 32})
   assert model.cfg.attention == 'joint' and model.cfg.depth == 2 and model.cfg.patch_size == 8
   np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5)
+
+
+def test_default_trajectory_impl_is_chunked_and_einsum_stays_selectable():
+  """load_official runs the fast exact kernel unless the caller names one; same numbers."""
+  sd, official_cfg, clip, logits = _golden_state_dict()
+  model, variables = convert.load_official(ORIG)
+  ref_model, ref_variables = convert.load_official(ORIG, {'trajectory_impl': 'einsum'})
+  assert (model.cfg.trajectory_impl, ref_model.cfg.trajectory_impl) == ('chunked', 'einsum')
+  assert dataclasses.replace(model.cfg, trajectory_impl='einsum') == ref_model.cfg
+  jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)  # same parameters
+  out, ref = model.apply(variables, jnp.asarray(clip)), ref_model.apply(ref_variables, jnp.asarray(clip))
+  np.testing.assert_allclose(out, ref, atol=1e-6, rtol=0)
+  np.testing.assert_allclose(out, logits, atol=1e-5, rtol=0)
+  # An official config gets the same default; a ModelConfig is used as is.
+  assert convert.load_official(sd, official_cfg)[0].cfg.trajectory_impl == 'chunked'
+  for impl in ('einsum', 'frames'):
+    given = convert.ModelConfig.from_config({**convert.config_from_official(official_cfg),
+                                             'trajectory_impl': impl})
+    assert convert.load_official(sd, given)[0].cfg == given
+  # chunked has no attention dropout: such a config keeps the reference.
+  assert convert.load_official(ORIG, {'attn_dropout': 0.1})[0].cfg.trajectory_impl == 'einsum'
+  # Only trajectory attention has the option: a joint model's config is left alone.
+  joint = convert.load_official(os.path.join(GOLDENS, 'model_joint.npz'))[0].cfg
+  assert joint.attention == 'joint' and joint.trajectory_impl == 'einsum'
 
 
 def test_pyth_file_with_yaml_cfg(tmp_path):

@@ -1,7 +1,9 @@
 """Parity with tensors produced by the official PyTorch code (tests/goldens, see its README).
 
 Everything goes through the public API: `convert.load_official(path)` reads the state dict and the
-file's own cfg, `model.apply` gives logits. Tolerances: float32 1e-5, float64 1e-10.
+file's own cfg, `model.apply` gives logits. Tolerances: float32 1e-5, float64 1e-10. The logits
+are checked through load_official's default (the chunked kernel for trajectory attention) and
+through the einsum reference it keeps selectable.
 """
 import os
 
@@ -48,9 +50,25 @@ def _logit_pairs(z, out, suffix=''):
   return [(np.asarray(out), z[f'io__logits{suffix}'])]
 
 
+# None: load_official's default; 'einsum': the reference, op for op like the official code.
+IMPLS = [None, 'einsum']
+
+
+def _impl_overrides(impl, **overrides):
+  return {**overrides, **({} if impl is None else {'trajectory_impl': impl})}
+
+
+def _assert_impl(model, variant, impl):
+  """The kernel that actually ran: the default is chunked for trajectory attention only."""
+  default = 'chunked' if model.cfg.attention == 'trajectory' else 'einsum'
+  assert model.cfg.trajectory_impl == (impl or default), (variant, impl)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('variant', MODELS)
-def test_float32_logits(variant):
-  z, model, out = _run(variant)
+def test_float32_logits(variant, impl):
+  z, model, out = _run(variant, _impl_overrides(impl))
+  _assert_impl(model, variant, impl)
   pairs = _logit_pairs(z, out)
   assert len(pairs) == (2 if variant.startswith('ek') else 1)
   for ours, ref in pairs:
@@ -58,10 +76,12 @@ def test_float32_logits(variant):
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('variant', MODELS)
-def test_float64_logits(variant):
+def test_float64_logits(variant, impl):
   with jax.enable_x64(True):
-    z, model, out = _run(variant, {'dtype': 'float64'}, dtype=jnp.float64)
+    z, model, out = _run(variant, _impl_overrides(impl, dtype='float64'), dtype=jnp.float64)
+    _assert_impl(model, variant, impl)
     for ours, ref in _logit_pairs(z, out, '_f64'):
       assert ours.dtype == np.float64
       np.testing.assert_allclose(ours, ref, atol=1e-10, rtol=0)
