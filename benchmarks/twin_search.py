@@ -47,6 +47,16 @@ def make_spec(path, attentions, overrides):
   print(f'wrote {path}: {sorted(spec)}')
 
 
+def lr_at(step, base, total, decay):
+  """The twin's `optim.lr_schedule` (x decay at 80 % and 95 % of `total` steps, linear warm-up
+  over 1/16) with traced `base` and `total`, so lanes can differ; 0 after `total`."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  b1, b2 = jnp.round(0.8 * total), jnp.round(0.95 * total)
+  lr = base * decay ** ((step >= b1).astype(jnp.float32) + (step >= b2))
+  lr = lr * jnp.minimum(1.0, (step + 1) / jnp.round(total / 16))
+  return jnp.where(step < total, lr, 0.0)
+
+
 def render(data, split, speed):
   from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   kw = {k: v for k, v in data.items() if k not in ('num_train', 'num_test')}
@@ -94,14 +104,6 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
     adam = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
                        optax.add_decayed_weights(wd))
 
-    def lr_at(step, base, total):
-      # optim.lr_schedule with boundaries at 80 % and 95 % of `total` and warm-up over 1/16.
-      b1, b2 = jnp.round(0.8 * total), jnp.round(0.95 * total)
-      warm = jnp.round(total / 16)
-      lr = base * decay ** ((step >= b1).astype(jnp.float32) + (step >= b2))
-      lr = lr * jnp.minimum(1.0, (step + 1) / warm)
-      return jnp.where(step < total, lr, 0.0)
-
     def init(seed):
       params = init_variables(model, jax.random.key(seed), random_tubelet=True)['params']
       return params, adam.init(params)
@@ -123,7 +125,7 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
 
       (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       updates, opt_state = adam.update(grads, opt_state, params)
-      lr = lr_at(step, base, total)
+      lr = lr_at(step, base, total, decay)
       params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
       return params, opt_state, loss, acc
 
