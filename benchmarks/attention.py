@@ -30,10 +30,13 @@ VARIANTS = {
     'ortho16': ('trajectory', 'orthoformer', 16, 'chunked'),
     'ortho64': ('trajectory', 'orthoformer', 64, 'chunked'),
     'ortho128': ('trajectory', 'orthoformer', 128, 'chunked'),
+    # Whole model only: a converted official checkpoint through `convert.load_official`'s
+    # default path (what a user who calls model.apply gets); official: its trajectory model.
+    'load_official': ('trajectory', 'none', 0, None),
 }
 # Variants the official code has (its trajectory is the einsum one; orthoformer uses proj_kv on
 # both halves); traj_frames / traj_chunked have no official counterpart.
-OFFICIAL = ('joint', 'divided', 'traj_einsum', 'ortho16', 'ortho64', 'ortho128')
+OFFICIAL = ('joint', 'divided', 'traj_einsum', 'ortho16', 'ortho64', 'ortho128', 'load_official')
 
 
 def tokens(size):
@@ -74,12 +77,20 @@ def jax_worker(spec):
     rngs = lambda: {}
   else:
     s = SIZES[spec['size']]
-    cfg = ModelConfig(num_frames=s['frames'], img_size=s['crop'], attention=attn, approx=approx,
-                      num_landmarks=lm or 128, trajectory_impl=impl,
-                      remat=spec.get('remat', 'none'))
-    mod = Motionformer(cfg)
+    dtype = spec.get('dtype', 'float32')
     x = jax.random.normal(key, (1, s['frames'], s['crop'], s['crop'], 3))
-    variables = jax.jit(mod.init)(key, x)
+    if impl is None:  # load_official: export fresh weights, convert them back, default path
+      from mformer_jax import convert
+      ref = ModelConfig(num_frames=s['frames'], img_size=s['crop'])
+      sd = convert.export_official(jax.jit(Motionformer(ref).init)(key, x), ref)
+      mod, variables = convert.load_official(sd, {'dtype': dtype} if dtype != 'float32' else None)
+      spec = {**spec, 'trajectory_impl': mod.cfg.trajectory_impl}
+    else:
+      cfg = ModelConfig(num_frames=s['frames'], img_size=s['crop'], attention=attn,
+                        approx=approx, num_landmarks=lm or 128, trajectory_impl=impl,
+                        remat=spec.get('remat', 'none'), dtype=dtype)
+      mod = Motionformer(cfg)
+      variables = jax.jit(mod.init)(key, x)
     apply = lambda v, x, train: mod.apply(v, x, train=train,
                                           rngs={'dropout': jax.random.key(1)} if train else {})
   base_rss = common.current_rss_mb()
@@ -125,11 +136,14 @@ def torch_worker(spec):
     x = torch.randn(1, 3, s['frames'], s['crop'], s['crop'])
     call = lambda x: mod([x])
   base_rss = common.current_rss_mb()
+  # bfloat16: the official training recipe's mixed precision, on the CPU.
+  autocast = lambda: torch.autocast('cpu', dtype=torch.bfloat16,
+                                    enabled=spec.get('dtype', 'float32') == 'bfloat16')
   if spec['mode'] == 'fwd':
     mod.eval()
 
     def run():
-      with torch.no_grad():
+      with torch.no_grad(), autocast():
         call(x)
   else:
     mod.train()
@@ -139,7 +153,8 @@ def torch_worker(spec):
       for prm in mod.parameters():
         prm.grad = None
       x.grad = None
-      y = call(x)
+      with autocast():
+        y = call(x).float()
       (y * torch.cos(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape))).sum().backward()
   times, cpu = common.timed(run, spec['repeats'])
   common.emit({**spec, 'times_s': times, 'median_s': common.median(times), 'cpu_s': cpu,
@@ -158,6 +173,10 @@ def main():
   ap.add_argument('--modes', default='fwd,fwdbwd')
   ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--remat', default='none', help='whole model: ModelConfig.remat')
+  ap.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                  help='whole model compute dtype (params stay float32); official: '
+                       "torch.autocast('cpu', bfloat16)")
+  ap.add_argument('--xla_flags', default='', help='extra XLA flags for our runs')
   ap.add_argument('--max_temp_gb', type=float, default=14,
                   help='skip running a JAX case whose XLA temp exceeds this')
   ap.add_argument('--memory_scheduler', type=int, default=0,
@@ -177,9 +196,9 @@ def main():
         spec = dict(scope=args.scope, variant=variant, size=size, mode=mode,
                     repeats=args.repeats, max_temp_gb=args.max_temp_gb)
         if args.scope == 'model':
-          spec['remat'] = args.remat
-        if args.memory_scheduler:
-          spec['xla_flags'] = common.MEMORY_SCHEDULER
+          spec['remat'], spec['dtype'] = args.remat, args.dtype
+        spec['xla_flags'] = ' '.join(filter(None, [
+            common.MEMORY_SCHEDULER if args.memory_scheduler else '', args.xla_flags]))
         todo = [('jax', sys.executable)]
         if args.official_repo and variant in OFFICIAL and f'{size}:{mode}' not in skip:
           todo.append(('torch', args.official_python))

@@ -110,9 +110,14 @@ def torch_worker(spec):
   labels = torch.zeros(1, dtype=torch.long)
   base_rss = common.current_rss_mb()
 
+  # bfloat16: the official recipe's mixed precision (float32 params), on the CPU.
+  bf16 = spec.get('dtype', 'float32') == 'bfloat16'
+
   def run():
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(model([clip]), labels)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+      logits = model([clip])
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     loss.backward()
     opt.step()
 
@@ -137,6 +142,7 @@ def main():
                   help='device peak FLOP/s (in TFLOP/s) for MFU; 0 = do not report')
   ap.add_argument('--memory_scheduler', type=int, default=1,
                   help='XLA:CPU memory-optimised scheduler (default: concurrency-optimised)')
+  ap.add_argument('--xla_flags', default='', help='extra XLA flags for our runs')
   ap.add_argument('--official_repo', default='')
   ap.add_argument('--official_python', default='/tmp/venv_official/bin/python')
   ap.add_argument('--out', default='')
@@ -148,11 +154,12 @@ def main():
   for rnd in range(args.rounds):
     todo = []
     if args.official_repo:
-      todo.append((args.official_python, dict(impl='torch',
+      todo.append((args.official_python, dict(impl='torch', dtype=args.dtype,
                                               official_repo=os.path.abspath(args.official_repo))))
     for conf in args.ours.split(','):
       impl, remat, *extra = conf.split(':')
-      flags = common.MEMORY_SCHEDULER if args.memory_scheduler else ''
+      flags = ' '.join(filter(None, [common.MEMORY_SCHEDULER if args.memory_scheduler else '',
+                                     args.xla_flags]))
       todo.append((sys.executable, dict(impl='jax', impl_=impl, remat=remat, dtype=args.dtype,
                                         scan='scan' in extra, fused='fused' in extra,
                                         xla_flags=flags,

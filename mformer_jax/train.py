@@ -182,6 +182,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # ---- Model, optimizer and sharded state.
   mesh = sharding.make_mesh()
   model = make_model(config.model)
+  if model.cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
+    logging.warning('model.dtype=bfloat16 on XLA:CPU computes its dots in float32 after '
+                    'converting (no AMX use; benchmarks/results.md, Intel section): '
+                    '--config.model.dtype=float32 is as fast or faster on a CPU.')
   evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   tx, schedule = make_optimizer(config, model, lengths['steps_per_epoch'])
   state_sh = sharding.state_shardings(abstract_train_state(config, model, tx), mesh,
