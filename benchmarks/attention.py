@@ -188,7 +188,9 @@ def main():
   ap.add_argument('--out', default='')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': []}
+  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
+             'matmul_gflops': common.matmul_rates(
+                 args.official_python if args.official_repo else '')}
   skip = set(args.official_skip.split(',')) - {''}
   for size in args.sizes.split(','):
     for variant in args.variants.split(','):

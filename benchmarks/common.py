@@ -57,6 +57,21 @@ def machine() -> dict:
           'date': time.strftime('%Y-%m-%d %H:%M:%S')}
 
 
+def matmul_rates(official_python: str = '', repeats: int = 5) -> dict:
+  """Both frameworks' 2048^2 matmul GFLOP/s (float32, bfloat16) on this machine, now: the scale
+  a results file's times are read against (benchmarks/matmul.py measures more shapes)."""
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'matmul.py')
+  spec = dict(repeats=repeats, shapes=['square2048'])
+  todo = [('xla', sys.executable, dict(spec, impl='jax'))]
+  if official_python:
+    todo.append(('pytorch', official_python, dict(spec, impl='torch')))
+  rates = {}
+  for name, python, s in todo:
+    r = run_worker(python, script, s, timeout=600)
+    rates[name] = r.get('gflops', r.get('error'))
+  return rates
+
+
 def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

@@ -27,12 +27,16 @@ def gflops(shape, seconds):
   return 2 * b * m * k * n / seconds / 1e9
 
 
+def _shapes(spec):
+  return [(k, v) for k, v in SHAPES.items() if k in spec.get('shapes', SHAPES)]
+
+
 def jax_worker(spec):
   import jax
   import jax.numpy as jnp
 
   rates = {}
-  for name, shape in SHAPES.items():
+  for name, shape in _shapes(spec):
     b, m, k, n = shape
     for dtype in DTYPES:
       x = jax.random.normal(jax.random.key(0), (b, m, k)).astype(dtype)
@@ -49,7 +53,7 @@ def torch_worker(spec):
   import torch
 
   rates = {}
-  for name, shape in SHAPES.items():
+  for name, shape in _shapes(spec):
     b, m, k, n = shape
     for dtype in DTYPES:
       x = torch.randn(b, m, k).to(getattr(torch, dtype))

@@ -178,7 +178,8 @@ def main():
   ap.add_argument('--out', default='')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': []}
+  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
+             'matmul_gflops': common.matmul_rates('')}
   for what in args.what.split(','):
     for flags in args.xla_variants.split(';'):
       flags = '' if flags.strip() == 'default' else flags.strip()

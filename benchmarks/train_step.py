@@ -149,6 +149,8 @@ def main():
   args = ap.parse_args()
   script = os.path.abspath(__file__)
   results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
+             'matmul_gflops': common.matmul_rates(
+                 args.official_python if args.official_repo else ''),
              'model_gflop_fwd_official': model_flops() / 1e9,
              'model_gflop_fwd_ours': model_flops(official=False) / 1e9}
   for rnd in range(args.rounds):
