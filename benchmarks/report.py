@@ -4,7 +4,11 @@
     python benchmarks/report.py benchmarks/results_train_step.json --plot=benchmarks/train_step.png
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import matmul, profile_cpu  # noqa: E402
 
 
 def _fmt(x, digits=3):
@@ -17,7 +21,7 @@ def attention_table(data):
   for r in data['runs']:
     runs[(r['size'], r['variant'], r['mode'], r['impl'])] = r
   order = ['joint', 'divided', 'traj_einsum', 'traj_frames', 'traj_chunked', 'ortho16', 'ortho64',
-           'ortho128']
+           'ortho128', 'load_official']
   keys = sorted({(s, v) for s, v, _, _ in runs},
                 key=lambda k: (('B', 'L', 'HR').index(k[0]), order.index(k[1])))
   lines = ['| size | variant | mode | ours wall s | ours CPU s | ours XLA temp MB | ours peak RSS MB '
@@ -113,7 +117,15 @@ def main(paths):
     with open(path) as fh:
       data = json.load(fh)
     print(f'### {path}\n\nmachine: {json.dumps(data["machine"])}\n\ncommand: `{data["command"]}`\n')
+    if 'matmul_gflops' in data:
+      print(f'matmul GFLOP/s at the start of the run: {json.dumps(data["matmul_gflops"])}\n')
     first = data['runs'][0] if data['runs'] else {}
+    if 'gflops' in first:  # benchmarks/matmul.py
+      print(matmul.table(data) + '\n')
+      continue
+    if 'what' in first:  # benchmarks/profile_cpu.py
+      print(profile_cpu.table(data) + '\n')
+      continue
     print(attention_table(data) if 'variant' in first else train_table(data))
     if first.get('scope') == 'layer':
       print('\n' + lean_vs_einsum(data))

@@ -36,3 +36,15 @@ def test_kinds_and_rates():
   assert profile_cpu.kind_of('fusion.4') == 'elementwise'
   # 2 x b x m x k x n FLOPs in the given seconds.
   assert matmul.gflops((12, 1568, 64, 1568), 1.0) == 2 * 12 * 1568 * 64 * 1568 / 1e9
+
+
+def test_report_renders_every_recorded_results_file(capsys):
+  import glob
+  import os
+  from benchmarks import report
+  paths = sorted(glob.glob(os.path.join(os.path.dirname(report.__file__), 'results_*.json')))
+  assert len(paths) >= 10
+  report.main(paths)
+  out = capsys.readouterr().out
+  assert '| square2048/float32 | 226 | 202 | 237 |' in out  # matmul.py, Intel, 2026-11-26
+  assert '| B | load_official | fwd | 5.09 |' in out       # eval forward via load_official
