@@ -56,6 +56,7 @@ class ModelConfig:
   patch_size: int = 16
   tubelet_size: int = 2
   pretrain_img_size: int = 224       # pos_embed is always sized for this grid (official quirk)
+  pos_embed_resize: str = 'official'  # official | dino: resize rule of pos_embed (posembed.py)
   embed_dim: int = 768
   depth: int = 12
   num_heads: int = 12
@@ -81,7 +82,8 @@ class ModelConfig:
   def __post_init__(self):
     checks = [('attention', ATTENTIONS), ('approx', APPROXIMATIONS), ('dtype', tuple(DTYPES)),
               ('trajectory_values', ('original', 'projected')), ('remat', tuple(REMAT_POLICIES)),
-              ('trajectory_impl', fast_attention.IMPLS), ('attention_backend', fast_attention.BACKENDS)]
+              ('trajectory_impl', fast_attention.IMPLS), ('attention_backend', fast_attention.BACKENDS),
+              ('pos_embed_resize', posembed.RULES)]
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
         raise ValueError(f'model.{field}={getattr(self, field)!r}; expected one of {allowed}')
@@ -275,13 +277,14 @@ class Motionformer(nn.Module):
     x = x + self.patch_embed_3d['bias'].astype(c.compute_dtype)
     return x.reshape(b, -1, c.embed_dim)
 
-  def position_embedding(self, num_patches):
-    """(1, 1+N, D): cls slot = pos_embed[0]; token (t, p) = resized spatial[p] + temp_embed[t]."""
+  def position_embedding(self, patch_grid):
+    """(1, 1+N, D) for a (Hp, Wp) patch grid: cls slot = pos_embed[0]; token (t, p) = resized
+    spatial[p] + temp_embed[t]."""
     c = self.cfg
     grid = c.pretrain_img_size // c.patch_size
     spatial = self.pos_embed[0, 1:]
-    if num_patches != grid * grid:
-      mh, mw = posembed.spatial_resize_matrices(grid, num_patches)
+    if tuple(patch_grid) != (grid, grid):
+      mh, mw = posembed.spatial_resize_matrices(grid, patch_grid, c.pos_embed_resize)
       table = spatial.reshape(grid, grid, -1)
       table = jnp.einsum('ih,hwd,jw->ijd', jnp.asarray(mh, spatial.dtype), table,
                          jnp.asarray(mw, spatial.dtype))
@@ -298,8 +301,8 @@ class Motionformer(nn.Module):
       raise ValueError(f'model built for {c.num_frames} frames, got {clip.shape[1]}')
     x = self.tubelets(clip)
     self.sow('intermediates', 'patch_embed_3d_out', x)
-    b, n, _ = x.shape
-    pos = self.position_embedding(n // c.temporal_slots)
+    b = x.shape[0]
+    pos = self.position_embedding((clip.shape[2] // c.patch_size, clip.shape[3] // c.patch_size))
     self.sow('intermediates', 'pos_embed_total', pos)
     cls = jnp.broadcast_to(self.cls_token, (b, 1, c.embed_dim))
     x = (jnp.concatenate([cls, x], axis=1) + pos).astype(c.compute_dtype)

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from mformer_jax import approx, attention, flops
+from mformer_jax import approx, attention, flops, posembed
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
 from mformer_jax.posembed import bicubic_matrix
 
@@ -53,11 +53,64 @@ def test_bicubic_matrix_matches_torch_rules():
   assert m.shape == (21, 14)
   np.testing.assert_allclose(m.sum(1), 1, atol=1e-12)     # clamped taps keep the weights
   np.testing.assert_allclose(bicubic_matrix(14, 1.0), np.eye(14), atol=1e-12)
-  torch = pytest.importorskip('torch')
-  grid = np.random.default_rng(0).standard_normal((1, 1, 14, 14))
-  ref = torch.nn.functional.interpolate(torch.from_numpy(grid), scale_factor=1.5, mode='bicubic',
-                                        align_corners=False).numpy()
+  # torch.nn.functional.interpolate(grid, scale_factor=1.5, mode='bicubic', align_corners=False),
+  # computed once by tests/data/make_torch_fixtures.py; and again here where torch is installed.
+  with np.load(os.path.join(os.path.dirname(__file__), 'data', 'torch_bicubic.npz')) as z:
+    grid, ref = z['grid'], z['ref']
+  np.testing.assert_array_equal(grid, np.random.default_rng(0).standard_normal((1, 1, 14, 14)))
   np.testing.assert_allclose(m @ grid[0, 0] @ m.T, ref[0, 0], atol=1e-12)
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  live = torch.nn.functional.interpolate(torch.from_numpy(grid), scale_factor=1.5, mode='bicubic',
+                                         align_corners=False).numpy()
+  np.testing.assert_allclose(m @ grid[0, 0] @ m.T, live[0, 0], atol=1e-12)
+
+
+VIT_REFERENCE = os.path.join(os.path.dirname(__file__), 'data', 'vit_reference.npz')
+
+
+@pytest.mark.parametrize('rule', ['official', 'dino'])
+def test_posembed_non_square_grid_equals_torch_bicubic_in_float64(rule):
+  """A 14x14 table to the 30x52 grid of a 480x832 frame, through the model's own position
+  embedding, against torch's float64 bicubic (tests/data/make_vit_reference.py): per-axis scale
+  n_out / n_in (official) or DINO's (n_out + 0.1) / n_in."""
+  ref = np.load(VIT_REFERENCE)
+  table, want = ref['posembed/table'], ref[f'posembed/{rule}_30x52']
+  with jax.enable_x64(True):
+    cfg = ModelConfig(num_frames=2, patch_size=16, pretrain_img_size=224, embed_dim=2, depth=1,
+                      num_heads=1, dtype='float64', pos_embed_resize=rule)
+    model = Motionformer(cfg)
+    params = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))['params']
+    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), params)
+    params['pos_embed'] = np.concatenate([np.zeros((1, 1, 2)), table.reshape(1, 196, 2)], 1)
+    pos = model.apply({'params': params}, (30, 52), method='position_embedding')
+  np.testing.assert_allclose(np.asarray(pos)[0, 1:].reshape(30, 52, 2), want, rtol=0, atol=1e-10)
+
+
+def test_posembed_square_grid_keeps_the_official_single_scale():
+  """Square grids: one matrix from sqrt(npatch / N0) (the official rule the goldens guard);
+  DINO's rule resizes square grids too, with its own scale."""
+  mh, mw = posembed.spatial_resize_matrices(14, (21, 21))
+  np.testing.assert_array_equal(mh, bicubic_matrix(14, np.sqrt(21 * 21 / 196)))
+  assert mh is mw
+  dh, _ = posembed.spatial_resize_matrices(14, (21, 21), 'dino')
+  np.testing.assert_array_equal(dh, bicubic_matrix(14, 21.1 / 14))
+  assert np.abs(dh - mh).max() > 1e-3
+  with pytest.raises(ValueError, match='expected one of'):
+    ModelConfig(pos_embed_resize='nearest')
+
+
+def test_posembed_non_square_clip_runs_end_to_end():
+  """A 24x40 clip (3x5 patches) on a model whose table is 2x2: tokens per slot follow the grid."""
+  cfg = ModelConfig(**TINY)
+  model = Motionformer(cfg)
+  variables = init_variables(model, jax.random.key(0), random_tubelet=True)
+  clip = jax.random.normal(jax.random.key(1), (1, 4, 24, 40, 3))
+  tokens = model.apply(variables, clip, method='features')
+  assert tokens.shape == (1, 1 + cfg.temporal_slots * 3 * 5, cfg.embed_dim)
+  assert np.isfinite(np.asarray(tokens)).all()
 
 
 # ----------------------------------------------------------------------------------------------
