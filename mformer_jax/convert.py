@@ -41,12 +41,14 @@ import json
 import os
 import re
 import sys
+import zipfile
 from typing import Any, Mapping, Optional, Union
 
 import jax
 import numpy as np
 from flax import traverse_util
 
+from mformer_jax import torch_pickle
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
 
 StateDict = Mapping[str, np.ndarray]
@@ -54,6 +56,12 @@ StateDict = Mapping[str, np.ndarray]
 
 class CheckpointMismatchError(ValueError):
   """The state dict does not fit the model: names the missing/unexpected/mis-shaped keys."""
+
+
+class UnreadableCheckpointError(CheckpointMismatchError, torch_pickle.UnsupportedCheckpointError):
+  """The file is no checkpoint we can read (not torch.save output or .npz, truncated, or a pickle
+  naming code to run); one line naming the file. A CheckpointMismatchError, so that the entry
+  points that report those in one line report this too."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,33 +141,38 @@ def _unscanned(cfg: ModelConfig) -> ModelConfig:
 # Reading files
 # ----------------------------------------------------------------------------------------------
 def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
-  """(state_dict as numpy, official cfg dict or None) from a .pyth/.pth/.npz file."""
+  """(state_dict as numpy, official cfg dict or None) from a .pyth/.pth/.npz file.
+
+  .pyth/.pth: torch.save output, read without torch (`torch_pickle`): a PySlowFast checkpoint
+  (its `model_state`, and `cfg` as YAML), a timm/DeiT {'model': state dict}, or a bare state dict.
+  """
   if not os.path.exists(path):
     raise FileNotFoundError(f'checkpoint not found: {path}')
   if path.endswith('.npz'):
-    with np.load(path, allow_pickle=False) as z:
-      cfg = json.loads(str(z['meta__json'])).get('cfg') if 'meta__json' in z.files else None
-      sd = {k: z[k] for k in z.files if '__' not in k}  # goldens carry io__/inter__/meta__ extras
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        cfg = json.loads(str(z['meta__json'])).get('cfg') if 'meta__json' in z.files else None
+        sd = {k: z[k] for k in z.files if '__' not in k}  # goldens carry io__/inter__/meta__ extras
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+      raise UnreadableCheckpointError(f'{path}: not a readable .npz state dict ({e})') from e
     return sd, cfg
   try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f'reading {path} needs PyTorch (only to unpickle it): '
-        'pip install -r requirements-torch.txt  (CPU build: torch==2.13.0). '
-        'Alternatively convert it to .npz on a machine with torch.') from e
-  ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = torch_pickle.load(path)
+  except torch_pickle.UnsupportedCheckpointError as e:
+    raise UnreadableCheckpointError(str(e)) from None
   cfg = None
   if isinstance(ckpt, dict) and 'model_state' in ckpt:
     sd = ckpt['model_state']
     if isinstance(ckpt.get('cfg'), str):
       import yaml  # pylint: disable=g-import-not-at-top
       cfg = yaml.safe_load(ckpt['cfg'])
-  elif isinstance(ckpt, dict) and 'model' in ckpt and isinstance(ckpt['model'], dict):
+  elif isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict):
     sd = ckpt['model']  # timm/DeiT style
   else:
     sd = ckpt
-  return {k: v.detach().cpu().numpy() for k, v in sd.items() if hasattr(v, 'detach')}, cfg
+  if not isinstance(sd, dict):
+    raise UnreadableCheckpointError(f'{path} holds a {type(sd).__name__}, not a state dict')
+  return {k: v for k, v in sd.items() if isinstance(v, np.ndarray)}, cfg
 
 
 def _strip_prefix(sd: StateDict) -> dict[str, np.ndarray]:

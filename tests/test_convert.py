@@ -1,17 +1,21 @@
 """Checkpoint import/export: strictness, round trip, .pyth files, ImageNet init, the CLI."""
-import builtins
 import dataclasses
 import json
 import os
+import re
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
+import torch_files
 from mformer_jax import convert
 
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
+DATA = os.path.join(os.path.dirname(__file__), 'data')
 ORIG = os.path.join(GOLDENS, 'model_trajectory_orig.npz')
 
 
@@ -81,12 +85,13 @@ def test_default_trajectory_impl_is_chunked_and_einsum_stays_selectable():
 
 
 def test_pyth_file_with_yaml_cfg(tmp_path):
-  torch = pytest.importorskip('torch')
-  yaml = pytest.importorskip('yaml')
+  """A PySlowFast .pyth of the golden: config from its own cfg, logits as the official code's."""
   sd, cfg, clip, logits = _golden_state_dict('ek_trajectory')
   path = tmp_path / 'checkpoint_epoch_00050.pyth'
-  torch.save({'epoch': 50, 'model_state': {k: torch.from_numpy(v) for k, v in sd.items()},
-              'optimizer_state': {}, 'cfg': yaml.safe_dump(cfg)}, path)
+  # At ~1 MB too big to commit as torch.save output, so written by the independent writer of
+  # tests/torch_files.py, whose data.pkl test_torch_pickle checks byte for byte against torch's.
+  torch_files.write_pyth(path, {'epoch': 50, 'model_state': sd, 'optimizer_state': {},
+                                'cfg': yaml.safe_dump(cfg)})
   model, variables = convert.load_official(str(path))  # config read from the file's own cfg
   assert model.cfg.epic_kitchens
   with np.load(os.path.join(GOLDENS, 'model_ek_trajectory.npz')) as z:
@@ -95,19 +100,34 @@ def test_pyth_file_with_yaml_cfg(tmp_path):
     np.testing.assert_allclose(out['noun'], z['io__logits_noun'], atol=1e-5)
 
 
-def test_pyth_without_torch_says_what_to_install(tmp_path, monkeypatch):
-  path = tmp_path / 'x.pyth'
-  path.write_bytes(b'not read')
-  real_import = builtins.__import__
+def test_pyth_needs_no_torch(monkeypatch):
+  """Real torch.save files (zip, legacy; PySlowFast, timm) read while `import torch` fails."""
+  monkeypatch.setitem(sys.modules, 'torch', None)  # any `import torch` now raises ImportError
+  with np.load(os.path.join(DATA, 'torch_slowfast.npz')) as z:
+    for name in ('torch_slowfast_zip.pyth', 'torch_slowfast_legacy.pyth'):
+      sd, cfg = convert.read_checkpoint(os.path.join(DATA, name))
+      assert cfg['VIT']['EMBED_DIM'] == 8 and cfg['MODEL']['NUM_CLASSES'] == 5
+      assert list(sd) == [k[len('model_state/'):] for k in z.files if k.startswith('model_state/')]
+      for k, v in sd.items():
+        np.testing.assert_array_equal(v, z[f'model_state/{k}'], strict=True)
+  sd, cfg = convert.read_checkpoint(os.path.join(DATA, 'torch_timm.pth'))  # {'model': ...}
+  assert cfg is None and sd['patch_embed.proj.weight'].shape == (8, 3, 4, 4)
 
-  def no_torch(name, *args, **kwargs):
-    if name == 'torch':
-      raise ImportError('No module named torch')
-    return real_import(name, *args, **kwargs)
 
-  monkeypatch.setattr(builtins, '__import__', no_torch)
-  with pytest.raises(ImportError, match='requirements-torch.txt'):
-    convert.read_checkpoint(str(path))
+def test_unreadable_pyth_is_one_error(tmp_path, capsys):
+  """Garbage, or a pickle that would run code: UnreadableCheckpointError, which the entry points
+  report in one line (a CheckpointMismatchError); the CLI exits 2."""
+  garbage = tmp_path / 'x.pyth'
+  garbage.write_bytes(b'not read')
+  for path in (str(garbage), os.path.join(DATA, 'torch_evil_zip.pth')):
+    with pytest.raises(convert.UnreadableCheckpointError, match=re.escape(path)) as err:
+      convert.load_official(path)
+    assert isinstance(err.value, convert.CheckpointMismatchError)  # what main.py reports
+    assert isinstance(err.value, convert.torch_pickle.UnsupportedCheckpointError)
+    assert convert.main(['--input', path, '--output', str(tmp_path / 'out')]) == 2
+    assert capsys.readouterr().err.count('\n') == 1
+  with pytest.raises(convert.UnreadableCheckpointError, match='not a readable .npz'):
+    convert.read_checkpoint(str(garbage.rename(tmp_path / 'x.npz')))
 
 
 def _timm_vit(dim, depth, patch, grid, rng):
