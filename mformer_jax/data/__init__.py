@@ -17,6 +17,28 @@ PREPARE_COMMANDS = {
                       '(and --split test)'),
 }
 
+# Pixel conventions of the model sources. The Motionformer's (official DATA.MEAN = DATA.STD = 0.5)
+# maps [0, 255] to [-1, 1]; the pipelines and every analysis feed it through `normalise_pixels`.
+# Image ViTs (timm, DINO) were trained on the ImageNet mean and std.
+PIXEL_MEAN = (0.5, 0.5, 0.5)
+PIXEL_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise_pixels(frames, mean=PIXEL_MEAN, std=PIXEL_STD):
+  """[0, 255] frames (..., 3) -> float32 (frames / 255 - mean) / std, RGB order.
+
+  Computed as frames / (255 std) - mean / std, so that the Motionformer's convention is exactly
+  frames / 127.5 - 1 (the division the official pipeline and ours have always done)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top  (keeps the package import light)
+  mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+  if mean.shape != (3,) or std.shape != (3,) or (std <= 0).any():
+    raise ValueError(f'pixel mean {mean.tolist()} / std {std.tolist()}: expected 3 values each, '
+                     'std > 0')
+  scale, shift = (255.0 * std).astype(np.float32), (mean / std).astype(np.float32)
+  return np.asarray(frames, np.float32) / scale - shift
+
 
 class DatasetNotFoundError(ValueError):
   """A real dataset was requested but `data_dir` holds no prepared split."""

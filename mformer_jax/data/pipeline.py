@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mformer_jax.data import DatasetNotFoundError
+from mformer_jax.data import DatasetNotFoundError, normalise_pixels
 from mformer_jax.data import augment
 from mformer_jax.data import synthetic
 from mformer_jax.data import video
@@ -80,7 +80,7 @@ def class_names(data_cfg) -> dict:
 
 
 def _normalise_np(videos, bgr):
-  clip = videos.astype(np.float32) / 127.5 - 1.0
+  clip = normalise_pixels(videos)
   return clip[..., ::-1] if bgr else clip
 
 
