@@ -20,6 +20,8 @@ from mformer_jax.data import config as data_config_lib
 from mformer_jax.model import ModelConfig
 
 DATASETS = data_config_lib.DATASETS
+# The paper's machines: the global batches below are these many GPUs x the clips per GPU.
+PAPER_DEVICES = 8 * 8
 VARIANTS = ('motionformer', 'motionformer_l', 'motionformer_hr', 'joint', 'divided', 'space',
             'orthoformer')
 
@@ -77,7 +79,7 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   big = variant in ('motionformer_l', 'motionformer_hr')
   epic = dataset == 'epic_kitchens'
   t = config.train = ml_collections.ConfigDict()
-  t.batch_size = 64 if big else 256           # global, over all hosts and devices
+  t.batch_size = PAPER_DEVICES * (1 if big else 4)  # global, over all hosts and devices
   t.num_epochs = 50.0 if epic else 35.0       # steps = num_epochs * (training clips // batch)
   t.base_lr = 3.75e-5 if big else 1e-4
   t.lr_boundaries = (30.0, 40.0) if epic else (20.0, 30.0)  # epochs; x lr_decay at each

@@ -66,6 +66,19 @@ def _probabilities(model, params, clip, landmark_key):
   return {k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in outputs_by_head(out).items()}
 
 
+def eval_step(model, mesh):
+  """The jitted forward the Evaluator runs: (params, batch, batch index) -> ({head: softmax},
+  the batch's other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
+
+  def forward(params, batch, index):
+    probs = _probabilities(model, params, batch['clip'],
+                           jax.random.fold_in(jax.random.key(0), index))
+    return probs, {k: v for k, v in batch.items() if k != 'clip'}
+
+  # Replicated outputs: every host sees every row of the global batch.
+  return jax.jit(forward, out_shardings=sharding.replicated(mesh))
+
+
 class Evaluator:
   """Runs the test split's view ensemble for given parameters; see module docstring."""
 
@@ -78,13 +91,7 @@ class Evaluator:
       raise ValueError(f'the data has classes {sizes} but the model heads are {model.cfg.heads} '
                        '(set model.num_classes, or data.synthetic.classes, to match)')
 
-    def forward(params, batch, index):
-      probs = _probabilities(model, params, batch['clip'],
-                             jax.random.fold_in(jax.random.key(0), index))
-      return probs, {k: v for k, v in batch.items() if k != 'clip'}
-
-    # Replicated outputs: every host sees every row of the global batch.
-    self._forward = jax.jit(forward, out_shardings=sharding.replicated(mesh))
+    self._forward = eval_step(model, mesh)
 
   def run(self, params, *, tag: str, writer=None, step: int = 0) -> dict:
     cfg = self.config

@@ -6,6 +6,7 @@ jaxpr (no computation, abstract shapes only) and sum the MACs of every `dot_gene
 `conv_general_dilated`, descending into nested jaxprs (jit, remat, custom_jvp) and multiplying
 loop bodies by their trip counts.
 """
+import dataclasses
 import math
 
 import jax
@@ -78,6 +79,18 @@ def model_macs(cfg: ModelConfig, batch_size: int = 1) -> int:
                               jnp.float32)
   jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, clip)
   return count_macs(jaxpr.jaxpr)
+
+
+def reference_macs(model_cfg) -> int:
+  """MACs of one view of the reference computation (what the official code does), whatever
+  impl, remat or block layout runs it: a leaner impl raises the utilisation, not the work
+  counted. `model_cfg`: a ModelConfig, dict or ConfigDict."""
+  if isinstance(model_cfg, ModelConfig):
+    model_cfg = dataclasses.asdict(model_cfg)
+  elif hasattr(model_cfg, 'to_dict'):
+    model_cfg = model_cfg.to_dict()
+  reference = {**model_cfg, 'trajectory_impl': 'einsum', 'remat': 'none', 'scan_blocks': False}
+  return model_macs(ModelConfig.from_config(reference))
 
 
 def model_params(cfg: ModelConfig) -> int:

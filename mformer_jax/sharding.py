@@ -38,10 +38,11 @@ def initialize_distributed(force: bool = False) -> None:
                jax.device_count())
 
 
-def make_mesh() -> Mesh:
+def make_mesh(devices=None) -> Mesh:
+  """The mesh over `devices` (default: all of them; mformer_jax.plan passes a TPU topology's)."""
   # jax.devices() is ordered by process, so each host's devices hold a contiguous block of the
   # global batch: exactly the rows its own data iterator produced.
-  return Mesh(np.array(jax.devices()), ('data',))
+  return Mesh(np.array(jax.devices() if devices is None else devices), ('data',))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -124,6 +124,23 @@ def abstract_train_state(config, model, tx):
       init_variables(model, jax.random.key(config.seed))['params'], tx, config.seed))
 
 
+def make_train_step(config, model, mesh, steps_per_epoch: int):
+  """(step_fn, tx, abstract state, state shardings): the jitted update over `mesh` as the
+  trainer runs it. One builder for `train_and_evaluate` and for `mformer_jax.plan`, which
+  compiles this very step for a TPU slice, so the two cannot drift apart."""
+  tx, schedule = make_optimizer(config, model, steps_per_epoch)
+  abstract = abstract_train_state(config, model, tx)
+  state_sh = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
+                                      fsdp_min_size=config.mesh.fsdp_min_size)
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                        label_smoothing=config.train.label_smoothing,
+                        fused_update=bool(config.train.fused_update)),
+      in_shardings=(state_sh, sharding.batch_sharded(mesh)),
+      out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=(0,))
+  return step_fn, tx, abstract, state_sh
+
+
 def restore_or_create_state(config, model, tx, mngr, shardings):
   """(state, meta): the latest checkpoint in `mngr` with its metadata, or a new state from the
   config's initialisation (scratch, init.checkpoint or init.imagenet) with meta {'step': 0};
@@ -187,11 +204,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     'converting (no AMX use; benchmarks/results.md, Intel section): '
                     '--config.model.dtype=float32 is as fast or faster on a CPU.')
   evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
-  tx, schedule = make_optimizer(config, model, lengths['steps_per_epoch'])
-  state_sh = sharding.state_shardings(abstract_train_state(config, model, tx), mesh,
-                                      fsdp=config.mesh.fsdp,
-                                      fsdp_min_size=config.mesh.fsdp_min_size)
-  repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
   mngr = checkpointing.manager(workdir, ck)
   state, meta = restore_or_create_state(config, model, tx, mngr, state_sh)
   start = meta['step']
@@ -200,12 +213,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     meta['total_steps'], total)
   parameter_overview.log_parameter_overview(state['params'], include_stats='global',
                                             jax_logging_process=0, msg='Parameters')
-
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                        label_smoothing=train_cfg.label_smoothing,
-                        fused_update=bool(train_cfg.fused_update)),
-      in_shardings=(state_sh, data_sh), out_shardings=(state_sh, repl), donate_argnums=(0,))
 
   def checkpoint(step, results=None):
     meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],

@@ -122,12 +122,7 @@ def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0
          'device_hours': clips * per_clip / 3600}
   if peak_tflops:
     from mformer_jax import flops  # pylint: disable=g-import-not-at-top
-    from mformer_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
-    # Model FLOPs of the reference computation (what the official code does), whatever the
-    # impl that ran: a leaner impl raises the MFU, not the work counted.
-    reference = {**config.model.to_dict(), 'trajectory_impl': 'einsum', 'remat': 'none',
-                 'scan_blocks': False}
-    train_flop_per_clip = 2 * 3 * flops.model_macs(ModelConfig.from_config(reference))
+    train_flop_per_clip = 2 * 3 * flops.reference_macs(config.model)
     out['train_gflop_per_clip'] = train_flop_per_clip / 1e9
     out['mfu'] = train_flop_per_clip / per_clip / (peak_tflops * 1e12)
     out['ideal_device_hours'] = clips * train_flop_per_clip / (peak_tflops * 1e12) / 3600
