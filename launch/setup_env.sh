@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
-# Idempotent environment set-up: creates .venv (Python 3.11) with the pinned stack, the package in
-# editable mode and, where a CPU wheel is reachable, the optional torch extra (.pyth reading only).
-# Usage: bash launch/setup_env.sh     (re-running is a no-op once .venv/.ready exists)
+# Idempotent environment set-up: creates .venv (Python 3.12) with the pinned stack and the package in
+# editable mode. torch is not needed (official .pyth files are read without it); MFORMER_TORCH=cpu-index
+# adds the CPU build for running the official PyTorch code in benchmarks/.
+# Usage: bash launch/setup_env.sh     (re-running is a no-op once .venv/.ready is newer than requirements.txt)
+#        PYTHON=/path/to/python3.12 bash launch/setup_env.sh     (choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 if [[ -f .venv/.ready && ! requirements.txt -nt .venv/.ready ]]; then exit 0; fi
-echo "[setup] creating .venv with $($PY --version)"
+
+# jax 0.12 needs Python >= 3.12. Found by path too: a pyenv shim such as `python3.12` fails unless
+# pyenv has that version selected, so the versions folder is searched directly.
+ok() { [[ -n "$1" ]] && "$1" -c 'import sys; sys.exit(not (3, 12) <= sys.version_info[:2] < (3, 14))' 2>/dev/null; }
+PY=${PYTHON:-}
+if [[ -n "$PY" ]] && ! ok "$PY"; then
+  echo "[setup] error: PYTHON=$PY is not a working Python 3.12 or 3.13" >&2; exit 1
+fi
+if [[ -z "$PY" ]]; then
+  for cand in python3.12 python3 python3.13 \
+      "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.12*/bin/python3.12 \
+      "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.13*/bin/python3.13; do
+    if ok "$(command -v "$cand" 2>/dev/null || true)"; then PY=$(command -v "$cand"); break; fi
+  done
+fi
+if [[ -z "$PY" ]]; then
+  cat >&2 <<'MSG'
+[setup] error: Python 3.12 (or 3.13) not found; jax 0.12 needs it. Install one, e.g.
+  pyenv install 3.12          (then re-run; pyenv's versions folder is searched)
+  apt-get install python3.12 python3.12-venv    (Ubuntu 24.04; Debian 12 has no 3.12 package)
+  uv python install 3.12      (then PYTHON=$(uv python find 3.12) bash launch/setup_env.sh)
+MSG
+  exit 1
+fi
+echo "[setup] creating .venv with $("$PY" --version) ($PY)"
 rm -rf .venv
-$PY -m venv .venv
+"$PY" -m venv .venv
 .venv/bin/pip install -q uv==0.13.9 || true
 if [[ -x .venv/bin/uv ]]; then
   # uv ignores pip.conf; --compile-bytecode matters when PYTHONDONTWRITEBYTECODE is set.
@@ -18,16 +43,10 @@ else
   .venv/bin/pip install -q -r requirements.txt
   .venv/bin/pip install -q --no-deps -e .
 fi
-# Optional: CPU torch for reading .pyth files. Only a CPU build: from a local wheel folder
-# (PIP_FIND_LINKS, e.g. /opt/wheels) or, with MFORMER_TORCH=cpu-index, the PyTorch CPU index.
-# Never plain `pip install torch`: from PyPI that pulls several GB of CUDA wheels.
-TORCH_WHEEL=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1 || true)
-if [[ "${MFORMER_TORCH:-auto}" == "cpu-index" ]]; then
+# Optional: CPU torch, only to run the official PyTorch code beside ours (benchmarks/). Never plain
+# `pip install torch`: from PyPI that pulls several GB of CUDA wheels.
+if [[ "${MFORMER_TORCH:-off}" == "cpu-index" ]]; then
   .venv/bin/pip install -q -r requirements-torch.txt --index-url https://download.pytorch.org/whl/cpu
-elif [[ -n "$TORCH_WHEEL" && "${MFORMER_TORCH:-auto}" != "off" ]]; then
-  .venv/bin/pip install -q "$TORCH_WHEEL" && echo "[setup] torch (optional .pyth reader) installed"
-else
-  echo "[setup] torch not installed: .pyth import disabled (.npz works); MFORMER_TORCH=cpu-index to add it"
 fi
 touch .venv/.ready
 echo "[setup] done"

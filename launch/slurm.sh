@@ -10,7 +10,8 @@
 # two-process test (tests/test_distributed.py) sets, so both go through one code path:
 # mformer_jax.sharding.initialize_distributed(). Re-submitting resumes from the latest checkpoint.
 # First-time set-up on a login node: bash launch/setup_env.sh &&
-#   .venv/bin/pip install "jax[cuda13]==0.10.2"   (or cuda12, matching the nodes' driver)
+#   .venv/bin/pip install "jax[cuda13]==$(grep '^jax==' requirements.txt | cut -d= -f3)"
+#   (the project's jax pin; cuda12 instead of cuda13 where the nodes' driver is older than CUDA 13's)
 #SBATCH --job-name=mformer
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=8
@@ -20,7 +21,7 @@
 #SBATCH --output=slurm-%j.out
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
-head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
 export JAX_COORDINATOR_ADDRESS="$head_node:${MFORMER_PORT:-12355}"
 export JAX_NUM_PROCESSES="$SLURM_NTASKS"
 export TF_CPP_MIN_LOG_LEVEL=3

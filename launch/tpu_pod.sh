@@ -33,7 +33,7 @@ case "${1:-}" in
     git archive --format=tar.gz -o /tmp/mformer_jax.tgz HEAD
     gcloud compute tpus tpu-vm scp /tmp/mformer_jax.tgz "$TPU_NAME": --zone="$ZONE" --worker=all
     ssh_all "mkdir -p $REMOTE_DIR && tar -xzf mformer_jax.tgz -C $REMOTE_DIR && cd $REMOTE_DIR \
-      && MFORMER_TORCH=off bash launch/setup_env.sh \
+      && bash launch/setup_env.sh \
       && .venv/bin/pip install -q 'jax[tpu]==$(grep '^jax==' requirements.txt | cut -d= -f3)'"
     ;;
   run)

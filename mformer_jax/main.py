@@ -66,6 +66,8 @@ def main(argv):
   from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(force=_MULTIHOST.value)
   import jax  # pylint: disable=g-import-not-at-top
+  import mformer_jax  # pylint: disable=g-import-not-at-top
+  mformer_jax.check_jax_version(jax.__version__)
   from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top

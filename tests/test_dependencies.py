@@ -6,6 +6,8 @@ import re
 import sys
 import tomllib
 
+import pytest
+
 import train_fixtures as tf_
 
 # Pinned though never imported by our code, each for a stated reason.
@@ -19,9 +21,12 @@ NOT_IMPORTED = {
                     'with importlib.util.find_spec; its code is never run',
 }
 TEST_ONLY = {'pytest', 'nbclient', 'nbformat'}  # in requirements.txt, not package dependencies
-OPTIONAL = {'torch'}                    # requirements-torch.txt / the [torch] extra
+OPTIONAL = {'torch'}  # requirements-torch.txt: the official PyTorch code in benchmarks/ only
 LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'train_fixtures', 'data_fixtures', 'real_footage',
-         'tests'}
+         'torch_files', 'tests'}
+# Scripts that made committed test fixtures once, in a scratch venv with torch/timm (their docstrings
+# say how): not run by the tests, so not dependencies.
+FIXTURE_GENERATORS = os.path.join('tests', 'data')
 
 
 def _norm(name):
@@ -33,9 +38,12 @@ def _imported(*folders):
   modules = set()
   for folder in folders:
     for dirpath, _, files in os.walk(os.path.join(tf_.ROOT, folder)):
+      if os.path.relpath(dirpath, tf_.ROOT).startswith(FIXTURE_GENERATORS):
+        continue
       for name in files:
         if name.endswith('.py'):
-          tree = ast.parse(open(os.path.join(dirpath, name)).read())
+          with open(os.path.join(dirpath, name)) as f:
+            tree = ast.parse(f.read())
           for node in ast.walk(tree):
             if isinstance(node, ast.Import):
               modules |= {a.name.split('.')[0] for a in node.names}
@@ -43,6 +51,7 @@ def _imported(*folders):
               modules.add(node.module.split('.')[0])
   modules -= set(sys.stdlib_module_names) | LOCAL
   dists = importlib.metadata.packages_distributions()
+  modules -= {m for m in OPTIONAL if m not in dists}  # benchmarks import it where it is installed
   unknown = sorted(m for m in modules if m not in dists)
   assert not unknown, f'imported but not installed: {unknown}'
   return {_norm(dists[m][0]) for m in modules}
@@ -68,7 +77,30 @@ def test_pyproject_dependencies_are_what_the_package_imports():
   declared = {_norm(re.split(r'[=<>\[ ]', d)[0]) for d in project['dependencies']}
   runtime = _imported('mformer_jax') - OPTIONAL
   assert declared == runtime | {'tensorboard'}  # clu's writers need it at run time
-  assert {_norm(re.split(r'[=<>]', d)[0]) for d in project['optional-dependencies']['torch']} \
-      == OPTIONAL
+  assert 'optional-dependencies' not in project and not runtime & OPTIONAL  # torch: nowhere
   assert _imported('mformer_jax', 'configs', 'tests', 'benchmarks') - runtime - OPTIONAL \
       <= TEST_ONLY
+
+
+def _version_key(v):
+  return tuple(int(p) for p in v.split('.')[:3])
+
+
+def test_jax_pins_are_inside_the_supported_range():
+  import warnings
+
+  import jax
+  import mformer_jax
+  lo, hi = map(_version_key, mformer_jax.JAX_SUPPORTED)
+  pins = dict(re.match(r'(jax|jaxlib)==([\d.]+)', l).groups() for l in
+              open(os.path.join(tf_.ROOT, 'requirements.txt')).read().splitlines()
+              if re.match(r'(jax|jaxlib)==', l))
+  assert pins['jax'] == pins['jaxlib'] == jax.__version__
+  assert lo <= _version_key(pins['jax']) < hi
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    mformer_jax.check_jax_version(jax.__version__)
+    mformer_jax.check_jax_version(mformer_jax.JAX_SUPPORTED[0])
+  for outside in ('0.10.2', '0.11.1', mformer_jax.JAX_SUPPORTED[1], '1.0.0'):
+    with pytest.warns(UserWarning, match=f'jax {outside} is outside'):
+      mformer_jax.check_jax_version(outside)
