@@ -36,6 +36,7 @@ def test_paper_hours_follow_the_config():
   assert cost.num_train_examples(k400) == (240_000, 'nominal')
 
 
+@pytest.mark.slow
 def test_command_on_a_tiny_model(tmp_path):
   out = tmp_path / 'cost.json'
   cmd = [sys.executable, '-m', 'mformer_jax.analysis.cost', '--steps=2', f'--out={out}',

@@ -49,6 +49,7 @@ def motion():
   return (synthetic.generate(2000, **KW), synthetic.generate(800, split='test', **KW))
 
 
+@pytest.mark.slow
 def test_single_frame_probe_is_at_chance_frame_pairs_are_not(motion):
   train, test = motion
   chance = 1 / len(synthetic.MOTION_CLASSES)

@@ -49,6 +49,7 @@ print('RESULT', json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_eight_devices_data_parallel_and_fsdp_match_one_device(single_device, tmp_path):
   ref_results, ref_params = single_device
   env = tf_.env(devices=8)
@@ -77,6 +78,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(single_device, tmp_path):
   """Two local processes x 2 CPU devices through jax.distributed (gloo), via the entry point."""
   ref_results, ref_params = single_device

@@ -58,6 +58,7 @@ TINY = dict(num_classes=5, num_frames=4, img_size=32, patch_size=8, embed_dim=32
             num_heads=4, drop_path=0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra,impls', [
     ({}, ('frames', 'chunked')),
     ({'approx': 'orthoformer', 'num_landmarks': 4, 'remat': 'tied', 'img_size': 24,
@@ -77,6 +78,7 @@ def test_model_impls_match_einsum(extra, impls):
     assert _max_err(g, g0) < TOL, impl
 
 
+@pytest.mark.slow
 def test_remat_policies_match():
   clip = jax.random.normal(jax.random.key(3), (1, 4, 32, 32, 3))
   base = Motionformer(ModelConfig(**TINY))

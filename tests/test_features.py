@@ -40,6 +40,7 @@ def setup(tmp_path_factory):
   return cfg, clips, corrupt
 
 
+@pytest.mark.slow
 def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
   cfg, (bikes, carphone, distorted), corrupt = setup
   work, out = str(tmp_path / 'work'), str(tmp_path / 'f.npz')
@@ -80,6 +81,7 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
     evaluate.predict(cfg, work)
 
 
+@pytest.mark.slow
 def test_cli(setup, tmp_path):
   cfg, (bikes, carphone, _), corrupt = setup
   (tmp_path / 'list.txt').write_text(f'{carphone}\n{corrupt}\n\n{bikes}\n')

@@ -31,6 +31,7 @@ def schedule(count):
   return 1e-2 * 0.5 ** (count >= 1)   # a step change, so a wrong count shows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cfg', [CFG, dataclasses.replace(CFG, attention='divided'),
                                  dataclasses.replace(CFG, remat='full')])
 def test_equals_grad_plus_optax(cfg):
@@ -100,6 +101,7 @@ def test_needs_stacked_blocks():
                      lambda out: _loss(out, labels), {'dropout': jax.random.key(0)})
 
 
+@pytest.mark.slow
 def test_gradients_are_never_all_live():
   """XLA's scratch for the fused step is below the standard step's by most of the gradients."""
   # Weights dominate (2 tokens per clip), as for Mformer-B at batch 1 on CPU. The fused step
@@ -123,6 +125,7 @@ def test_gradients_are_never_all_live():
   assert saved > 0.3 * block_bytes, (saved, block_bytes)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_state():
   """Mixed precision as in the training configs: bf16 activations, float32 params and moments."""
   cfg = dataclasses.replace(CFG, dtype='bfloat16')

@@ -38,6 +38,7 @@ def _features(tokens, qk_scale, **kw):
   return [float(jnp.abs(run(**a) - exact)[real].mean()) for a in kw['runs']], exact
 
 
+@pytest.mark.slow
 def test_nystrom_is_exact_with_a_landmark_per_token(tokens):
   with jax.enable_x64(True):
     (err_all, err_few), _ = _features(tokens, 1.0, runs=[
@@ -46,6 +47,7 @@ def test_nystrom_is_exact_with_a_landmark_per_token(tokens):
   assert err_all < 1e-7 and err_few > 0.1
 
 
+@pytest.mark.slow
 def test_performer_approaches_exact_with_more_features(tokens):
   with jax.enable_x64(True):  # FAVOR+ is unbiased where logits are moderate: flatter attention
     errs, _ = _features(tokens, 0.5, runs=[dict(attention='performer', performer_features=m)
@@ -64,6 +66,7 @@ def test_orthoformer_approaches_exact_with_more_landmarks(tokens):
   assert errs[0] > errs[1] > errs[2] and errs[2] < 0.4 and errs[2] < 0.5 * uniform
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('attention', ['exact', 'orthoformer', 'nystrom', 'performer'])
 def test_padding_changes_nothing(tokens, attention):
   # One 50-token expression alone vs padded to 64 (every real token a landmark for Orthoformer,
@@ -95,6 +98,7 @@ def _tiny_config(tmp_path, attention, steps):
   return c
 
 
+@pytest.mark.slow
 def test_train_resumes_exactly(tmp_path):
   # Performer: the cheapest approximation to compile; the resume logic is the same for all.
   straight = train.train_and_evaluate(_tiny_config(tmp_path, 'performer', 8), str(tmp_path / 'a'))

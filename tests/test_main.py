@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
   return workdir, results
 
 
+@pytest.mark.slow
 def test_eval_mode_reproduces_the_final_training_evaluation(trained):
   workdir, results = trained
   again = evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))

@@ -125,6 +125,7 @@ def _directional_check(f, x, rng, eps=1e-6, n_dirs=3):
   return g
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('overrides', [
     {'attention': 'trajectory'}, {'attention': 'trajectory', 'trajectory_values': 'projected'},
     {'attention': 'joint'}, {'attention': 'divided'}, {'attention': 'space'},
@@ -150,6 +151,7 @@ def test_model_gradients_match_finite_differences(overrides):
                if not (k == 'proj_kv' and overrides.get('trajectory_values', 'original') == 'original'))
 
 
+@pytest.mark.slow
 def test_dead_value_projection_gets_no_gradient():
   """values='original': the v-half of proj_kv is unused, exactly as in the released models."""
   cfg = ModelConfig(**TINY)
@@ -225,6 +227,7 @@ def test_dropout_and_droppath_only_in_training():
                              atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_float32_params():
   cfg32 = ModelConfig(**TINY)
   model16 = Motionformer(ModelConfig(**TINY, dtype='bfloat16'))
@@ -319,6 +322,7 @@ def test_orthoformer_close_to_exact_with_many_landmarks():
   assert err[1] < 0.75 * baseline, (err, baseline)   # measured 0.66
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('approx_type', ['orthoformer', 'nystrom', 'performer'])
 def test_approximate_models_run_and_train(approx_type):
   """Finite gradients, deterministic eval, and 30 Adam steps fit a 4-clip batch (loss from ln 5

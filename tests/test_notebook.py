@@ -7,6 +7,7 @@ import jax
 import nbclient
 import nbformat
 import numpy as np
+import pytest
 
 import real_footage
 import train_fixtures as tf_
@@ -25,6 +26,7 @@ def test_notebook_committed_without_outputs():
   assert all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 def test_notebook_runs_offline(tmp_path, monkeypatch):
   monkeypatch.setenv('MFORMER_NOTEBOOK_CI', '1')
   monkeypatch.setenv('PYTHONPATH', tf_.ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))

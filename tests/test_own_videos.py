@@ -62,6 +62,7 @@ def _apply(config, overrides):
   return config
 
 
+@pytest.mark.slow
 def test_own_videos_prepare_finetune_evaluate(tmp_path):
   make_class_folders(tmp_path / 'videos')
   prep = str(tmp_path / 'prepared')

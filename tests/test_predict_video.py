@@ -24,6 +24,7 @@ def _band_diff(out, ref, band, clear):
   return float(diff[:, -band:, :band].mean()), float(diff[:, :-clear].mean())
 
 
+@pytest.mark.slow
 def test_predict_writes_labelled_video(converted, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'labelled.mp4')
@@ -44,6 +45,7 @@ def test_predict_writes_labelled_video(converted, tmp_path):
   assert inside > 40 and outside < 4, (inside, outside)
 
 
+@pytest.mark.slow
 def test_predict_query_overlays_attention(converted, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'attention.mp4')
@@ -62,6 +64,7 @@ def test_predict_query_overlays_attention(converted, tmp_path):
     overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,40,12')
 
 
+@pytest.mark.slow
 def test_predict_truncated_video_is_one_line(converted, tmp_path):
   data = open(real_footage.clip('carphone_pristine.mp4'), 'rb').read()
   truncated = str(tmp_path / 'carphone_truncated.mp4')

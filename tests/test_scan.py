@@ -29,6 +29,7 @@ def _pair(**kw):
   return Motionformer(loop_cfg), Motionformer(scan_cfg), params, convert.stack_blocks(params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kw', [
     dict(attention='trajectory'), dict(attention='trajectory', trajectory_impl='chunked'),
     dict(attention='joint'), dict(attention='divided'),
@@ -46,6 +47,7 @@ def test_forward_equals_unrolled(kw):
   assert jax.tree.map(lambda x: x.shape, init) == jax.tree.map(lambda x: x.shape, stacked)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('remat', ['none', 'full', 'tied'])
 def test_gradients_equal_unrolled(remat):
   loop, scan, params, stacked = _pair(trajectory_impl='chunked', drop_path=0.0)
@@ -62,6 +64,7 @@ def test_gradients_equal_unrolled(remat):
   assert all(float(jnp.abs(g).max()) > 0 for g in g_scan['blocks']['mlp']['fc1']['kernel'])
 
 
+@pytest.mark.slow
 def test_drop_path_is_per_layer_under_scan():
   """Rates rise 0 -> drop_path over the stacked blocks: at drop_path=1 with depth 2, block 0
   (rate 0) always runs and block 1 (rate 1) is always skipped, so training equals a 1-block

@@ -56,6 +56,7 @@ def _tiny():
   return c
 
 
+@pytest.mark.slow
 def test_cells_skip_when_done_csv_png_and_eval_only(tmp_path, monkeypatch):
   args = dict(strides=['1', '2'], attentions=['joint', 'trajectory'], root=tmp_path)
   rows = stride_sweep.sweep(_tiny(), cell='joint:2', **args)

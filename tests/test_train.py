@@ -69,6 +69,7 @@ def test_steps_are_derived_from_the_dataset_size():
   assert capped['total_steps'] == 3
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_saving_it(tmp_path):
   # lr 1e30: step 1 is finite, its update makes every later loss non-finite.
   cfg = tf_.config(**{'train.base_lr': 1e30, 'checkpoint.every_steps': 1})
@@ -78,6 +79,7 @@ def test_nan_loss_stops_without_saving_it(tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_bitwise_the_uninterrupted_result(tmp_path):
   # 96 steps with a checkpoint every 16; DropPath on, so the RNG must be restored too.
   over = {'data.synthetic.num_train': 64, 'train.num_epochs': 12.0, 'train.lr_boundaries':
@@ -119,6 +121,7 @@ FUSED_SMALL = {'model.scan_blocks': True, 'model.depth': 2, 'model.drop_path': 0
                'data.synthetic.num_test': 8}
 
 
+@pytest.mark.slow
 def test_fused_update_trains_like_the_standard_step(tmp_path):
   """train.fused_update=True through the trainer: the same run (no dropout, 2 blocks stacked)
   as the standard jax.grad + optax step, within float32 rounding, and it evaluates alike."""
@@ -142,6 +145,7 @@ def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
                              str(tmp_path / 'y'))
 
 
+@pytest.mark.slow
 def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
   fused = {**FUSED_SMALL, 'train.fused_update': True, 'train.max_steps': 2}
   train.train_and_evaluate(tf_.config(**fused), str(tmp_path / 'fused'))
@@ -162,6 +166,7 @@ def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
   assert 0 < moved < 1e-2
 
 
+@pytest.mark.slow
 def test_fused_update_resumes_bitwise(tmp_path):
   """Stopping after 4 of 8 fused steps and resuming gives bitwise the uninterrupted run
   (optimizer state, step count and per-block RNG all come back)."""
