@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from mformer_jax import checkpointing, metrics, overlay, sharding
+from mformer_jax import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
@@ -147,6 +148,7 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
+  workdir_lib.claim(workdir, lock=False)  # the reports go there: writable, checked up front
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, tag = _params_to_evaluate(config, workdir, model, mesh)
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)

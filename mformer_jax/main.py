@@ -14,6 +14,7 @@ Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADD
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
 """
 import os
+import re
 import sys
 import time
 
@@ -50,8 +51,34 @@ def result_table(results: dict, num_classes, wall_s: float) -> str:
 
 
 def _quiet_orbax(record) -> bool:
-  """Orbax logs every file it writes at INFO; keep its warnings and our own progress."""
-  return record.levelno >= logging.converter.STANDARD_WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+  """Orbax logs every file it writes at INFO; keep its warnings and our own progress. Its errors
+  stay, as one line each: the tracebacks it logs from its threads (a full disk: dozens) are
+  those of the exception that reaches us, which is reported or raised once."""
+  if f'{os.sep}orbax{os.sep}' not in record.pathname:
+    return True
+  record.exc_info = record.exc_text = None
+  return record.levelno >= logging.converter.STANDARD_WARNING
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad flag as one `error:` line and exit status 2. A key the
+  config does not have makes ml_collections raise AttributeError (three tracebacks) instead of
+  a flags error; its message names the key."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except (AttributeError, KeyError) as e:
+    text, words = str(e), set(re.findall(r'\w+', str(e)))
+    overrides = [a[2:].split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    bad = next((o for o in overrides if set(o.split('.')[1:]) & words), None)
+    if bad is None:
+      raise
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    message = (f'--{bad}: the config has no such key (unknown keys are errors'
+               f'{"; did you mean " + repr(hint.group(1)) if hint else ""})')
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
 
 
 def main(argv):
@@ -74,6 +101,7 @@ def main(argv):
   from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
   from mformer_jax.overlay import OverlayError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.workdir import WorkdirError  # pylint: disable=g-import-not-at-top
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
@@ -96,7 +124,7 @@ def main(argv):
     else:
       raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, train.Preempted) as e:
+          OverlayError, train.NonFiniteLossError, train.Preempted, WorkdirError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -107,4 +135,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -23,6 +23,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from mformer_jax import checkpointing, evaluate, fused, optim, sharding
+from mformer_jax import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
@@ -176,7 +177,20 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
 # The trainer
 # ----------------------------------------------------------------------------------------------
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary."""
+  """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary.
+
+  WORKDIR is checked writable and locked first (workdir.py: a second trainer is refused while
+  this one runs).
+  """
+  lock = workdir_lib.claim(workdir)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train_and_evaluate(config, workdir) -> dict:
   workdir = checkpointing.path(workdir)
   host0 = jax.process_index() == 0
   train_cfg, ck = config.train, config.checkpoint
