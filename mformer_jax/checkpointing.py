@@ -11,26 +11,40 @@ step and the base RNG key; the data position is the step itself (the input pipel
 `start_step`). Orbax writes each step into a temporary folder and renames it when complete, so a
 kill -9 at any moment leaves the previous checkpoints intact; the half-written folder is removed
 when the next run opens the manager.
+
+Verification: `meta` records every saved array's shape, dtype and a checksum (computed on the
+devices, so it costs one pass over the state and works for sharded arrays alike). Every restore
+recomputes them and refuses parameters that are not finite; a step that cannot be read or fails
+either check raises `CorruptCheckpointError`, and `restore_newest` then falls back to the newest
+step that passes (or, strict, stops naming the readable ones). A trainer moves a broken step to
+WORKDIR/broken_checkpoints/ (kept for inspection, never deleted; outside the manager, so it is
+neither resumed from, nor re-saved over, nor counted as best). Checkpoints written before the
+checksums existed are checked for finiteness only.
 """
-import os
+import contextlib
+import gc
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import traverse_util
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mformer_jax import convert
+from mformer_jax import convert, workdir as workdir_lib
 from mformer_jax.model import HEAD_PARAMS, ModelConfig, Motionformer
 
 HEAD_KEYS = tuple(HEAD_PARAMS.values())
+BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that failed to restore
+path = workdir_lib.path
 
 
-def path(p) -> epath.Path:
-  """A local path made absolute, or a URL (gs://...: pods need a workdir every host sees)."""
-  p = str(p)
-  return epath.Path(p if '://' in p else os.path.abspath(p))
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint step cannot be read, or its arrays fail their checksum or are not finite."""
 
 
 def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -49,48 +63,276 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
                                item_handlers=handlers)
 
 
+# ----------------------------------------------------------------------------------------------
+# Checksums: computed under jit from the arrays' bits, so sharded arrays (FSDP, several hosts)
+# give the same number as one host copy, and nothing is gathered.
+# ----------------------------------------------------------------------------------------------
+def _name(key_path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+                  for k in key_path)
+
+
+def _words(x):
+  """The bits of an array as flat uint32 words, whatever its dtype."""
+  if x.dtype == jnp.bool_:
+    return x.reshape(-1).astype(jnp.uint32)
+  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+  return jax.lax.bitcast_convert_type(x, unsigned).reshape(-1).astype(jnp.uint32)
+
+
+def _checksum(x):
+  # Each word goes through a bijection that depends on its position (odd multipliers, an
+  # xorshift), and the results add up modulo 2**32: exact and order-free, so any one changed
+  # word always changes the sum, and the sharding or reduction order never does.
+  w = _words(x)
+  h = w * jnp.uint32(0x9E3779B1)
+  h = h ^ (h >> 15)
+  return jnp.sum(h * (2 * jnp.arange(w.size, dtype=jnp.uint32) + 1), dtype=jnp.uint32)
+
+
+@jax.jit
+def _inspect(tree):
+  """(checksums, all-finite flags), one per leaf."""
+  finite = lambda x: (jnp.isfinite(x).all() if jnp.issubdtype(x.dtype, jnp.inexact)
+                      else jnp.bool_(True))
+  return jax.tree.map(_checksum, tree), jax.tree.map(finite, tree)
+
+
+def _flat(tree):
+  return [(_name(kp), x) for kp, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _record(tree) -> dict:
+  """{name: [shape, dtype, checksum]} of every array in `tree` (what `meta` stores)."""
+  sums = jax.tree.leaves(jax.device_get(_inspect(tree)[0]))
+  return {n: [list(x.shape), str(x.dtype), int(s)] for (n, x), s in zip(_flat(tree), sums)}
+
+
+def _where(mngr, step) -> str:
+  return f'checkpoint step {step} in {mngr.directory}'
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+  text = str(e).strip().splitlines()
+  line = f'{type(e).__name__}: {text[0] if text else ""}'
+  return line if len(line) <= limit else line[:limit] + ' ...'
+
+
+def _verify(mngr, step, item: str, tree, recorded) -> None:
+  """CorruptCheckpointError unless every restored array matches its checksum and is finite."""
+  sums, finite = (jax.tree.leaves(t) for t in jax.device_get(_inspect(tree)))
+  names = [n for n, _ in _flat(tree)]
+  bad = [n for n, s in zip(names, sums) if recorded and int(s) != recorded[n][2]]
+  if bad:
+    raise CorruptCheckpointError(
+        f'{_where(mngr, step)} is corrupt: {len(bad)} {item} array(s) fail their checksum '
+        f'({", ".join(bad[:3])}{" ..." if len(bad) > 3 else ""})')
+  nonfinite = [n for n, f in zip(names, finite) if not f]
+  if nonfinite:
+    raise CorruptCheckpointError(
+        f'{_where(mngr, step)} holds non-finite values in {len(nonfinite)} {item} array(s) '
+        f'({", ".join(nonfinite[:3])}{" ..." if len(nonfinite) > 3 else ""})')
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _storage_errors(mngr):
+  """A full disk while writing is the environment's fault: one line naming the intact steps."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if not workdir_lib.is_full(e):
+      raise
+    mngr.reload()  # the steps on disk, not those orbax thinks it has
+    intact = ', '.join(map(str, mngr.all_steps())) or 'none'
+    raise workdir_lib.WorkdirError(
+        f'the disk is full: a checkpoint could not be written to {mngr.directory} '
+        f'({_first_line(e, 160)}). The checkpoints before it are intact (steps {intact}); '
+        'free space and run the same command to continue') from e
+
+
 def save(mngr, state, meta: dict, metrics=None) -> None:
-  """Async save of the full train state (all hosts call it; orbax coordinates who writes)."""
+  """Async save of the full train state (all hosts call it; orbax coordinates who writes), with
+  every array's checksum in `meta`."""
   rest = {k: v for k, v in state.items() if k != 'params'}
-  mngr.save(int(meta['step']), metrics=metrics, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(state['params']), train=ocp.args.StandardSave(rest),
-      meta=ocp.args.JsonSave(meta)))
+  meta = {**meta, 'arrays': {'params': _record(state['params']), 'train': _record(rest)}}
+  with _storage_errors(mngr):
+    mngr.save(int(meta['step']), metrics=metrics, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(state['params']), train=ocp.args.StandardSave(rest),
+        meta=ocp.args.JsonSave(meta)))
 
 
+def finish(mngr) -> None:
+  """Waits for the save in flight; its errors surface here (a full disk as one line)."""
+  with _storage_errors(mngr):
+    mngr.wait_until_finished()
+
+
+def check(mngr) -> None:
+  """Raises now the error of an asynchronous save that already failed, rather than at the next
+  save (which may be an hour away)."""
+  with _storage_errors(mngr):
+    mngr.check_for_errors()
+
+
+# ----------------------------------------------------------------------------------------------
+# Restoring: every array checked, the newest step that passes used
+# ----------------------------------------------------------------------------------------------
 def _abstract(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       tree, shardings)
 
 
-def restore(mngr, step: int, abstract_state, shardings):
-  """(state, meta) at `step`, placed directly into `shardings` (no host copy of the whole)."""
-  target = _abstract(abstract_state, shardings)
-  rest = {k: v for k, v in target.items() if k != 'params'}
-  out = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(target['params']), train=ocp.args.StandardRestore(rest),
-      meta=ocp.args.JsonRestore()))
-  return {'params': out['params'], **out['train']}, out['meta']
+def _abandoned(unraisable) -> bool:
+  """An error of the reads orbax abandons when one array of a restore fails: the coroutines left
+  behind and their callbacks into the closed event loop (hundreds of tracebacks otherwise)."""
+  return (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == 'Event loop is closed'
+          or 'orbax' in str(getattr(getattr(unraisable.object, 'cr_code', None), 'co_filename', '')))
+
+
+def _read(mngr, step: int, **items) -> dict:
+  """mngr.restore of some items; whatever goes wrong reading the files is the step's fault
+  (orbax and TensorStore raise JSONDecodeError, ValueError or bare Exception for those)."""
+  previous = sys.unraisablehook
+  sys.unraisablehook = lambda u: None if _abandoned(u) else previous(u)
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(**items))
+  except Exception as e:  # pylint: disable=broad-except
+    gc.collect()  # the abandoned reads report now, into the hook above
+    raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {_first_line(e)}') from e
+  finally:
+    sys.unraisablehook = previous
 
 
 def read_meta(mngr, step: int) -> dict:
   """The JSON metadata of a checkpoint alone (cheap: no arrays are read)."""
-  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  meta = _read(mngr, step, meta=ocp.args.JsonRestore())['meta']
+  if not isinstance(meta, dict) or 'step' not in meta:
+    raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: garbled metadata')
+  return meta
 
 
-def restore_params(mngr, step: int, abstract_params, shardings):
-  """Only the parameters of a checkpoint (eval, predict, fine-tuning from an own run)."""
-  return mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(_abstract(abstract_params, shardings))))['params']
+def _target(mngr, step, item: str, meta: dict, abstract, shardings):
+  """What to restore `item` into: the config's shapes at the dtypes written (so the checksums
+  apply; cast afterwards). A checkpoint whose arrays differ from the config's is a
+  CheckpointMismatchError (the config's doing, not corruption: nothing to fall back to)."""
+  recorded = meta.get('arrays', {}).get(item)
+  if recorded is None:  # written before checksums: as before
+    return _abstract(abstract, shardings)
+  want = dict(_flat(abstract))
+  problems = [f'missing {n}' for n in want if n not in recorded]
+  problems += [f'unexpected {n}' for n in recorded if n not in want]
+  problems += [f'{n}: checkpoint {tuple(r[0])} vs config {tuple(want[n].shape)}'
+               for n, r in recorded.items() if n in want and tuple(r[0]) != tuple(want[n].shape)]
+  if problems:
+    raise convert.CheckpointMismatchError(
+        f'{_where(mngr, step)} does not fit the config ({item}):\n  ' + '\n  '.join(problems))
+  return jax.tree_util.tree_map_with_path(
+      lambda kp, x, s: jax.ShapeDtypeStruct(x.shape, jnp.dtype(recorded[_name(kp)][1]),
+                                            sharding=s), abstract, shardings)
+
+
+def _cast(tree, abstract):
+  return jax.tree.map(lambda x, a: x if x.dtype == a.dtype else x.astype(a.dtype), tree, abstract)
+
+
+def restore(mngr, step: int, abstract_state, shardings):
+  """(state, meta) at `step`, verified, placed directly into `shardings` (no host copy)."""
+  meta = read_meta(mngr, step)
+  split = lambda t: {'params': t['params'], 'train': {k: v for k, v in t.items() if k != 'params'}}
+  abstract, sh = split(abstract_state), split(shardings)
+  targets = {k: _target(mngr, step, k, meta, abstract[k], sh[k]) for k in abstract}
+  out = _read(mngr, step, **{k: ocp.args.StandardRestore(t) for k, t in targets.items()})
+  for k in abstract:
+    _verify(mngr, step, k, out[k], meta.get('arrays', {}).get(k))
+  out = {k: _cast(out[k], abstract[k]) for k in abstract}
+  return {'params': out['params'], **out['train']}, meta
+
+
+def restore_params(mngr, step: int, abstract_params, shardings, meta=None):
+  """Only the parameters of a checkpoint, verified (eval, predict, fine-tuning from a run)."""
+  meta = read_meta(mngr, step) if meta is None else meta
+  target = _target(mngr, step, 'params', meta, abstract_params, shardings)
+  params = _read(mngr, step, params=ocp.args.StandardRestore(target))['params']
+  _verify(mngr, step, 'params', params, meta.get('arrays', {}).get('params'))
+  return _cast(params, abstract_params)
+
+
+def _reads(read, step) -> bool:
+  try:
+    read(step)
+    return True
+  except CorruptCheckpointError:
+    return False
+
+
+def restore_newest(mngr, read, *, strict: bool = False, quarantine: bool = False):
+  """(step, read(step)) for the newest step of `mngr` that `read` gets through, or (None, None)
+  when there is no step at all.
+
+  read(step) raises CorruptCheckpointError for a broken step: it is logged (one line: which and
+  why) and the next older one is tried, with a warning naming both. strict: stop at the first
+  broken step instead, naming the readable ones. quarantine (a trainer, which writes here):
+  broken steps move to WORKDIR/broken_checkpoints/. No readable step at all is an error, never
+  a silent fresh start.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  broken = {}
+  for i, step in enumerate(steps):
+    try:
+      value = read(step)
+    except CorruptCheckpointError as e:
+      logging.error('%s', e)
+      if strict:
+        readable = ', '.join(str(s) for s in steps[i + 1:] if _reads(read, s)) or 'none'
+        raise CorruptCheckpointError(
+            f'{e}. Not falling back (checkpoint.strict_restore=True); readable steps: '
+            f'{readable}') from e
+      broken[step] = e
+      continue
+    if broken:
+      logging.warning('using checkpoint step %d of %s: the newer step(s) %s are broken (above)',
+                      step, mngr.directory, ', '.join(map(str, broken)))
+      if quarantine:
+        _quarantine(mngr, broken)
+    return step, value
+  if broken:
+    raise CorruptCheckpointError(
+        f'no readable checkpoint in {mngr.directory}: ' + '; '.join(
+            str(e).replace(f' in {mngr.directory}', '') for e in broken.values()))
+  return None, None
+
+
+def _quarantine(mngr, steps) -> None:
+  """Moves broken steps out of the manager's sight, keeping them (never deleted silently)."""
+  directory = epath.Path(mngr.directory)
+  if jax.process_index() == 0:
+    (directory.parent / BROKEN).mkdir(exist_ok=True)
+    for step in steps:
+      dest, k = directory.parent / BROKEN / str(step), 1
+      while dest.exists():
+        dest, k = directory.parent / BROKEN / f'{step}.{k}', k + 1
+      (directory / str(step)).rename(dest)
+      logging.warning('moved the broken checkpoint step %d to %s (kept for inspection)', step,
+                      dest)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('mformer_jax.checkpointing.quarantine')
+  mngr.reload()
 
 
 def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', imagenet: str = '',
-                  reset_head: bool = False, log=print):
+                  reset_head: bool = False, log=print, strict: bool = False):
   """Foreign weights (numpy) onto the structure of `fresh_params` (our model's init).
 
   checkpoint: an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir of this
   trainer; every tensor must exist with the right shape, else one error lists the differences.
   reset_head keeps the freshly initialised classifier (K400 -> SSv2 fine-tuning).
   imagenet: a timm ViT-B/16 state dict, loaded by the official same-key-and-shape rule.
+  strict: a workdir's broken newest checkpoint is an error rather than a fallback
+  (`restore_newest`).
   """
   if checkpoint and imagenet:
     raise ValueError('set init.checkpoint or init.imagenet, not both')
@@ -99,7 +341,7 @@ def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', image
   log(f'Initialising from {checkpoint} (reset_head={reset_head})')
   fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
   if (path(checkpoint) / 'checkpoints').is_dir():
-    loaded = latest_params(checkpoint)[1]
+    loaded = latest_params(checkpoint, strict=strict)[1]
   elif path(checkpoint).is_dir():
     loaded = convert.load_params(checkpoint)[1]
   else:
@@ -120,16 +362,36 @@ def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', image
   return traverse_util.unflatten_dict(out)
 
 
-def latest_params(workdir: str):
-  """(step, numpy params) of a run's latest checkpoint, whatever its head or device layout."""
+def _newest_params(workdir: str, strict: bool):
+  """(step, numpy params, meta) of a run's newest readable checkpoint, in the layout written."""
+  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def read(step):
+    meta = read_meta(mngr, step)
+    recorded = meta.get('arrays', {}).get('params')
+    if recorded:  # the shapes and dtypes as written
+      saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
+          tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
+    else:
+      try:
+        saved = mngr.item_metadata(step)['params']
+      except Exception as e:  # pylint: disable=broad-except
+        raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: '
+                                     f'{_first_line(e)}') from e
+    params = restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved), meta)
+    return jax.device_get(params), meta
+
   with manager(workdir, read_only=True) as mngr:
-    step = mngr.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
-    saved = mngr.item_metadata(step)['params']  # shapes and dtypes as written
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    params = restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved))
-    return step, jax.device_get(params)
+    step, value = restore_newest(mngr, read, strict=strict)
+  if step is None:
+    raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
+  return (step, *value)
+
+
+def latest_params(workdir: str, *, strict: bool = False):
+  """(step, numpy params) of a run's newest readable checkpoint (verified; a broken newer one
+  is skipped with a warning, or with strict an error), whatever its head or device layout."""
+  return _newest_params(workdir, strict)[:2]
 
 
 def load_model(source: str, **overrides):
@@ -141,12 +403,8 @@ def load_model(source: str, **overrides):
   the parameters come in the layout the (overridden) config asks for (stacked or per block).
   """
   if (path(source) / 'checkpoints').is_dir():
-    with manager(source, read_only=True) as mngr:
-      step = mngr.latest_step()
-      if step is None:
-        raise FileNotFoundError(f'{source}/checkpoints holds no finished checkpoint')
-      fields = read_meta(mngr, step)['model']
-    params = latest_params(source)[1]
+    _, params, meta = _newest_params(source, strict=False)
+    fields = meta['model']
   elif path(source).is_dir():
     cfg, params = convert.load_params(source)
     fields = dict(cfg.__dict__)

@@ -100,6 +100,10 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   config.checkpoint.keep = 3                  # the latest N
   config.checkpoint.keep_best = 1             # plus the N best by best_metric (0 = off)
   config.checkpoint.best_metric = 'action_top1' if epic else 'top1'
+  # A newest checkpoint that cannot be read or fails its checksum: False = warn and use the
+  # newest one that passes (a trainer moves the broken one to WORKDIR/broken_checkpoints/);
+  # True = stop (exit status 2) naming the readable steps.
+  config.checkpoint.strict_restore = False
 
   config.init = ml_collections.ConfigDict()
   config.init.imagenet = ''       # timm ViT-B/16 state dict (.pth/.npz); '' = from scratch

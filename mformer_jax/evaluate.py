@@ -126,8 +126,10 @@ class Evaluator:
 # eval and predict modes
 # ----------------------------------------------------------------------------------------------
 def _params_to_evaluate(config, workdir: str, model, mesh):
-  """(params, tag): the workdir's checkpoint at eval.step (-1 = latest), or else the weights in
-  init.checkpoint (an official .pyth/.npz, a converted folder or another workdir)."""
+  """(params, tag): the workdir's checkpoint at eval.step (-1 = the newest that reads and
+  passes its checks; checkpointing.restore_newest), or else the weights in init.checkpoint (an
+  official .pyth/.npz, a converted folder or another workdir). A step named by eval.step that
+  fails its checks is an error: nothing is evaluated from weights that failed."""
   key = jax.random.key(config.seed)
   init = lambda: init_variables(model, key)['params']
   abstract = jax.eval_shape(init)
@@ -135,15 +137,23 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
                                        fsdp_min_size=config.mesh.fsdp_min_size)
   if (checkpointing.path(workdir) / 'checkpoints').is_dir():
     with checkpointing.manager(workdir, read_only=True) as mngr:
-      step = mngr.latest_step() if config.eval.step < 0 else config.eval.step
+      read = lambda step: checkpointing.restore_params(mngr, step, abstract, shardings)
+      if config.eval.step >= 0:
+        if config.eval.step not in mngr.all_steps():
+          raise FileNotFoundError(f'no checkpoint step {config.eval.step} in {mngr.directory} '
+                                  f'(it holds steps {list(mngr.all_steps())})')
+        return read(config.eval.step), f'step_{config.eval.step}'
+      step, params = checkpointing.restore_newest(mngr, read,
+                                                  strict=config.checkpoint.strict_restore)
       if step is not None:
-        return checkpointing.restore_params(mngr, step, abstract, shardings), f'step_{step}'
+        return params, f'step_{step}'
   if not config.init.checkpoint:
     raise FileNotFoundError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
   params = checkpointing.import_params(jax.jit(init)(), model.cfg,
-                                       checkpoint=config.init.checkpoint, log=logging.info)
+                                       checkpoint=config.init.checkpoint, log=logging.info,
+                                       strict=config.checkpoint.strict_restore)
   return jax.device_put(params, shardings), 'pretrained'
 
 

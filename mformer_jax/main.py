@@ -96,6 +96,7 @@ def main(argv):
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
   from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.checkpointing import CorruptCheckpointError  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
@@ -124,7 +125,8 @@ def main(argv):
     else:
       raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, train.Preempted, WorkdirError) as e:
+          OverlayError, train.NonFiniteLossError, train.Preempted, CorruptCheckpointError,
+          WorkdirError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

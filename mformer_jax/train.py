@@ -145,8 +145,24 @@ def make_train_step(config, model, mesh, steps_per_epoch: int):
 def restore_or_create_state(config, model, tx, mngr, shardings):
   """(state, meta): the latest checkpoint in `mngr` with its metadata, or a new state from the
   config's initialisation (scratch, init.checkpoint or init.imagenet) with meta {'step': 0};
-  placed into `shardings`."""
-  start = mngr.latest_step()
+  placed into `shardings`.
+
+  A checkpoint that cannot be read or fails its checks is skipped for the newest one that
+  passes, and moved to WORKDIR/broken_checkpoints/ (checkpointing.restore_newest), unless
+  checkpoint.strict_restore, which stops naming the readable steps instead."""
+  def read(step):
+    # The state's structure depends on these two; say so instead of failing inside orbax.
+    saved = checkpointing.read_meta(mngr, step)
+    layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
+    if layout != (model.cfg.scan_blocks, bool(config.train.fused_update)):
+      raise ValueError(
+          f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
+          f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
+          f'workdir from its parameters with init.checkpoint, which converts the layout)')
+    return checkpointing.restore(mngr, step, abstract_train_state(config, model, tx), shardings)
+
+  start, restored = checkpointing.restore_newest(
+      mngr, read, strict=config.checkpoint.strict_restore, quarantine=True)
   if start is None:
     params = jax.jit(lambda k: init_variables(model, k, random_tubelet=config.init.random_tubelet)
                      ['params'], out_shardings=shardings['params'])(jax.random.key(config.seed))
@@ -154,23 +170,14 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
     if init.checkpoint or init.imagenet:
       loaded = checkpointing.import_params(
           sharding.to_host(params), model.cfg, checkpoint=init.checkpoint,
-          imagenet=init.imagenet, reset_head=init.reset_head, log=logging.info)
+          imagenet=init.imagenet, reset_head=init.reset_head, log=logging.info,
+          strict=config.checkpoint.strict_restore)
       params = jax.device_put(loaded, shardings['params'])
     state = jax.jit(lambda p: create_train_state(p, tx, config.seed),
                     out_shardings=shardings)(params)
     return state, {'step': 0}
-  # The state's structure depends on these two; say so instead of failing inside orbax.
-  saved = checkpointing.read_meta(mngr, start)
-  layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
-  if layout != (model.cfg.scan_blocks, bool(config.train.fused_update)):
-    raise ValueError(
-        f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
-        f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
-        f'workdir from its parameters with init.checkpoint, which converts the layout)')
-  state, meta = checkpointing.restore(mngr, start, abstract_train_state(config, model, tx),
-                                      shardings)
   logging.info('Resumed from %s at step %d', mngr.directory, start)
-  return state, meta
+  return restored
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +289,7 @@ def _train_and_evaluate(config, workdir) -> dict:
       results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total)
     writer.flush()
   finally:
-    mngr.wait_until_finished()  # never leave a half-written checkpoint behind us
+    checkpointing.finish(mngr)  # never leave a half-written checkpoint behind us
     mngr.close()
 
   timed_steps = total - first  # steps after the compiling one

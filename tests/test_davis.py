@@ -177,6 +177,12 @@ def test_clip_plans_give_every_frame_its_own_tubelet():
     assert sorted(covered) == list(range(t))
 
 
+def _protocol(name='videowalk', **changes):
+  import dataclasses
+  from mformer_jax.analysis import label_propagation as lp
+  return dataclasses.replace(lp.PROTOCOLS[name], **changes)
+
+
 def test_propagation_follows_the_features():
   from mformer_jax.analysis import label_propagation as lp
   # 4x4 cells; frame 0 labels the left half 1, the right half 2. In frame 1 the features of
@@ -186,20 +192,128 @@ def test_propagation_follows_the_features():
   feats = np.stack([left, left[:, ::-1]])
   labels = np.zeros((4, 4, 3), np.float32)
   labels[:, :2, 1], labels[:, 2:, 2] = 1, 1
-  out = lp.propagate(feats, labels, topk=4, context=2, radius=12)
+  out = lp.propagate(feats, labels, _protocol(topk=4, context=2, radius=12))
   np.testing.assert_allclose(out[1], labels[:, ::-1], atol=1e-6)
-  # The radius applies to the queue, not to the first frame: cells 3 columns away from any
-  # same-feature context cell still find it in frame 0.
-  out = lp.propagate(feats, labels, topk=4, context=2, radius=1)
+  # videowalk: the radius applies to the queue, not to the first frame: cells 3 columns away
+  # from any same-feature context cell still find it in frame 0.
+  out = lp.propagate(feats, labels, _protocol(topk=4, context=2, radius=1))
   np.testing.assert_allclose(out[1], labels[:, ::-1], atol=1e-6)
+  # DINO: the window masks the first frame too; within 1 cell the swapped halves' columns 1
+  # and 2 still reach a matching cell, columns 0 and 3 only the other label's (the window's
+  # best), so they keep their own label (at temperature 0.1 a mismatch weighs e^-10 / match).
+  out = lp.propagate(feats, labels, _protocol('dino', topk=4, radius=1))
+  np.testing.assert_allclose(out[1][:, 1:3], labels[:, ::-1][:, 1:3], atol=1e-4)
+  np.testing.assert_allclose(out[1][:, [0, 3]], labels[:, [0, 3]], atol=1e-4)
 
 
-def test_radius_bias_is_strict():
+def test_neighbourhoods_disk_is_strict_square_is_inclusive():
   from mformer_jax.analysis import label_propagation as lp
-  bias = lp.radius_bias(5, 2.0)
+  bias = lp.neighbourhood_bias((5, 5), 2.0)
   assert bias.shape == (25, 25)
   assert bias[12, 12 + 1] == 0 and bias[12, 12 + 5 + 1] == 0  # distances 1 and sqrt(2)
   assert bias[12, 12 + 2] == -1e10  # distance 2 is not < 2 (videowalk's mask)
+  square = lp.neighbourhood_bias((3, 6), 2.0, 'square')  # DINO: |dy|, |dx| <= 2
+  yy, xx = np.divmod(np.arange(18), 6)
+  want = (np.abs(yy[:, None] - yy) <= 2) & (np.abs(xx[:, None] - xx) <= 2)
+  np.testing.assert_array_equal(square == 0, want)
+
+
+def _dino_reference(feats, first, topk, n_last, radius, temperature):
+  """DINO's `label_propagation` loop in float64 numpy, as its code states it: exp(aff / T)
+  times the square window, zeroed below the k-th largest per query, normalised to sum 1;
+  the queue holds the n_last previous frames, starting empty."""
+  t, gh, gw, d = feats.shape
+  f = feats.reshape(t, gh * gw, d).astype(np.float64)
+  yy, xx = np.divmod(np.arange(gh * gw), gw)
+  window = ((np.abs(yy[:, None] - yy) <= radius) & (np.abs(xx[:, None] - xx) <= radius))
+  seg0 = first.reshape(gh * gw, -1).astype(np.float64)
+  queue, out = [], [seg0]
+  for i in range(1, t):
+    ctx = [(f[0], seg0)] + queue
+    aff = np.concatenate([np.exp(k @ f[i].T / temperature) * window for k, _ in ctx])
+    kth = np.sort(aff, axis=0)[-topk]
+    aff = np.where(aff < kth, 0, aff)
+    aff = aff / aff.sum(axis=0, keepdims=True)
+    seg = np.concatenate([s for _, s in ctx]).T @ aff  # (C, q)
+    out.append(seg.T)
+    queue = (queue + [(f[i], seg.T)])[-n_last:]
+  return np.stack(out).reshape(t, gh, gw, -1)
+
+
+def _videowalk_reference(feats, first, topk, context, radius, temperature):
+  """videowalk's loop in float64 numpy: the queue front-padded with `context` copies of frame
+  0, the Euclidean radius on the queue only, softmax over the top k of all context logits."""
+  t, gh, gw, d = feats.shape
+  f = feats.reshape(t, gh * gw, d).astype(np.float64)
+  yy, xx = np.divmod(np.arange(gh * gw), gw)
+  near = np.hypot(yy[:, None] - yy, xx[:, None] - xx) < radius
+  seg0 = first.reshape(gh * gw, -1).astype(np.float64)
+  queue, out = [(f[0], seg0)] * context, [seg0]
+  for i in range(1, t):
+    ctx = [(f[0], seg0)] + queue
+    logits = np.concatenate([f[i] @ k.T for k, _ in ctx], axis=1) / temperature  # (q, n q)
+    mask = np.concatenate([np.ones_like(near)] + [near] * len(queue), axis=1)
+    logits = np.where(mask, logits, -np.inf)
+    top = np.argsort(-logits, axis=1, kind='stable')[:, :topk]
+    w = np.exp(np.take_along_axis(logits, top, 1) - logits.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    labels = np.concatenate([s for _, s in ctx])
+    seg = np.einsum('qk,qkc->qc', w, labels[top])
+    out.append(seg)
+    queue = queue[1:] + [(f[i], seg)]
+  return np.stack(out).reshape(t, gh, gw, -1)
+
+
+@pytest.mark.parametrize('name', ['videowalk', 'dino'])
+def test_propagation_equals_a_float64_reference_of_each_protocol(name):
+  from mformer_jax.analysis import label_propagation as lp
+  rng = np.random.default_rng(5)
+  t, gh, gw = 12, 5, 7  # more frames than DINO's queue, a non-square grid
+  feats = lp.l2_normalise(rng.standard_normal((t, gh, gw, 6)).astype(np.float32))
+  first = lp.l2_normalise(rng.uniform(size=(gh, gw, 3)).astype(np.float32)) ** 2
+  if name == 'dino':
+    proto = _protocol('dino', topk=5, context=3, radius=2)
+    want = _dino_reference(feats, first, 5, 3, 2, 0.1)
+  else:
+    proto = _protocol(topk=6, context=4, radius=2.5, temperature=0.2)
+    want = _videowalk_reference(feats, first, 6, 4, 2.5, 0.2)
+  np.testing.assert_allclose(lp.propagate(feats, first, proto), want, rtol=0, atol=2e-5)
+
+
+def test_label_handling_of_each_protocol():
+  from mformer_jax.analysis import label_propagation as lp
+  ids = np.random.default_rng(3).integers(0, 3, (10, 16)).astype(np.uint8)
+  ids[0, 0] = 255  # void counts as background
+  # In: DINO samples one pixel per cell (PIL nearest: floor((i + 0.5) * scale)); videowalk
+  # averages the one-hot around each cell (fractions summing to 1).
+  rows, cols = ((np.arange(n) + 0.5) * s // n for n, s in ((3, 10), (5, 16)))
+  sampled = np.where(ids == 255, 0, ids)[rows.astype(int)][:, cols.astype(int)]
+  dino = lp.first_labels(ids, 2, (3, 5), lp.PROTOCOLS['dino'])
+  np.testing.assert_array_equal(dino, sampled[..., None] == np.arange(3))
+  walk = lp.first_labels(ids, 2, (2, 4), lp.PROTOCOLS['videowalk'])
+  np.testing.assert_allclose(walk.sum(-1), 1, atol=1e-6)
+  assert ((walk > 0.1) & (walk < 0.9)).mean() > 0.5
+  # Out: an object channel that is weak everywhere but peaks at one cell. videowalk's argmax
+  # keeps the background; DINO's per-channel min-max makes the peak win there.
+  soft = np.zeros((1, 2, 2, 2), np.float32)
+  soft[0, ..., 0] = [[0.6, 0.55], [0.6, 0.6]]
+  soft[0, ..., 1] = [[0.1, 0.5], [0.1, 0.1]]
+  assert lp.to_ids(soft, (4, 4), lp.PROTOCOLS['videowalk'], 2).max() == 0
+  out = lp.to_ids(soft, (6, 6), lp.PROTOCOLS['dino'], 2)  # 4x4 at the cell size, nearest to 6x6
+  assert out.shape == (1, 6, 6) and out[0, 0, -1] == 1 and out[0, -1, 0] == 0
+
+
+def test_input_size_keeps_the_aspect_ratio():
+  from mformer_jax.analysis import label_propagation as lp
+  assert lp.input_size((480, 854), 480, 16) == (480, 848)  # long side floored to the patch
+  assert lp.input_size((480, 854), 480, 16, 64) == (480, 832)  # DINO: to a multiple of 64
+  assert lp.input_size((854, 480), 480, 8, 64) == (832, 480)  # portrait
+  assert lp.input_size((480, 854), 480, 16, square=True) == (480, 480)
+  assert lp.input_size((50, 70), 0, 8) == (48, 64)  # the frame's own short side, floored
+  with pytest.raises(ValueError, match='patch size 8 does not divide the short side 36'):
+    lp.input_size((480, 854), 36, 8)
+  with pytest.raises(ValueError, match='patch size 14 does not divide 64'):
+    lp.input_size((480, 854), 476, 14, 64)
 
 
 def _read_ids(path):
@@ -213,7 +327,7 @@ def test_end_to_end_oracle_is_perfect_and_outputs_are_official(twin, tmp_path, c
   root, names = twin
   out = tmp_path / 'oracle'
   assert davis.main(['--davis_root', str(root), '--features=oracle', '--stride=1',
-                     '--out', str(out)]) == 0
+                     '--short_side=0', '--out', str(out)]) == 0
   glob = (out / 'global_results-val.csv').read_text().splitlines()
   assert glob[0] == ','.join(davis.GLOBAL_COLUMNS)
   values = [float(x) for x in glob[1].split(',')]
@@ -230,13 +344,75 @@ def test_end_to_end_oracle_is_perfect_and_outputs_are_official(twin, tmp_path, c
   assert f'{names[1]}_2,{np.mean(j[1]):.3f},{np.mean(f[1]):.3f}' in rows
 
 
+@pytest.mark.slow
 def test_end_to_end_model_features(twin, tmp_path):
   root, names = twin
   out = tmp_path / 'untrained'
   assert davis.main(['--davis_root', str(root), '--init_config=configs/demo.py',
                      '--tubelets=sliding', '--layer=1', '--sequences', names[0],
-                     '--out', str(out)]) == 0
+                     '--short_side=0', '--out', str(out)]) == 0
   summary = (out / 'global_results-val.csv').read_text().splitlines()[1].split(',')
   assert 0.0 < float(summary[0]) <= 1.0
   pred = _read_ids(out / names[0] / '00007.png')
   assert pred.shape == (32, 32) and set(np.unique(pred)) <= {0, 1, 2}
+
+
+# --- frames at their aspect ratio, protocol presets -----------------------------------------
+
+
+@pytest.fixture(scope='module')
+def wide_twin(tmp_path_factory):
+  """Frames wider than high (64x48), as DAVIS's 854x480."""
+  root = tmp_path_factory.mktemp('davis_wide') / 'DAVIS'
+  return root, davis.write_synthetic(root, 2, num_frames=8, size=64, height=48, num_objects=2)
+
+
+def test_synthetic_twin_crops_to_the_height_and_keeps_every_object(wide_twin):
+  root, names = wide_twin
+  for name in names:
+    seq = davis.load_sequence(root, name)
+    assert seq.frames.shape == (8, 48, 64, 3) and seq.annotations.shape == (8, 48, 64)
+    assert all((seq.annotations[0] == k).sum() >= 48 for k in (1, 2))
+
+
+def _results(out):
+  import json
+  return json.loads((out / 'results.json').read_text())
+
+
+def test_cli_records_the_protocol_and_the_input_size_per_sequence(wide_twin, tmp_path):
+  root, names = wide_twin
+  args = ['--davis_root', str(root), '--features=oracle', '--stride=8', '--short_side=0']
+  assert davis.main(args + ['--out', str(tmp_path / 'walk')]) == 0
+  walk = _results(tmp_path / 'walk')
+  assert walk['protocol'] == dict(name='videowalk', topk=10, context=20, radius=12.0,
+                                  temperature=0.05, neighbourhood='disk', restrict_first=False,
+                                  pad_queue=True, labels='videowalk', size_multiple=0)
+  assert walk['input_sizes'] == {n: [48, 64] for n in names}
+  assert davis.main(args + ['--protocol=dino', '--topk=3', '--out', str(tmp_path / 'dino')]) == 0
+  dino = _results(tmp_path / 'dino')
+  assert dino['protocol'] == dict(name='dino', topk=3, context=7, radius=12.0, temperature=0.1,
+                                  neighbourhood='square', restrict_first=True, pad_queue=False,
+                                  labels='dino', size_multiple=64)
+  assert dino['settings']['protocol'] == 'dino' and dino['settings']['short_side'] == 0
+  assert davis.main(args + ['--square', '--out', str(tmp_path / 'square')]) == 0
+  assert _results(tmp_path / 'square')['input_sizes'] == {n: [48, 48] for n in names}
+
+
+@pytest.mark.parametrize('protocol', ['videowalk', 'dino'])
+def test_oracle_at_pixel_cells_is_perfect_at_the_aspect_ratio(wide_twin, tmp_path, protocol):
+  root, _ = wide_twin
+  out = tmp_path / protocol
+  assert davis.main(['--davis_root', str(root), '--features=oracle', '--stride=1',
+                     '--short_side=0', f'--protocol={protocol}', '--context=2',
+                     '--out', str(out)]) == 0  # a short queue: 3072 cells a frame
+  assert _results(out)['global']['J&F-Mean'] >= 0.99
+
+
+def test_cli_size_that_the_cell_does_not_divide_is_one_line(wide_twin, tmp_path, capsys):
+  root, _ = wide_twin
+  status = davis.main(['--davis_root', str(root), '--features=oracle', '--stride=8',
+                       '--short_side=36', '--out', str(tmp_path / 'out')])
+  err = capsys.readouterr().err.strip()
+  assert status == 2 and len(err.splitlines()) == 1
+  assert err == 'davis: error: the patch size 8 does not divide the short side 36'

@@ -1,8 +1,10 @@
 """Faults a long run meets, one test (at least) per kind, on the tiny model of train_fixtures:
 
-environment faults (unknown config key, read-only workdir, a path through a file, gs:// without
+corrupt checkpoints (truncated orbax metadata, flipped bytes, truncated data, wrong checksum,
+non-finite values) -> fallback to the newest good step, or strict stop; environment faults
+(unknown config key, read-only workdir, a path through a file, a full disk, gs:// without
 credentials) -> one `error:` line, exit status 2; a second trainer on a workdir -> refused while
-the first lives, taken over when it is gone.
+the first lives, taken over when it is gone. (SIGTERM/SIGINT: tests/test_train.py.)
 """
 import json
 import os
@@ -11,10 +13,127 @@ import signal
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import workdir as workdir_lib
+from mformer_jax import checkpointing, convert, evaluate, train, workdir as workdir_lib
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A finished 8-step run: checkpoints 4 and 8, and its final parameters."""
+  workdir = tmp_path_factory.mktemp('trained')
+  results = train.train_and_evaluate(tf_.config(), str(workdir))
+  return workdir, results, tf_.final_params(workdir)
+
+
+def _copy(trained, tmp_path):
+  """A copy of the trained workdir without its evaluation reports."""
+  copy = tmp_path / 'copy'
+  shutil.copytree(trained[0], copy)
+  shutil.rmtree(copy / 'eval')
+  return copy
+
+
+def _data_file(step_dir):
+  """The largest array data file of a step's parameters."""
+  files = [p for p in (step_dir / 'params').rglob('*') if p.is_file() and p.parent.name == 'd']
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def _flip_bytes(step_dir):
+  f = _data_file(step_dir)
+  data = bytearray(f.read_bytes())
+  for i in range(len(data) // 2, len(data) // 2 + 64):
+    data[i] ^= 0xFF
+  f.write_bytes(bytes(data))
+
+
+def _truncate(f):
+  data = f.read_bytes()
+  f.write_bytes(data[:len(data) // 2])
+
+
+CORRUPTIONS = {
+    'truncated_metadata': lambda step: _truncate(step / 'params' / '_METADATA'),  # JSONDecodeError
+    'flipped_bytes': _flip_bytes,       # silently different (NaN) weights without checksums
+    'truncated_data': lambda step: _truncate(_data_file(step)),  # OUT_OF_RANGE, 300+ lines
+    'garbled_meta': lambda step: (step / 'meta' / 'metadata').write_text('{"step": 8, "arr'),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(CORRUPTIONS))
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, tmp_path, kind,
+                                                                       capfd, caplog):
+  copy = _copy(trained, tmp_path)
+  CORRUPTIONS[kind](copy / 'checkpoints' / '8')
+  step, params = checkpointing.latest_params(str(copy))
+  assert step == 4
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+  broken = [r.getMessage() for r in caplog.records
+            if r.levelname == 'ERROR' and r.pathname.endswith('checkpointing.py')]
+  assert len(broken) == 1 and 'checkpoint step 8' in broken[0], broken
+  assert any('using checkpoint step 4' in r.getMessage() and 'step(s) 8 are broken'
+             in r.getMessage() for r in caplog.records)
+  assert 'Event loop is closed' not in capfd.readouterr().err  # orbax's abandoned reads, muted
+  # The strict-minded stop, naming what is readable; nothing was moved or deleted.
+  with pytest.raises(checkpointing.CorruptCheckpointError,
+                     match='checkpoint step 8 .*strict_restore=True.*readable steps: 4$'):
+    checkpointing.latest_params(str(copy), strict=True)
+  assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
+
+
+def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, tmp_path):
+  """The row that was silent: eval reported 23 % from NaN weights, resuming blamed the lr."""
+  copy = _copy(trained, tmp_path)
+  _flip_bytes(copy / 'checkpoints' / '8')
+  results = evaluate.evaluate_checkpoint(tf_.config(mode='eval'), str(copy))
+  assert results['report_dir'].endswith('step_4')
+  assert os.listdir(copy / 'eval') == ['step_4']  # nothing written from the failed step 8
+  # Resuming: from step 4, the broken step 8 kept aside (not deleted, not "best"), and the run
+  # ends bitwise where the uninterrupted one did.
+  again = train.train_and_evaluate(tf_.config(), str(copy))
+  assert os.listdir(copy / checkpointing.BROKEN) == ['8']
+  assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
+  final = tf_.final_params(copy)
+  assert all(np.array_equal(final[k], trained[2][k]) for k in final)
+  assert again['top1'] == trained[1]['top1']
+
+
+def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
+  state = {'params': {'w': jnp.arange(6.0).reshape(2, 3)}, 'step': jnp.ones((), jnp.int32)}
+  shard = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
+  with checkpointing.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
+    checkpointing.save(mngr, state, {'step': 1})
+    checkpointing.save(mngr, jax.tree.map(lambda x: x.at[()].set(1) if x.ndim == 0 else
+                                          x.at[0, 0].set(jnp.nan), state), {'step': 2})
+    mngr.wait_until_finished()
+  meta_file = tmp_path / 'checkpoints' / '1' / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  assert meta['arrays']['params']['w'][:2] == [[2, 3], 'float32']
+  meta['arrays']['params']['w'][2] ^= 1  # one bit of the recorded checksum
+  meta_file.write_text(json.dumps(meta))
+  with checkpointing.manager(str(tmp_path), read_only=True) as mngr:
+    with pytest.raises(checkpointing.CorruptCheckpointError,
+                       match=r'step 1 .* 1 params array\(s\) fail their checksum \(w\)'):
+      checkpointing.restore(mngr, 1, state, shard)
+    with pytest.raises(checkpointing.CorruptCheckpointError,
+                       match=r'step 2 .*non-finite values in 1 params array\(s\) \(w\)'):
+      checkpointing.restore(mngr, 2, state, shard)
+    with pytest.raises(checkpointing.CorruptCheckpointError, match='no readable checkpoint'):
+      checkpointing.restore_newest(mngr, lambda s: checkpointing.restore(mngr, s, state, shard))
+
+
+def test_a_checkpoint_of_another_model_is_a_mismatch_not_corruption(trained, tmp_path):
+  copy = _copy(trained, tmp_path)
+  with pytest.raises(convert.CheckpointMismatchError,
+                     match=r'(?s)does not fit the config \(params\):\n.*: checkpoint \(32,\) '
+                           r'vs config \(64,\)'):
+    evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
+  assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,6 +191,27 @@ def test_a_read_only_workdir_is_one_line(tmp_path):
   mount.mkdir()
   proc = _in_tmpfs(mount, 'ro,size=1m', _shell(tf_.main_cmd(mount / 'w')))
   _one_error_line(proc, f'{mount / "w"}', 'not writable (Read-only file system)')
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(trained, tmp_path):
+  # As a filesystem counts it: whole blocks, directories included.
+  step_bytes = sum(p.stat().st_blocks * 512 for p in (trained[0] / 'checkpoints' / '4').rglob('*'))
+  mount = tmp_path / 'disk'
+  mount.mkdir()
+  work = mount / 'w'
+  cmd = _shell(tf_.main_cmd(work))
+  # Room for one checkpoint (and the logs), not two: step 4 is written, step 8 fails.
+  size = (int(step_bytes * 1.6) // 4096 + 1) * 4096
+  proc = _in_tmpfs(mount, f'size={size}', f'{{ {cmd} 2>{tmp_path}/full.err; echo $? > '
+                   f'{tmp_path}/full.rc; }}', f'mount -o remount,size=64m {mount}',
+                   f'{cmd} 2>{tmp_path}/rerun.err', f'ls {work}/checkpoints')
+  full = subprocess.CompletedProcess([], int((tmp_path / 'full.rc').read_text()),
+                                     stderr=(tmp_path / 'full.err').read_text())
+  _one_error_line(full, 'the disk is full', 'intact (steps 4)', 'run the same command')
+  assert proc.returncode == 0, (tmp_path / 'rerun.err').read_text()[-3000:]
+  assert 'Resumed from' in (tmp_path / 'rerun.err').read_text()
+  assert proc.stdout.split()[-2:] == ['4', '8']
 
 
 def test_a_gs_workdir_without_credentials_is_one_line(tmp_path):

@@ -1,13 +1,15 @@
 """Image ViTs (timm-format state dicts: DINO's, supervised ones) as a feature source: the
-one-frame model reproduces timm's `forward_features` (tests/data/vit_reference.npz) and bad files
-are named."""
+one-frame model reproduces timm's `forward_features` (tests/data/vit_reference.npz), bad files
+are named, and `analysis.davis --vit` runs the whole propagation."""
+import json
 import pathlib
 
 import numpy as np
 import pytest
 
 from mformer_jax import convert, data
-from mformer_jax.analysis import single_frame
+from mformer_jax.analysis import davis, single_frame
+from mformer_jax.analysis import label_propagation as lp
 
 REFERENCE = pathlib.Path(__file__).parent / 'data' / 'vit_reference.npz'
 
@@ -47,6 +49,11 @@ def test_tokens_equal_timm_forward_features(ref, vit, case):
   x = data.normalise_pixels(ref[f'frames/{case}'], data.IMAGENET_MEAN, data.IMAGENET_STD)
   tokens = np.asarray(model.apply(variables, x[:, None], method='features'))
   np.testing.assert_allclose(tokens, ref[f'tokens/{case}'], rtol=0, atol=2e-5)
+  # What propagation reads: the patch tokens on their grid, L2-normalised.
+  feats = lp.model_features(model, variables, ref[f'frames/{case}'], batch_size=1,
+                            mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD)
+  want = ref[f'tokens/{case}'][:, 1:].reshape(feats.shape)
+  np.testing.assert_allclose(feats, lp.l2_normalise(want), rtol=0, atol=2e-5)
 
 
 def test_the_position_rule_is_what_the_wide_case_checks(ref):
@@ -75,3 +82,50 @@ def test_files_that_are_not_a_vit_say_which_keys(ref):
   wide = dict(sd, **{'blocks.0.mlp.fc1.weight': np.zeros((96, 25), np.float32)})
   with pytest.raises(convert.CheckpointMismatchError, match=r'unexpected shape: blocks\.0\.mlp'):
     single_frame.load_timm_vit(wide, num_heads=2, log=lambda _: 0)
+
+
+@pytest.fixture(scope='module')
+def twin_and_vit(ref, tmp_path_factory):
+  """A 64x48 DAVIS-layout twin and the reference ViT as a timm-format .npz (real key names)."""
+  root = tmp_path_factory.mktemp('vit') / 'DAVIS'
+  davis.write_synthetic(root, 1, num_frames=6, size=64, height=48, num_objects=2)
+  path = root.parent / 'vit_s8.npz'
+  np.savez(path, **_state_dict(ref))
+  return root, path
+
+
+def test_cli_propagates_with_an_image_vit_under_the_dino_protocol(twin_and_vit, tmp_path):
+  root, path = twin_and_vit
+  out = tmp_path / 'vit'
+  assert davis.main(['--davis_root', str(root), f'--vit={path}', '--vit_heads=2',
+                     '--protocol=dino', '--short_side=0', '--out', str(out)]) == 0
+  results = json.loads((out / 'results.json').read_text())
+  assert results['protocol']['name'] == 'dino' and results['protocol']['topk'] == 5
+  assert results['settings']['pixel_mean'] == list(data.IMAGENET_MEAN)
+  assert results['settings']['pixel_std'] == list(data.IMAGENET_STD)
+  assert results['input_sizes'] == {'synth000': [48, 64]}
+  assert 0 <= results['global']['J&F-Mean'] <= 1
+  assert (out / 'synth000' / '00005.png').is_file()
+
+
+def _one_line_error(capsys, argv):
+  status = davis.main(argv)
+  err = capsys.readouterr().err.strip()
+  assert status == 2 and len(err.splitlines()) == 1 and err.startswith('davis: error: ')
+  return err
+
+
+def test_cli_bad_vit_input_is_one_line_and_status_2(twin_and_vit, tmp_path, capsys, ref):
+  root, path = twin_and_vit
+  base = ['--davis_root', str(root), '--out', str(tmp_path / 'out')]
+  bad = tmp_path / 'bad.npz'
+  np.savez(bad, **{k: v for k, v in _state_dict(ref).items() if not k.startswith('blocks.1.')},
+           **{'blocks.1.attn.qkv.weight': _state_dict(ref)['blocks.1.attn.qkv.weight']})
+  err = _one_line_error(capsys, base + [f'--vit={bad}'])
+  assert 'not a timm ViT state dict: missing blocks.1.attn.proj.bias' in err
+  err = _one_line_error(capsys, base + [f'--vit={path}', '--checkpoint=ckpts/k400_mf'])
+  assert 'exactly one model source' in err and '--checkpoint together with --vit' in err
+  err = _one_line_error(capsys, base + [f'--vit={path}', '--vit_heads=5'])
+  assert 'embed dim 24 is not divisible into 5 heads' in err
+  err = _one_line_error(capsys, base + [f'--vit={path}', '--short_side=44'])
+  assert err.endswith('the patch size 8 does not divide the short side 44')

@@ -1,8 +1,16 @@
 r"""DAVIS-2017 semi-supervised label propagation with J&F (paper appendix Table 2).
 
   python -m mformer_jax.analysis.davis --davis_root=DAVIS --checkpoint=CKPT --out=OUT
+  python -m mformer_jax.analysis.davis --davis_root=DAVIS --vit=dino_vitbase16_pretrain.pth \
+      --protocol=dino --out=OUT                                  # an image ViT, DINO's protocol
   python -m mformer_jax.analysis.davis --write_synthetic=8 --davis_root=TWIN   # offline twin
   python -m mformer_jax.analysis.davis --davis_root=TWIN --features=oracle --out=OUT
+
+Frames go to the features at their own aspect ratio (--short_side, the long side floored to a
+multiple of the patch size, or of 64 under --protocol=dino); --square squeezes them instead.
+The protocol presets (`label_propagation.PROTOCOLS`) are videowalk's and DINO's; --topk,
+--context, --radius, --temperature override them. Each model source keeps its pixel
+convention: a Motionformer [-1, 1], an image ViT the ImageNet mean and std.
 
 Writes OUT/<seq>/<frame>.png (palette ids, the official results layout), the official
 global_results-<subset>.csv and per-sequence_results-<subset>.csv, OUT/overlays/<seq>.png
@@ -301,17 +309,31 @@ def save_ids(ids, path):
   im.save(path)
 
 
-def write_synthetic(root, num_sequences, *, num_frames=16, size=64, num_objects=3, seed=0,
-                    classes='move_right,move_left,move_down,move_up'):
+def write_synthetic(root, num_sequences, *, num_frames=16, size=64, height=0, num_objects=3,
+                    seed=0, classes='move_right,move_left,move_down,move_up'):
   """A DAVIS-layout twin from `synthetic.render_segmentation` (the demo's motion classes);
-  every object covers at least 1/64 of the first frame (one 8x8 cell at 64 px)."""
+  every object covers at least 1/64 of the first frame (one 8x8 cell at 64 px).
+
+  height: keep the middle `height` rows of the size x size scenes (0: all), for frames wider
+  than high like DAVIS's 854x480; a scene whose first frame loses an object's pixels below
+  that 1/64 is replaced by the next unused scene (index + num_sequences)."""
   from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(root)
+  height = height or size
+  if not 0 < height <= size:
+    raise ValueError(f'synthetic height {height} must be in (0, {size}]')
+  top, min_pixels = (size - height) // 2, height * size // 64
   names = [f'synth{i:03d}' for i in range(num_sequences)]
   for i, name in enumerate(names):
-    video, ids = synthetic.render_segmentation(
-        i, num_frames=num_frames, size=size, num_objects=num_objects, seed=seed, classes=classes,
-        min_pixels=size * size // 64)
+    for index in range(i, i + 100 * num_sequences, num_sequences):
+      video, ids = synthetic.render_segmentation(
+          index, num_frames=num_frames, size=size, num_objects=num_objects, seed=seed,
+          classes=classes, min_pixels=size * size // 64)
+      video, ids = video[:, top:top + height], ids[:, top:top + height]
+      if all((ids[0] == k).sum() >= min_pixels for k in range(1, num_objects + 1)):
+        break
+    else:
+      raise ValueError(f'no scene keeps {num_objects} objects in {height} of {size} rows')
     for t in range(num_frames):
       jpg = root / 'JPEGImages' / '480p' / name / f'{t:05d}.jpg'
       jpg.parent.mkdir(parents=True, exist_ok=True)
@@ -326,11 +348,10 @@ def write_synthetic(root, num_sequences, *, num_frames=16, size=64, num_objects=
 # The command line.
 
 
-def _resize(frames, size):
-  if frames.shape[1:3] == (size, size):
+def _resize(frames, hw):
+  if frames.shape[1:3] == tuple(hw):
     return frames
-  return np.stack([np.array(Image.fromarray(f).resize((size, size), Image.BILINEAR))
-                   for f in frames])
+  return np.stack([np.array(Image.fromarray(f).resize(hw[::-1], Image.BILINEAR)) for f in frames])
 
 
 def overlay(frames, ids, alpha=0.6):
@@ -371,40 +392,71 @@ def _overrides(text):
 
 
 def _load_model(args):
-  from mformer_jax import checkpointing, model as model_lib  # pylint: disable=g-import-not-at-top
-  if args.checkpoint:
+  """(model, variables, (pixel mean, std)) of the chosen model source; each keeps its own pixel
+  convention (`data.normalise_pixels`), which --pixel_mean/--pixel_std override."""
+  from mformer_jax import checkpointing, data, model as model_lib  # pylint: disable=g-import-not-at-top
+  from mformer_jax.analysis import single_frame  # pylint: disable=g-import-not-at-top
+  overrides = _overrides(args.model_override)
+  if args.vit:
+    model, variables = single_frame.load_timm_vit(args.vit, num_heads=args.vit_heads,
+                                                  overrides=overrides)
+    pixels = (data.IMAGENET_MEAN, data.IMAGENET_STD)
+  elif args.checkpoint:
     # Per-block parameters: the per-block sown intermediates name the layers.
-    return checkpointing.load_model(args.checkpoint, **_overrides(args.model_override),
-                                    scan_blocks=False)
-  if not pathlib.Path(args.init_config).is_file():
-    raise FileNotFoundError(f'--init_config {args.init_config} is not a file')
-  config = runpy.run_path(args.init_config)['get_config']()
-  model = model_lib.make_model(dict(config.model.to_dict(), **_overrides(args.model_override),
-                                    scan_blocks=False))
-  import jax  # pylint: disable=g-import-not-at-top
-  return model, model_lib.init_variables(model, jax.random.key(args.seed),
+    model, variables = checkpointing.load_model(args.checkpoint, **overrides, scan_blocks=False)
+    pixels = (data.PIXEL_MEAN, data.PIXEL_STD)
+  else:
+    if not pathlib.Path(args.init_config).is_file():
+      raise FileNotFoundError(f'--init_config {args.init_config} is not a file')
+    config = runpy.run_path(args.init_config)['get_config']()
+    model = model_lib.make_model(dict(config.model.to_dict(), **overrides, scan_blocks=False))
+    import jax  # pylint: disable=g-import-not-at-top
+    variables = model_lib.init_variables(model, jax.random.key(args.seed),
                                          random_tubelet=config.init.random_tubelet)
+    pixels = (data.PIXEL_MEAN, data.PIXEL_STD)
+  mean = _floats(args.pixel_mean, '--pixel_mean') or pixels[0]
+  std = _floats(args.pixel_std, '--pixel_std') or pixels[1]
+  return model, variables, (tuple(mean), tuple(std))
+
+
+def _floats(text, flag):
+  if not text:
+    return None
+  try:
+    values = [float(v) for v in text.split(',')]
+  except ValueError:
+    values = []
+  if len(values) != 3:
+    raise ValueError(f'{flag}={text!r}: expected three comma-separated numbers (R,G,B)')
+  return values
 
 
 def _feature_fn(args):
-  """frames (T, H, W, 3), sequence -> (T, g, g, D) features, for the chosen feature source."""
+  """(fn(sequence, (H, W)) -> (T, gh, gw, D) features, cell size in pixels, pixel convention)."""
   from mformer_jax.analysis import label_propagation as lp  # pylint: disable=g-import-not-at-top
   if args.features == 'model':
-    model, variables = _load_model(args)
-    p = model.cfg.patch_size
-    def fn(seq):
-      size = args.size or min(seq.frames.shape[1:3]) // p * p
-      return lp.model_features(model, variables, _resize(seq.frames, size), layer=args.layer,
-                               tubelets=args.tubelets, batch_size=args.batch_size)
-    return fn
-  def fn(seq):
-    size = args.size or min(seq.frames.shape[1:3]) // args.stride * args.stride
+    model, variables, (mean, std) = _load_model(args)
+    def fn(seq, hw):
+      return lp.model_features(model, variables, _resize(seq.frames, hw), layer=args.layer,
+                               tubelets=args.tubelets, batch_size=args.batch_size, mean=mean,
+                               std=std)
+    return fn, model.cfg.patch_size, dict(pixel_mean=mean, pixel_std=std)
+  def fn(seq, hw):
     if args.features == 'pixels':
-      return lp.pixel_features(_resize(seq.frames, size), args.stride)
+      return lp.pixel_features(_resize(seq.frames, hw), args.stride)
     if len(seq.annotations) != len(seq.frames):
       raise LayoutError(f'sequence {seq.name!r}: the oracle needs an annotation for every frame')
-    return lp.oracle_features(seq.annotations, seq.num_objects, size // args.stride)
-  return fn
+    return lp.oracle_features(seq.annotations, seq.num_objects,
+                              (hw[0] // args.stride, hw[1] // args.stride))
+  return fn, args.stride, {}
+
+
+def protocol_of(args):
+  """The preset of --protocol with every propagation flag given on the command line on top."""
+  from mformer_jax.analysis import label_propagation as lp  # pylint: disable=g-import-not-at-top
+  flags = {k: getattr(args, k) for k in ('topk', 'context', 'radius', 'temperature')
+           if getattr(args, k) is not None}
+  return dataclasses.replace(lp.PROTOCOLS[args.protocol], **flags)
 
 
 def run(args):
@@ -415,24 +467,29 @@ def run(args):
     if unknown:
       raise LayoutError(f'--sequences {unknown} are not in ImageSets/2017/{args.subset}.txt')
     names = args.sequences.split(',')
-  features = _feature_fn(args)
+  protocol = protocol_of(args)
+  features, cell, pixels = _feature_fn(args)
+  lp.input_size((cell, cell), args.short_side, cell, protocol.size_multiple, True)  # fail early
   out = pathlib.Path(args.out)
-  per_sequence, start = {}, time.time()
+  per_sequence, sizes, start = {}, {}, time.time()
   for i, name in enumerate(names):
     seq = load_sequence(args.davis_root, name)
-    feats = features(seq)
+    hw = lp.input_size(seq.frames.shape[1:3], args.short_side, cell, protocol.size_multiple,
+                       args.square)
+    sizes[name] = hw
+    feats = features(seq, hw)
     k = seq.num_objects
-    first = lp.soft_labels(seq.annotations[0], k, feats.shape[1])
-    soft = lp.propagate(feats, first, topk=args.topk, context=args.context, radius=args.radius,
-                        temperature=args.temperature)
-    pred = lp.upsample_argmax(soft, seq.frames.shape[1:3])
+    first = lp.first_labels(seq.annotations[0], k, feats.shape[1:3], protocol)
+    soft = lp.propagate(feats, first, protocol)
+    pred = lp.to_ids(soft, seq.frames.shape[1:3], protocol, cell)
     pred[0] = np.where(seq.annotations[0] == VOID, 0, seq.annotations[0])  # the given frame
     for frame_name, ids in zip(seq.frame_names, pred):
       save_ids(ids, out / name / f'{frame_name}.png')
     scored = len(seq.annotations) == len(seq.frames)
     save_overlay_strip(out / 'overlays' / f'{name}.png', seq.frames, pred,
                        seq.annotations if scored else None, num=args.overlay_frames)
-    line = f'[{i + 1}/{len(names)}] {name}: {k} objects, {len(seq.frames)} frames'
+    line = (f'[{i + 1}/{len(names)}] {name}: {k} objects, {len(seq.frames)} frames at '
+            f'{hw[1]}x{hw[0]} ({feats.shape[2]}x{feats.shape[1]} cells)')
     if scored:
       per_sequence[name] = evaluate_sequence(seq.annotations, pred)
       j, f = per_sequence[name]
@@ -446,8 +503,10 @@ def run(args):
   (out / f'global_results-{args.subset}.csv').write_text(glob)
   (out / f'per-sequence_results-{args.subset}.csv').write_text(per_object)
   settings = {k: v for k, v in vars(args).items() if k != 'write_synthetic'}
+  settings.update(pixels)
   (out / 'results.json').write_text(json.dumps(
-      dict(settings=settings, **summary), indent=1, default=float))
+      dict(settings=settings, protocol=dict(name=args.protocol, **dataclasses.asdict(protocol)),
+           input_sizes=sizes, **summary), indent=1, default=float))
   print(glob + per_object, end='')
   return summary
 
@@ -459,51 +518,75 @@ def parse_args(argv=None):
   p.add_argument('--write_synthetic', type=int, default=0,
                  help='write a synthetic DAVIS-layout twin of N sequences to --davis_root, exit')
   p.add_argument('--synthetic_frames', type=int, default=16)
-  p.add_argument('--synthetic_size', type=int, default=64)
+  p.add_argument('--synthetic_size', type=int, default=64, help='scene side (the frame width)')
+  p.add_argument('--synthetic_height', type=int, default=0,
+                 help='keep the middle rows of each scene (0: square frames)')
   p.add_argument('--synthetic_objects', type=int, default=3)
   p.add_argument('--out', help='results folder')
   p.add_argument('--subset', default='val')
   p.add_argument('--sequences', default='', help='comma-separated subset of the sequences')
   p.add_argument('--features', default='model', choices=('model', 'oracle', 'pixels'),
                  help='model tokens; oracle = ground-truth labels (sanity check); pixels = RGB')
-  p.add_argument('--checkpoint', default='', help='trainer workdir, convert folder, .pyth/.npz')
+  p.add_argument('--checkpoint', default='', help='Motionformer: trainer workdir, convert folder, '
+                 '.pyth/.npz')
   p.add_argument('--init_config', default='', help='untrained model of this config (baseline)')
+  p.add_argument('--vit', default='', help='image ViT: a timm-format state dict (.pth/.npz)')
+  p.add_argument('--vit_heads', type=int, default=0,
+                 help='attention heads of --vit (0: embed dim / 64, the ViT convention)')
+  p.add_argument('--pixel_mean', default='', help='R,G,B (default: the model source\'s own)')
+  p.add_argument('--pixel_std', default='', help='R,G,B (default: the model source\'s own)')
   p.add_argument('--seed', type=int, default=0, help='initialisation of --init_config')
   p.add_argument('--model_override', default='',
                  help='model config fields, e.g. trajectory_impl=chunked,dtype=bfloat16')
   p.add_argument('--layer', type=int, default=-1,
                  help='block whose tokens are the features (-1: last, after the final norm)')
   p.add_argument('--tubelets', default='repeat', choices=('repeat', 'sliding'))
-  p.add_argument('--size', type=int, default=0,
-                 help='square model input side (0: the short side, floored to the patch size)')
+  p.add_argument('--short_side', type=int, default=480,
+                 help='feature input short side (0: the frame\'s own, floored to the patch size); '
+                 'the long side keeps the aspect ratio, floored to the protocol\'s multiple')
+  p.add_argument('--square', action='store_true',
+                 help='squeeze frames to short_side x short_side instead')
   p.add_argument('--stride', type=int, default=8, help='cell size of oracle/pixels features')
-  p.add_argument('--batch_size', type=int, default=4, help='clips per forward pass')
-  p.add_argument('--topk', type=int, default=10)
-  p.add_argument('--context', type=int, default=20, help='previous frames in the queue')
-  p.add_argument('--radius', type=float, default=12.0, help='in feature cells')
-  p.add_argument('--temperature', type=float, default=0.05)
+  p.add_argument('--batch_size', type=int, default=4, help='clips per forward pass (>= 1)')
+  p.add_argument('--protocol', default='videowalk', choices=('videowalk', 'dino'),
+                 help='propagation preset; the four flags below override its values')
+  p.add_argument('--topk', type=int, default=None)
+  p.add_argument('--context', type=int, default=None, help='previous frames in the queue')
+  p.add_argument('--radius', type=float, default=None, help='neighbourhood, in feature cells')
+  p.add_argument('--temperature', type=float, default=None)
   p.add_argument('--overlay_frames', type=int, default=6)
-  args = p.parse_args(argv)
-  if not args.write_synthetic:
-    if not args.out:
-      p.error('--out is required')
-    if args.features == 'model' and bool(args.checkpoint) == bool(args.init_config):
-      p.error('--features=model needs exactly one of --checkpoint or --init_config')
-  return args
+  return p.parse_args(argv)
+
+
+def check_args(args):
+  """What argparse cannot say in one line: ValueError naming the conflict."""
+  if args.write_synthetic:
+    return
+  if not args.out:
+    raise ValueError('--out is required')
+  sources = [f for f in ('checkpoint', 'init_config', 'vit') if getattr(args, f)]
+  if args.features == 'model' and len(sources) != 1:
+    given = ' together with '.join(f'--{f}' for f in sources) or 'none of them'
+    raise ValueError('--features=model needs exactly one model source, --checkpoint '
+                     f'(Motionformer), --init_config (untrained) or --vit (image ViT); got {given}')
+  if args.batch_size < 1:
+    raise ValueError(f'--batch_size={args.batch_size} must be >= 1')
 
 
 def main(argv=None):
   args = parse_args(argv)
   try:
+    check_args(args)
     if args.write_synthetic:
       names = write_synthetic(args.davis_root, args.write_synthetic, seed=args.seed,
                               num_frames=args.synthetic_frames, size=args.synthetic_size,
-                              num_objects=args.synthetic_objects)
+                              height=args.synthetic_height, num_objects=args.synthetic_objects)
       print(f'wrote {len(names)} sequences to {args.davis_root}')
       return 0
     run(args)
-  except (LayoutError, FileNotFoundError, ValueError) as e:
-    print(f'davis: error: {e}', file=sys.stderr)
+  except (LayoutError, FileNotFoundError, ImportError, ValueError) as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # one line
+    print(f"davis: error: {'; '.join(lines)}", file=sys.stderr)
     return 2
   return 0
 
