@@ -199,12 +199,16 @@ def _read(mngr, step: int, **items) -> dict:
   previous = sys.unraisablehook
   sys.unraisablehook = lambda u: None if _abandoned(u) else previous(u)
   try:
-    return mngr.restore(step, args=ocp.args.Composite(**items))
-  except Exception as e:  # pylint: disable=broad-except
-    gc.collect()  # the abandoned reads report now, into the hook above
-    raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {_first_line(e)}') from e
+    try:
+      return mngr.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except
+      reason = _first_line(e)
+    # Out of the except clause, nothing refers to the failed reads any more (the exception's
+    # traceback did, hence no `from e`): collected now, they report into the hook above.
+    gc.collect()
   finally:
     sys.unraisablehook = previous
+  raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {reason}')
 
 
 def read_meta(mngr, step: int) -> dict:

@@ -65,6 +65,7 @@ CORRUPTIONS = {
 }
 
 
+@pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')  # orbax's spew
 @pytest.mark.parametrize('kind', sorted(CORRUPTIONS))
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, tmp_path, kind,
                                                                        capfd, caplog):
