@@ -9,6 +9,8 @@
 # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, the same variables the
 # two-process test (tests/test_distributed.py) sets, so both go through one code path:
 # mformer_jax.sharding.initialize_distributed(). Re-submitting resumes from the latest checkpoint.
+# Preemption and the time limit: SLURM sends SIGTERM (--signal below: 120 s before the limit); the
+# trainer finishes its step, saves it and exits with status 75, and the job requeues itself.
 # First-time set-up on a login node: bash launch/setup_env.sh &&
 #   .venv/bin/pip install "jax[cuda13]==$(grep '^jax==' requirements.txt | cut -d= -f3)"
 #   (the project's jax pin; cuda12 instead of cuda13 where the nodes' driver is older than CUDA 13's)
@@ -18,6 +20,7 @@
 #SBATCH --cpus-per-task=32
 #SBATCH --time=48:00:00
 #SBATCH --requeue
+#SBATCH --signal=TERM@120
 #SBATCH --output=slurm-%j.out
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
@@ -26,5 +29,10 @@ export JAX_COORDINATOR_ADDRESS="$head_node:${MFORMER_PORT:-12355}"
 export JAX_NUM_PROCESSES="$SLURM_NTASKS"
 export TF_CPP_MIN_LOG_LEVEL=3
 # SLURM_PROCID differs per task, so it is read inside each task.
+status=0
 srun bash -c 'JAX_PROCESS_ID=$SLURM_PROCID exec .venv/bin/python -m mformer_jax.main "$@"' \
-  mformer "$@"
+  mformer "$@" || status=$?
+if [ "$status" -eq 75 ]; then  # stopped with a checkpoint (mformer_jax/preemption.py): go on
+  scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"

@@ -95,7 +95,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
-  from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import evaluate, preemption, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.checkpointing import CorruptCheckpointError  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
@@ -124,9 +124,11 @@ def main(argv):
       return
     else:
       raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
+  except train.Preempted as e:  # not a failure: the same command continues
+    print(e, file=sys.stderr)
+    sys.exit(preemption.EXIT_STATUS)
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, train.Preempted, CorruptCheckpointError,
-          WorkdirError) as e:
+          OverlayError, train.NonFiniteLossError, CorruptCheckpointError, WorkdirError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

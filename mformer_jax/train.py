@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from mformer_jax import checkpointing, evaluate, fused, optim, sharding
+from mformer_jax import checkpointing, evaluate, fused, optim, preemption, sharding
 from mformer_jax import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
@@ -33,7 +33,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Preempted(RuntimeError):
-  """The hosts were told to stop (e.g. TPU maintenance); a checkpoint was written first."""
+  """The hosts were told to stop (SIGTERM, SIGINT, TPU maintenance); a checkpoint of the step
+  they stopped after was written first. Entry points exit with preemption.EXIT_STATUS."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,17 +188,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming if WORKDIR has a checkpoint), evaluates, returns a result summary.
 
   WORKDIR is checked writable and locked first (workdir.py: a second trainer is refused while
-  this one runs).
+  this one runs); SIGTERM/SIGINT stop it after the current step with a checkpoint
+  (preemption.py: `Preempted`).
   """
   lock = workdir_lib.claim(workdir)
+  stop = preemption.Stop()
   try:
-    return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir, stop)
   finally:
+    stop.release()
     if lock:
       lock.release()
 
 
-def _train_and_evaluate(config, workdir) -> dict:
+def _train_and_evaluate(config, workdir, stop) -> dict:
   workdir = checkpointing.path(workdir)
   host0 = jax.process_index() == 0
   train_cfg, ck = config.train, config.checkpoint
@@ -261,9 +265,11 @@ def _train_and_evaluate(config, workdir) -> dict:
         t0 = time.perf_counter()
       report(step)
       eval_now = step % lengths['eval_every_steps'] == 0 or step == total
-      preempted = mngr.reached_preemption(step)  # agreed by all hosts, so all stop together
-      save_now = step % ck.every_steps == 0 or eval_now or preempted
-      if step % train_cfg.log_every_steps == 0 or save_now:
+      sync = step % train_cfg.log_every_steps == 0 or step % ck.every_steps == 0 or eval_now
+      preempted = stop.requested(mngr, step, sync)  # agreed by all hosts, so all stop together
+      save_now = step % ck.every_steps == 0 or eval_now or bool(preempted)
+      if sync or save_now:
+        checkpointing.check(mngr)  # a failed asynchronous save ends the run now
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
         if not all(np.isfinite(v) for v in summary.values()):
@@ -281,9 +287,9 @@ def _train_and_evaluate(config, workdir) -> dict:
         eval_s += time.perf_counter() - tick
       if save_now:
         checkpoint(step, results if eval_now else None)
-      if preempted:
-        raise Preempted(f'preempted at step {step}: checkpoint saved in {mngr.directory}; run '
-                        'the same command again to continue')
+      if preempted and step < total:
+        raise Preempted(f'preempted at step {step} ({preempted}): checkpoint saved in '
+                        f'{mngr.directory}; run the same command to continue')
     train_s = time.perf_counter() - t0 - eval_s if t0 else 0.0
     if not results:  # resumed a finished run: evaluate its final parameters again
       results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total)

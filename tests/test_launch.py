@@ -10,6 +10,7 @@ import ml_collections
 import pytest
 
 import train_fixtures as tf_
+from mformer_jax import preemption
 
 LAUNCH = os.path.join(tf_.ROOT, 'launch')
 
@@ -75,6 +76,28 @@ def test_slurm_exports_the_distributed_variables_and_forwards_the_arguments(tmp_
   assert out[0] == 'node-a:12355 2 1'
   assert out[1:-1] == ['-m', 'mformer_jax.main', *args]
   assert _resolve([args[0], args[2]]).data.data_dir == '/shared/k400_prepared'
+
+
+@pytest.mark.parametrize('status', [0, 1, preemption.EXIT_STATUS])
+def test_slurm_signals_before_the_limit_and_requeues_a_preempted_run(tmp_path, status):
+  header = open(os.path.join(LAUNCH, 'slurm.sh')).read()
+  assert '#SBATCH --signal=TERM@120\n' in header and '#SBATCH --requeue\n' in header
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  _fake(bin_dir, 'scontrol', f'if [ "$1" = requeue ]; then echo "$@" > {tmp_path}/requeued; '
+        'else echo node-a; fi\n')
+  _fake(bin_dir, 'srun', f'cd {tmp_path}; "$@"\n')
+  venv = tmp_path / '.venv' / 'bin'
+  venv.mkdir(parents=True)
+  _fake(venv, 'python', f'exit {status}\n')
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', SLURM_JOB_NODELIST='node-a',
+             SLURM_NTASKS='1', SLURM_SUBMIT_DIR=str(tmp_path), SLURM_JOB_ID='77')
+  proc = subprocess.run(['bash', os.path.join(LAUNCH, 'slurm.sh'), '--workdir=/w'], env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == status, proc.stderr
+  requeued = tmp_path / 'requeued'
+  assert (requeued.read_text().split() == ['requeue', '77'] if status == preemption.EXIT_STATUS
+          else not requeued.exists())
 
 
 def test_tpu_pod_runs_main_with_multihost_on_every_worker(tmp_path):

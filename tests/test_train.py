@@ -1,5 +1,7 @@
-"""Trainer: recipe pieces, NaN guard, and a SIGKILLed run resuming to bitwise the same result."""
+"""Trainer: recipe pieces, NaN guard, and a SIGKILLed or SIGTERMed run resuming to bitwise the same
+result."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import checkpointing, optim, train
+from mformer_jax import checkpointing, optim, preemption, train
 
 
 def _recipe(**kw):
@@ -79,31 +81,70 @@ def test_nan_loss_stops_without_saving_it(tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
 
 
-@pytest.mark.slow
-def test_sigkill_and_resume_gives_bitwise_the_uninterrupted_result(tmp_path):
-  # 96 steps with a checkpoint every 16; DropPath on, so the RNG must be restored too.
-  over = {'data.synthetic.num_train': 64, 'train.num_epochs': 12.0, 'train.lr_boundaries':
-          (6.0, 9.0), 'checkpoint.every_steps': 16, 'train.log_every_steps': 16,
-          'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
-  killed = tmp_path / 'killed'
-  proc = subprocess.Popen(tf_.main_cmd(killed, **over), cwd=tf_.ROOT, env=tf_.env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  ckpts = killed / 'checkpoints'
+# 96 steps with a checkpoint every 16; DropPath on, so the RNG must be restored too.
+INTERRUPTED = {'data.synthetic.num_train': 64, 'train.num_epochs': 12.0, 'train.lr_boundaries':
+               (6.0, 9.0), 'checkpoint.every_steps': 16, 'train.log_every_steps': 16,
+               'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  """(results, final params) of the INTERRUPTED run without interruption."""
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  results = train.train_and_evaluate(tf_.config(**INTERRUPTED), str(workdir))
+  return results, tf_.final_params(workdir)
+
+
+def _start_and_signal(workdir, sig):
+  """Starts the INTERRUPTED run, sends `sig` right after its first checkpoint is committed."""
+  proc = subprocess.Popen(tf_.main_cmd(workdir, **INTERRUPTED), cwd=tf_.ROOT, env=tf_.env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  ckpts = workdir / 'checkpoints'
   deadline = time.time() + 180
   while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
     assert proc.poll() is None and time.time() < deadline, 'the run ended before its first save'
     time.sleep(0.005)
-  proc.send_signal(signal.SIGKILL)  # right after the first checkpoint was committed
-  proc.wait()
+  proc.send_signal(sig)
+  _, stderr = proc.communicate(timeout=120)
   steps = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
-  assert steps and steps[-1] < 96, f'not killed mid-run: {steps}'
+  assert steps and steps[-1] < 96, f'not stopped mid-run: {steps}'
+  return proc.returncode, stderr, steps
 
-  # Resume in this process; then the same run without interruption.
-  resumed = train.train_and_evaluate(tf_.config(**over), str(killed))
-  reference = train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'reference'))
-  a, b = tf_.final_params(killed), tf_.final_params(tmp_path / 'reference')
+
+def _resumes_bitwise(workdir, uninterrupted):
+  resumed = train.train_and_evaluate(tf_.config(**INTERRUPTED), str(workdir))
+  a, b = tf_.final_params(workdir), uninterrupted[1]
   assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
-  assert resumed['top1'] == reference['top1']
+  assert resumed['top1'] == uninterrupted[0]['top1']
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_gives_bitwise_the_uninterrupted_result(tmp_path, uninterrupted):
+  status, _, _ = _start_and_signal(tmp_path / 'killed', signal.SIGKILL)
+  assert status == -signal.SIGKILL
+  _resumes_bitwise(tmp_path / 'killed', uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_it_stopped_after_and_resumes_bitwise(tmp_path, uninterrupted):
+  """SIGTERM (SLURM, Kubernetes, spot VMs): the step in progress finishes, is saved, and the
+  exit says so with its own status; the same command continues bitwise."""
+  status, stderr, steps = _start_and_signal(tmp_path / 'termed', signal.SIGTERM)
+  assert status == preemption.EXIT_STATUS, stderr[-3000:]
+  assert 'Traceback' not in stderr and 'error:' not in stderr
+  stop = re.search(r'^preempted at step (\d+) \(SIGTERM\): checkpoint saved in (\S+); run the '
+                   r'same command to continue$', stderr, re.M)
+  assert stop, stderr[-3000:]
+  assert steps[-1] == int(stop.group(1)) > 16  # after the periodic save: its own checkpoint
+  _resumes_bitwise(tmp_path / 'termed', uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigint_is_a_clean_stop_too(tmp_path):
+  status, stderr, steps = _start_and_signal(tmp_path / 'interrupted', signal.SIGINT)
+  assert status == preemption.EXIT_STATUS, stderr[-3000:]
+  assert 'KeyboardInterrupt' not in stderr and 'Traceback' not in stderr
+  assert f'preempted at step {steps[-1]} (SIGINT): checkpoint saved' in stderr
 
 
 def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
