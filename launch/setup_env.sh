@@ -48,5 +48,20 @@ fi
 if [[ "${MFORMER_TORCH:-off}" == "cpu-index" ]]; then
   .venv/bin/pip install -q -r requirements-torch.txt --index-url https://download.pytorch.org/whl/cpu
 fi
+# ---- libtpu (optional extra, requirements-tpu.txt) -------------------------------------------
+# Only `python -m mformer_jax.plan` uses it. Into .venv/libtpu, outside site-packages: an
+# importable libtpu makes every `import jax` on a machine without a TPU load it (warnings, a
+# lockfile). Unreachable is not an error; MFORMER_LIBTPU=off skips it (a TPU VM: jax[tpu] brings
+# its own).
+if [[ "${MFORMER_LIBTPU:-on}" != "off" ]]; then
+  if [[ -x .venv/bin/uv ]]; then
+    tpu_install=(.venv/bin/uv pip install -q -p .venv/bin/python)
+  else
+    tpu_install=(.venv/bin/pip install -q)
+  fi
+  "${tpu_install[@]}" --target .venv/libtpu -r requirements-tpu.txt \
+    || echo "[setup] libtpu not reachable: mformer_jax.plan (TPU plans) unavailable, all else works"
+fi
+# ---- end libtpu ------------------------------------------------------------------------------
 touch .venv/.ready
 echo "[setup] done"

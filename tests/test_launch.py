@@ -10,6 +10,7 @@ import ml_collections
 import pytest
 
 import train_fixtures as tf_
+from mformer_jax.plan import libtpu_path as _libtpu_path
 from mformer_jax import preemption
 
 LAUNCH = os.path.join(tf_.ROOT, 'launch')
@@ -104,7 +105,9 @@ def test_tpu_pod_runs_main_with_multihost_on_every_worker(tmp_path):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   _fake(bin_dir, 'gcloud', 'printf "%s\\n" "$@"\n')
-  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', TPU_NAME='pod', ZONE='z')
+  # The plan check before `run` has its own test below.
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', TPU_NAME='pod', ZONE='z',
+             MFORMER_SKIP_PLAN='1')
   out = subprocess.run(['bash', os.path.join(LAUNCH, 'tpu_pod.sh'), 'run',
                         '--config=configs/k400_base.py', '--workdir=gs://b/w'], env=env,
                        capture_output=True, text=True, timeout=60, check=True).stdout
@@ -116,3 +119,43 @@ def test_tpu_pod_runs_main_with_multihost_on_every_worker(tmp_path):
   pod = open(os.path.join(LAUNCH, 'tpu_pod.sh')).read()
   setup = open(os.path.join(LAUNCH, 'setup_env.sh')).read()
   assert 'MFORMER_TORCH' not in pod and '${MFORMER_TORCH:-off}' in setup
+
+
+_no_libtpu = pytest.mark.skipif(
+    _libtpu_path() is None,
+    reason='libtpu not installed (launch/setup_env.sh adds it from requirements-tpu.txt)')
+
+
+@_no_libtpu
+@pytest.mark.slow
+def test_tpu_pod_plans_for_its_accelerator_and_run_refuses_what_does_not_fit(tmp_path):
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  calls = tmp_path / 'gcloud_calls'
+  _fake(bin_dir, 'gcloud', f'printf "%s\\n" "$@" >> {calls}\n')
+  env = dict(tf_.env(), PATH=f'{bin_dir}:{os.environ["PATH"]}', ACCELERATOR='v5litepod-4')
+  pod = lambda *args, **extra: subprocess.run(
+      ['bash', os.path.join(LAUNCH, 'tpu_pod.sh'), *args], env=dict(env, **extra),
+      capture_output=True, text=True, timeout=300)
+
+  # `plan` needs no pod (nor TPU_NAME): v5litepod-4 is compiled for as v5e:2x2 here.
+  out = pod('plan', *tf_.flags(), '--batch_per_chip=2')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'v5e:2x2: 4 x TPU v5 lite' in out.stdout and re.search(r'fits +yes', out.stdout)
+  assert not calls.exists()
+
+  # `run` plans the run's own global batch first: 60000 clips per chip cannot fit.
+  run = ['run', *tf_.flags(**{'train.batch_size': 4 * 60000}), '--workdir=gs://b/w']
+  out = pod(*run, TPU_NAME='pod', ZONE='z')
+  assert out.returncode == 2 and not calls.exists()
+  assert re.search(r'^error: does not fit: the compiler needs [\d.]+ GiB per chip', out.stderr,
+                   re.M), out.stderr[-2000:]
+  assert 'MFORMER_SKIP_PLAN=1 starts it anyway' in out.stderr
+  out = pod(*run, TPU_NAME='pod', ZONE='z', MFORMER_SKIP_PLAN='1')
+  assert out.returncode == 0 and 'mformer_jax.main' in calls.read_text()
+
+  # A run that fits (8 clips over 4 chips) starts after its plan.
+  calls.unlink()
+  out = pod('run', *tf_.flags(), '--workdir=gs://b/w', TPU_NAME='pod', ZONE='z')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert re.search(r'fits +yes', out.stdout) and '--multihost' in calls.read_text()
