@@ -329,7 +329,6 @@ def plan(config, topology: str, batch_per_chip: int, mode: str = 'train', device
   """Compile one setting and report it (the JSON the CLI writes). A program the compiler
   refuses for lack of HBM is a plan that does not fit: per_chip_bytes None, compiler_oom set."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jaxlib  # pylint: disable=g-import-not-at-top
   devices = devices or topology_devices(topology)
   chips, kind = len(devices), devices[0].device_kind
   hbm = hbm_bytes(devices[0])
@@ -353,7 +352,7 @@ def plan(config, topology: str, batch_per_chip: int, mode: str = 'train', device
       'fits': mem is not None and hbm is not None and mem['total'] <= hbm,
       'model_tflops_per_step': model_tflops_per_step(config, batch_per_chip * chips, mode),
       'collectives': coll, 'compile_seconds': round(seconds, 1),
-      'versions': {'jax': jax.__version__, 'jaxlib': jaxlib.__version__,
+      'versions': {'jax': jax.__version__, 'jaxlib': importlib.metadata.version('jaxlib'),
                    'libtpu': libtpu_version(os.environ['TPU_LIBRARY_PATH'])},
       'note': "the compiler's memory analysis of a program that was compiled, not run",
   }
