@@ -349,7 +349,7 @@ def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', image
   elif path(checkpoint).is_dir():
     loaded = convert.load_params(checkpoint)[1]
   else:
-    loaded = convert.load_official(checkpoint)[1]['params']
+    loaded = convert.read_official(checkpoint)[1]['params']
   loaded = traverse_util.flatten_dict(convert.blocks_layout(loaded, cfg))  # stacked or not
   if reset_head:
     loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
@@ -417,4 +417,4 @@ def load_model(source: str, **overrides):
     return model, variables
   cfg = ModelConfig.from_config({**fields, **overrides})
   params = jax.tree.map(lambda x: np.asarray(x, cfg.param_dtype), convert.blocks_layout(params, cfg))
-  return Motionformer(cfg), {'params': params}
+  return Motionformer(cfg), jax.device_put({'params': params})  # as convert.load_official

@@ -329,7 +329,16 @@ def load_official(path_or_state_dict: Union[str, StateDict],
   Unless a ModelConfig or a mapping sets `trajectory_impl`, trajectory attention runs the
   fastest exact kernel (`fast_exact_trajectory`: 'chunked' where it equals the reference);
   {'trajectory_impl': 'einsum'} selects the reference, op for op like the official code.
+  The parameters are placed on the default device: a jitted apply given host (numpy) arrays
+  copies every parameter to the device again on every call.
   """
+  model, variables = read_official(path_or_state_dict, cfg)
+  return model, jax.device_put(variables)
+
+
+def read_official(path_or_state_dict: Union[str, StateDict],
+                  cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
+  """`load_official` with the parameters left on the host as numpy arrays (for weight surgery)."""
   file_cfg = None
   if isinstance(path_or_state_dict, (str, os.PathLike)):
     sd, file_cfg = read_checkpoint(os.fspath(path_or_state_dict))

@@ -102,7 +102,7 @@ def test_divided_against_numpy():
   assert maps['space'].shape == (2, b, heads, n, 1 + 16)
   for name in ('time', 'space'):
     np.testing.assert_allclose(maps[name].sum(-1), 1.0, atol=1e-12)
-  p = convert.unstack_blocks(variables['params'])['blocks_0']
+  p = convert.unstack_blocks(jax.device_get(variables['params']))['blocks_0']  # numpy, float64
   x = _layer_norm(np.asarray(z['inter__block0_in'], np.float64), p['norm3']['scale'],
                   p['norm3']['bias'])
   qkv = x @ p['timeattn']['qkv']['kernel'] + p['timeattn']['qkv']['bias']
