@@ -188,9 +188,10 @@ def _abstract(tree, shardings):
 def _abandoned(unraisable) -> bool:
   """An error of the reads orbax abandons when one array of a restore fails: the coroutines left
   behind and their callbacks into the closed event loop (hundreds of tracebacks otherwise)."""
+  code = getattr(unraisable.object, 'cr_code', None)  # an abandoned coroutine's
   return (isinstance(unraisable.exc_value, RuntimeError)
           and str(unraisable.exc_value) == 'Event loop is closed'
-          or 'orbax' in str(getattr(getattr(unraisable.object, 'cr_code', None), 'co_filename', '')))
+          or 'orbax' in str(getattr(code, 'co_filename', '')))
 
 
 def _read(mngr, step: int, **items) -> dict:

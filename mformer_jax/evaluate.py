@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from mformer_jax import checkpointing, metrics, overlay, sharding
 from mformer_jax import workdir as workdir_lib
@@ -49,13 +50,16 @@ def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
   plt.close(fig)
 
 
-def write_report(directory, results: dict, per_head: dict, names: dict, unreadable) -> None:
-  """metrics.json (results, per-class accuracy, unreadable videos) and the confusion matrices."""
+def write_report(directory, results: dict, per_head: dict, names: dict, unreadable,
+                 bad_train_records=()) -> None:
+  """metrics.json (results, per-class accuracy, unreadable videos, the training records skipped
+  so far) and the confusion matrices."""
   directory.mkdir(parents=True, exist_ok=True)
   for h, m in per_head.items():
     write_confusion(directory, 'confusion_matrix' + ('_' + h if head_prefix(h) else ''),
                     m['confusion'], names[h])
   report = {**results, 'unreadable': list(unreadable),
+            'bad_train_records': list(bad_train_records),
             'per_class': {h: m['per_class'] for h, m in per_head.items()}}
   (directory / 'metrics.json').write_text(json.dumps(report, indent=1))
 
@@ -94,7 +98,9 @@ class Evaluator:
 
     self._forward = eval_step(model, mesh)
 
-  def run(self, params, *, tag: str, writer=None, step: int = 0) -> dict:
+  def run(self, params, *, tag: str, writer=None, step: int = 0, bad_train_records=()) -> dict:
+    """Metrics of `params` on the test split; bad_train_records (the trainer's skipped records)
+    are counted and listed in the report too."""
     cfg = self.config
     ds = pipeline.make_eval_dataset(
         cfg.data, local_batch_size=self.local_batch, split='test',
@@ -104,10 +110,15 @@ class Evaluator:
     for i, batch in enumerate(ds):
       ensemble.add(*jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh),
                                                  i)))
+    # Records found unreadable now (on any host: every host's ensemble holds every video).
+    bad = _on_every_host(sorted(ds.bad.found)) if ds.bad else []
+    ensemble.drop(bad)
     results, per_head = ensemble.metrics(self.names)
     # Videos that could not be decoded were left out when the split was prepared; say so.
-    skipped = [' '.join(map(str, s)) for s in ds.skipped]
+    skipped = [' '.join(map(str, s)) for s in ds.skipped] + [ds.bad.describe(e) for e in bad]
     results['num_unreadable'] = len(skipped)
+    if bad_train_records:
+      results['num_bad_train_records'] = len(bad_train_records)
     if skipped:
       logging.warning('%d unreadable test videos are not in the evaluation: %s', len(skipped),
                       '; '.join(skipped[:10]) + (' ...' if len(skipped) > 10 else ''))
@@ -117,9 +128,20 @@ class Evaluator:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
     if jax.process_index() == 0:
       out = self.workdir / 'eval' / tag
-      write_report(out, results, per_head, self.names, skipped)
+      write_report(out, results, per_head, self.names, skipped, bad_train_records)
       results['report_dir'] = str(out)
     return results
+
+
+def _on_every_host(values: list) -> list:
+  """The union over hosts of a short list of non-negative ints."""
+  if jax.process_count() == 1:
+    return values
+  n = int(np.max(multihost_utils.process_allgather(np.int32(len(values)))))
+  mine = np.full(max(n, 1), -1, np.int64)
+  mine[:len(values)] = values
+  gathered = np.asarray(multihost_utils.process_allgather(mine)).ravel()
+  return sorted({int(v) for v in gathered if v >= 0})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def result_table(results: dict, num_classes, wall_s: float) -> str:
     rows.append(('chance (top-1)', f'{100 / num_classes:.1f} %'))
   rows.append(('test videos', f"{results['num_videos']} x {results['views_per_video']} views"
                + (f", {results['num_unreadable']} unreadable" if results['num_unreadable'] else '')))
+  if results.get('num_bad_train_records'):
+    rows.append(('skipped training records', f"{results['num_bad_train_records']} (listed in "
+                 f"{results.get('report_dir', 'the eval report')}/metrics.json)"))
   if results.get('train_clips_per_s'):
     rows.append(('training speed', f"{results['train_clips_per_s']:.1f} clips/s"))
   rows.append(('wall time', f'{wall_s / 60:.1f} min'))
@@ -96,8 +99,9 @@ def main(argv):
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
   from mformer_jax import evaluate, preemption, train  # pylint: disable=g-import-not-at-top
-  from mformer_jax.checkpointing import CorruptCheckpointError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.checkpointing import CorruptCheckpointError  # pylint: disable=g-import-not-at-top,line-too-long
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import CorruptDataError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
@@ -128,7 +132,8 @@ def main(argv):
     print(e, file=sys.stderr)
     sys.exit(preemption.EXIT_STATUS)
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, CorruptCheckpointError, WorkdirError) as e:
+          OverlayError, train.NonFiniteLossError, CorruptCheckpointError, WorkdirError,
+          CorruptDataError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

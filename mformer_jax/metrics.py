@@ -42,6 +42,7 @@ class Ensemble:
   def __init__(self, num_videos: int, views_per_video: int):
     self.views_per_video = views_per_video
     self.views = np.zeros(num_videos, np.int64)
+    self.dropped = np.zeros(num_videos, bool)
     self.scores, self.labels = {}, {}
 
   def add(self, probs: dict, info: dict) -> None:
@@ -56,22 +57,30 @@ class Ensemble:
       np.add.at(self.scores[h], idx, p[mask])
       self.labels[h][idx] = info[h][mask]
 
+  def drop(self, videos) -> None:
+    """Leaves videos out of the metrics (unreadable at evaluation time; the caller reports
+    them). They must get no view at all."""
+    self.dropped[np.asarray(list(videos), np.int64)] = True
+
   def metrics(self, names: dict):
     """(results, per-head metrics); EK adds action = verb and noun both right."""
-    wrong = np.flatnonzero(self.views != self.views_per_video)
+    keep = ~self.dropped
+    wrong = np.flatnonzero(self.views != np.where(keep, self.views_per_video, 0))
     if len(wrong):
       raise RuntimeError(f'evaluation is broken: {len(wrong)} of {len(self.views)} videos got '
                          f'a number of views other than {self.views_per_video} (e.g. video '
-                         f'{wrong[0]}: {self.views[wrong[0]]})')
-    results = {'num_videos': len(self.views), 'views_per_video': self.views_per_video}
+                         f'{wrong[0]}: {self.views[wrong[0]]}'
+                         f'{", left out as unreadable" if self.dropped[wrong[0]] else ""})')
+    results = {'num_videos': int(keep.sum()), 'views_per_video': self.views_per_video}
     per_head = {}
     for h, s in self.scores.items():
-      per_head[h] = head_metrics(s, self.labels[h], names[h])
+      per_head[h] = head_metrics(s[keep], self.labels[h][keep], names[h])
       prefix = head_prefix(h)
       for key in ('top1', 'top5', 'mean_class_accuracy'):
         results[prefix + key] = per_head[h][key]
     if 'verb' in self.scores:  # top-5 action: both within their own top 5 (official)
       for k in (1, 5):
-        both = [topk_correct(self.scores[h], self.labels[h], k) for h in ('verb', 'noun')]
+        both = [topk_correct(self.scores[h][keep], self.labels[h][keep], k)
+                for h in ('verb', 'noun')]
         results[f'action_top{k}'] = float((both[0] & both[1]).mean())
     return results, per_head

@@ -225,9 +225,9 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   mesh = sharding.make_mesh()
   model = make_model(config.model)
   if model.cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
-    logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
-                    'float32, even where the CPU has AMX (benchmarks/results.md, Intel section): '
-                    '--config.model.dtype=float32 is faster on a CPU.')
+    logging.warning('model.dtype=bfloat16 on XLA:CPU computes its dots in float32 after '
+                    'converting (no AMX use; benchmarks/results.md, Intel section): '
+                    '--config.model.dtype=float32 is as fast or faster on a CPU.')
   evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
   mngr = checkpointing.manager(workdir, ck)
@@ -250,6 +250,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   batches = pipeline.make_train_iterator(
       config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())
+  bad_records = lambda: list(batches.bad.found.values()) if batches.bad else []  # skipped so far
   report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                            every_steps=train_cfg.log_every_steps, every_secs=None)
   acc, acc_from, results = None, start, {}
@@ -283,7 +284,8 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
       if eval_now:
         tick = time.perf_counter()
         with report.timed('eval'):
-          results = evaluator.run(state['params'], tag=f'step_{step}', writer=writer, step=step)
+          results = evaluator.run(state['params'], tag=f'step_{step}', writer=writer, step=step,
+                                  bad_train_records=bad_records())
         eval_s += time.perf_counter() - tick
       if save_now:
         checkpoint(step, results if eval_now else None)
@@ -292,7 +294,8 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
                         f'{mngr.directory}; run the same command to continue')
     train_s = time.perf_counter() - t0 - eval_s if t0 else 0.0
     if not results:  # resumed a finished run: evaluate its final parameters again
-      results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total)
+      results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total,
+                              bad_train_records=bad_records())
     writer.flush()
   finally:
     checkpointing.finish(mngr)  # never leave a half-written checkpoint behind us

@@ -119,3 +119,32 @@ def epic_tree(root, num_frames=200):
         w.writerow([nid, 'P01', 'P01_101', start, start, stop, 0, 0, 'x', 'v', verb, 'n', noun,
                     '[]', '[]'])
   return rows
+
+
+def damage_record(prepared, split, example, how):
+  """Damages the record of `example` in a prepared split, in place; returns (shard name, video
+  key). how: 'flip' (a flipped bit, as a failing disk or copy leaves it: the CRC no longer
+  matches) or 'jpeg' (every frame replaced by bytes that are no JPEG, whichever a clip samples,
+  in a well-formed record of the same length, CRCs recomputed)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  index = np.load(os.path.join(prepared, f'{split}.index.npz'))
+  with open(os.path.join(prepared, f'{split}.json')) as f:
+    name = json.load(f)['shards'][index['shard'][example]]
+  shard = os.path.join(prepared, name)
+  offset, length = int(index['offset'][example]), int(index['length'][example])
+  with open(shard, 'rb') as f:
+    data = bytearray(f.read())
+  original = bytes(data[offset:offset + length])
+  if how == 'flip':
+    data[offset + length // 2] ^= 0x40
+    with open(shard, 'wb') as f:
+      f.write(bytes(data))
+  else:
+    record = tf.train.SequenceExample.FromString(original)
+    for frame in record.feature_lists.feature_list['image/encoded'].feature:
+      frame.bytes_list.value[0] = b'\xff\xd8' + bytes(len(frame.bytes_list.value[0]) - 2)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    with tf.io.TFRecordWriter(shard) as w:
+      for r in records:
+        w.write(record.SerializeToString() if r == original else r)
+  return name, str(index['key'][example])

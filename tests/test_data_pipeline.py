@@ -1,13 +1,14 @@
 """tf.data pipelines on prepared fixture trees: sampling, augmentation, views, hosts, resume."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import data_fixtures as fx
-from mformer_jax.data import DatasetNotFoundError
+from mformer_jax.data import CorruptDataError, DatasetNotFoundError
 from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
@@ -220,3 +221,64 @@ def test_rand_augment_every_op_is_shared_by_all_frames():
     assert 0 <= out.min() and out.max() <= 255, name
     assert np.abs(out - clip).mean() > 0.1, name  # The op did something ...
     np.testing.assert_array_equal(out, np.broadcast_to(out[0], out.shape))  # ... the same.
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad records: a flipped byte (CRC), a frame that does not decode (CRC intact)
+# ----------------------------------------------------------------------------------------------
+def _damaged_copy(k400, tmp_path, split, example, how):
+  """A copy of the prepared k400 tree with one record damaged (fx.damage_record); returns (data
+  config, shard name, video key)."""
+  cfg, _, root = k400
+  shutil.copytree(root / 'out', tmp_path / 'out')
+  bad = cfg.copy_and_resolve_references()
+  bad.data_dir = str(tmp_path / 'out')
+  return (bad, *fx.damage_record(bad.data_dir, split, example, how))
+
+
+def _train_batches(cfg, k, start_step=0):
+  it = pipeline.make_train_iterator(cfg, local_batch_size=4, seed=5, start_step=start_step,
+                                    process_index=0, process_count=1)
+  return [next(it) for _ in range(k)], it
+
+
+def test_a_record_failing_its_crc_is_replaced_by_the_next_one_deterministically(k400, tmp_path):
+  """6 videos, batches of 4: video 2's slot goes to the example after it in the epoch's order,
+  everything else is the clean run's, and resuming reproduces it (the substitution depends on
+  the data only)."""
+  cfg, videos, _ = k400
+  bad_cfg, shard, key = _damaged_copy(k400, tmp_path, 'train', 2, 'flip')
+  bad_cfg.max_bad_fraction = 0.2  # 1 of 6
+  clean, _ = _train_batches(cfg, 6)
+  damaged, it = _train_batches(bad_cfg, 6)
+  (example, found), = it.bad.found.items()
+  assert example == 2 and found.startswith(f'{shard} record 0 ({key}): fails its CRC')
+  tag = lambda b: [int(t) for t in fx.video_tags(b['clip'])]
+  bad_tag, = [t for t, v in videos.items() if v['stem'] in key]
+  replaced = 0
+  for c, d in zip(clean, damaged):
+    for i, (tc, td) in enumerate(zip(tag(c), tag(d))):
+      assert td != bad_tag
+      if tc == bad_tag:  # the next example of the epoch's order took the slot, labels and all
+        replaced += 1
+        assert d['label'][i] == videos[td]['label']
+      else:
+        np.testing.assert_array_equal(c['clip'][i], d['clip'][i])
+  assert replaced == 4  # once per epoch: 24 slots, 6 videos
+  resumed, _ = _train_batches(bad_cfg, 3, start_step=3)
+  for a, b in zip(damaged[3:], resumed):
+    np.testing.assert_array_equal(a['clip'], b['clip'])
+  # Beyond the budget: one clear error naming the record.
+  bad_cfg.max_bad_fraction = 0.1
+  with pytest.raises(CorruptDataError, match=f'1 of 6 train records .* {shard} record 0'):
+    _train_batches(bad_cfg, 6)
+
+
+def test_eval_leaves_out_a_video_whose_frame_does_not_decode(k400, tmp_path):
+  bad_cfg, shard, key = _damaged_copy(k400, tmp_path, 'test', 3, 'jpeg')
+  bad_cfg.max_bad_fraction = 0.2
+  ev = pipeline.make_eval_dataset(bad_cfg, local_batch_size=16, process_index=0, process_count=1)
+  seen = {int(v) for b in ev for v, m in zip(b['video_index'], b['mask']) if m}
+  assert seen == {0, 1, 2, 4, 5}
+  (example, found), = ev.bad.found.items()
+  assert example == 3 and found.startswith(f'{shard} record 1 ({key}): frame 0 does not decode')

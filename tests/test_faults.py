@@ -4,7 +4,10 @@ corrupt checkpoints (truncated orbax metadata, flipped bytes, truncated data, wr
 non-finite values) -> fallback to the newest good step, or strict stop; environment faults
 (unknown config key, read-only workdir, a path through a file, a full disk, gs:// without
 credentials) -> one `error:` line, exit status 2; a second trainer on a workdir -> refused while
-the first lives, taken over when it is gone. (SIGTERM/SIGINT: tests/test_train.py.)
+the first lives, taken over when it is gone; a shard with a record that fails its CRC and one
+whose frame does not decode -> skipped, counted and reported, or beyond the budget one line,
+never a hang. (SIGTERM/SIGINT: tests/test_train.py; the pipeline's substitution and resume:
+tests/test_data_pipeline.py.)
 """
 import json
 import os
@@ -18,8 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import data_fixtures as fx
 import train_fixtures as tf_
 from mformer_jax import checkpointing, convert, evaluate, train, workdir as workdir_lib
+from mformer_jax.data import layouts, prepare
 
 
 @pytest.fixture(scope='module')
@@ -251,3 +256,55 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(
   assert json.loads((tmp_path / workdir_lib.LOCK_NAME).read_text())['pid'] == os.getpid()
   lock.release()
   assert (tmp_path / workdir_lib.LOCK_NAME).read_text() == ''
+
+
+# ----------------------------------------------------------------------------------------------
+# A corrupt shard: skipped and counted within the budget, one line beyond, never a hang
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def corrupt_shards(tmp_path_factory):
+  """A prepared split pair with train record 1 failing its CRC and test record 3 holding a
+  frame that does not decode."""
+  root = tmp_path_factory.mktemp('clips')
+  fx.kinetics_tree(str(root / 'videos'))
+  items, classes = layouts.kinetics(str(root / 'videos'))
+  for split in ('train', 'test'):
+    prepare.build(items, classes, out=str(root / 'out'), split=split, layout='kinetics',
+                  per_shard=2)
+  train_bad = fx.damage_record(str(root / 'out'), 'train', 1, 'flip')
+  test_bad = fx.damage_record(str(root / 'out'), 'test', 3, 'jpeg')
+  return str(root / 'out'), train_bad, test_bad
+
+
+def _train_on(data, workdir, **overrides):
+  cmd = [sys.executable, '-m', 'mformer_jax.main', f'--config=configs/own_videos.py:{data}',
+         f'--workdir={workdir}'] + [f'--config.{k}={v}' for k, v in
+                                    {**tf_.ON_CLIPS, **overrides}.items()]
+  # The timeout is the point as much as the status: a dead input pipeline must never hang.
+  return subprocess.run(cmd, cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True,
+                        timeout=400)
+
+
+@pytest.mark.slow
+def test_a_corrupt_shard_is_skipped_counted_and_reported(corrupt_shards, tmp_path):
+  data, (train_shard, train_key), (test_shard, test_key) = corrupt_shards
+  proc = _train_on(data, tmp_path / 'w', **{'data.max_bad_fraction': 0.2})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'skipped an unreadable train record: {train_shard} record 1 ({train_key}): fails its ' \
+         'CRC' in proc.stderr
+  assert '5 x 1 views, 1 unreadable' in proc.stdout  # the result table
+  assert 'skipped training records  1 (listed in ' in proc.stdout
+  report = json.loads((tmp_path / 'w' / 'eval' / 'step_3' / 'metrics.json').read_text())
+  assert report['num_videos'] == 5 and report['num_unreadable'] == 1
+  assert len(report['unreadable']) == 1 and report['unreadable'][0].startswith(
+      f'{test_shard} record 1 ({test_key}): frame 0 does not decode')
+  assert len(report['bad_train_records']) == 1 and report['num_bad_train_records'] == 1
+  assert report['bad_train_records'][0].startswith(f'{train_shard} record 1 ({train_key}): fails')
+
+
+@pytest.mark.slow
+def test_a_corrupt_shard_beyond_the_budget_ends_the_run_in_one_line(corrupt_shards, tmp_path):
+  data, (train_shard, _), _ = corrupt_shards
+  proc = _train_on(data, tmp_path / 'w')  # the default budget: 1 %
+  _one_error_line(proc, '1 of 6 train records (16.7 %) are unreadable, more than '
+                  f'data.max_bad_fraction=0.01 allows: {train_shard} record 1')

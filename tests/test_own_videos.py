@@ -17,16 +17,7 @@ sys.path.insert(0, tf_.ROOT)
 from configs import own_videos  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CLIP_FRAMES = 24
-# The tiny trainer of train_fixtures on this data: 2 classes x 3 training clips, one test view.
-TINY = {
-    'model.num_frames': 8, 'model.img_size': 32, 'model.pretrain_img_size': 32,
-    'model.patch_size': 8, 'model.embed_dim': 32, 'model.depth': 1, 'model.num_heads': 2,
-    'model.dtype': 'float32', 'data.num_frames': 8, 'data.sampling_rate': 2,
-    'data.crop_size': 32, 'data.train_jitter_scales': (32, 40), 'data.test_num_clips': 1,
-    'data.test_num_crops': 1, 'data.num_parallel_calls': 1, 'train.batch_size': 2,
-    'train.num_epochs': 1.0, 'train.lr_boundaries': (0.5, 0.75), 'train.log_every_steps': 1,
-    'checkpoint.every_steps': 100, 'eval.batch_size': 2, 'eval.every_epochs': 0.0,
-}
+TINY = tf_.ON_CLIPS  # the tiny trainer on this data: 2 classes x 3 training clips
 
 
 def make_class_folders(root):

@@ -17,6 +17,17 @@ TINY = {
     'checkpoint.every_steps': 4, 'eval.every_epochs': 0.0, 'eval.batch_size': 8,
 }
 
+# The same model on prepared video clips (configs/own_videos.py; 48-64 px clips: one test view).
+ON_CLIPS = {
+    'model.num_frames': 8, 'model.img_size': 32, 'model.pretrain_img_size': 32,
+    'model.patch_size': 8, 'model.embed_dim': 32, 'model.depth': 1, 'model.num_heads': 2,
+    'model.dtype': 'float32', 'data.num_frames': 8, 'data.sampling_rate': 2,
+    'data.crop_size': 32, 'data.train_jitter_scales': (32, 40), 'data.test_num_clips': 1,
+    'data.test_num_crops': 1, 'data.num_parallel_calls': 1, 'train.batch_size': 2,
+    'train.num_epochs': 1.0, 'train.lr_boundaries': (0.5, 0.75), 'train.log_every_steps': 1,
+    'checkpoint.every_steps': 100, 'eval.batch_size': 2, 'eval.every_epochs': 0.0,
+}
+
 # The memory-lean update: blocks stacked under one lax.scan, AdamW inside the backward pass.
 FUSED = {'model.scan_blocks': True, 'train.fused_update': True}
 

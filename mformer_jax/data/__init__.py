@@ -40,6 +40,11 @@ def normalise_pixels(frames, mean=PIXEL_MEAN, std=PIXEL_STD):
   return np.asarray(frames, np.float32) / scale - shift
 
 
+class CorruptDataError(ValueError):
+  """More records of a split fail (CRC, parsing, a frame's decoding) than data.max_bad_fraction
+  allows; the message lists them by shard and record index."""
+
+
 class DatasetNotFoundError(ValueError):
   """A real dataset was requested but `data_dir` holds no prepared split."""
 

@@ -54,6 +54,9 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   c.color_jitter_strength = 0.4
   c.rand_augment = RAND_AUGMENT.get(dataset, '')
   c.num_parallel_calls = 0  # 0 = tf.data.AUTOTUNE.
+  # Records that fail their CRC, do not parse or hold a frame that does not decode are skipped,
+  # counted and reported, up to this fraction of a host's share of a split; beyond, an error.
+  c.max_bad_fraction = 0.01
   c.prefetch = 2  # Batches.
   # synthetic_motion clips are rendered at exactly num_frames x crop_size and used as they are:
   # the spatial/colour augmentations above apply to the real datasets only.

@@ -7,6 +7,15 @@ decoding) the skipped examples, and yields exactly what the uninterrupted iterat
 
 Hosts: process p of P owns the contiguous block [n*p//P, n*(p+1)//P) of examples (so, shards are
 written in example order, disjoint groups of shards).
+
+Bad records (prepared shards): every read checks the TFRecord framing's two CRCs (length and
+data). A record that fails them, does not parse or holds a frame that does not decode is skipped
+like an unreadable video, logged once with its shard and record index, and counted against
+data.max_bad_fraction (`CorruptDataError` beyond). In training its slot in the batch goes to
+the next readable example of the epoch's order, so stream position i still feeds step i and
+resuming stays bitwise (the substitution is a function of the data alone). At evaluation the
+video is left out of the metrics and listed as unreadable. A failure whose record turns out
+readable is not the data's: it is raised again, with its own traceback.
 """
 
 import functools
@@ -16,8 +25,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
+from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
-from mformer_jax.data import DatasetNotFoundError, normalise_pixels
+from mformer_jax.data import CorruptDataError, DatasetNotFoundError, normalise_pixels
 from mformer_jax.data import augment
 from mformer_jax.data import synthetic
 from mformer_jax.data import video
@@ -96,21 +107,61 @@ class _Prepared:
     paths = [os.path.join(cfg.data_dir, s) for s in self.summary['shards']]
     self.path = tf.gather(tf.constant(paths), index['shard']) if self.num else None
     self.index = {k: tf.constant(v) for k, v in index.items() if k not in ('shard', 'key')}
+    self.np_index, self.paths = index, paths
+
+  @staticmethod
+  def _read(path, offset, length):
+    """One record's bytes, its CRCs checked (tf.errors.DataLossError when they fail)."""
+    # Scalars arrive as bytes/ints inside tf.data and as 0-d arrays when run eagerly; `offset`
+    # is the data's, after the framing's uint64 length and its uint32 CRC.
+    reader = tf_record.tf_record_random_reader(os.fsdecode(np.asarray(path).item()))
+    record, _ = reader.read(int(offset) - 12)
+    if len(record) != int(length):
+      raise tf.errors.DataLossError(None, None, f'record of {len(record)} bytes, the index '
+                                    f'says {int(length)}')
+    return record
+
+  @staticmethod
+  def _parse(record):
+    parsed = tf.io.parse_single_sequence_example(
+        record, sequence_features={'image/encoded': tf.io.FixedLenSequenceFeature([], tf.string)})
+    return parsed[1]['image/encoded']
 
   def frames(self, example):
     """The encoded JPEGs of one example (a string vector), read by offset."""
-    def read(path, offset, length):
-      # Scalars arrive as bytes/ints inside tf.data and as 0-d arrays when run eagerly.
-      with tf.io.gfile.GFile(os.fsdecode(np.asarray(path).item()), 'rb') as f:
-        f.seek(int(offset))
-        return f.read(int(length))
     record = tf.numpy_function(
-        read, [tf.gather(self.path, example), self.index['offset'][example],
-               self.index['length'][example]], tf.string, stateful=False)
-    parsed = tf.io.parse_single_sequence_example(
-        tf.ensure_shape(record, []),
-        sequence_features={'image/encoded': tf.io.FixedLenSequenceFeature([], tf.string)})
-    return parsed[1]['image/encoded']
+        self._read, [tf.gather(self.path, example), self.index['offset'][example],
+                     self.index['length'][example]], tf.string, stateful=False)
+    return self._parse(tf.ensure_shape(record, []))
+
+  def describe(self, example) -> str:
+    """'<shard> record <k> (<video key>)': where an example lives."""
+    shard, offset = self.np_index['shard'], self.np_index['offset']
+    e = int(example)
+    k = int(np.sum((shard == shard[e]) & (offset < offset[e])))
+    return f"{self.summary['shards'][shard[e]]} record {k} ({self.np_index['key'][e]})"
+
+  def diagnose(self, example) -> str:
+    """Why an example's record is unusable, or '' when it is fine (the failure was elsewhere)."""
+    e = int(example)
+    first = lambda err: (str(getattr(err, 'message', err)).strip().splitlines() or [''])[0]
+    try:
+      record = self._read(self.paths[self.np_index['shard'][e]], self.np_index['offset'][e],
+                          self.np_index['length'][e])
+    except tf.errors.DataLossError as err:
+      return f'fails its CRC ({first(err)})'
+    try:
+      frames = self._parse(record).numpy()
+    except tf.errors.InvalidArgumentError as err:
+      return f'does not parse ({first(err)})'
+    if len(frames) != self.np_index['num_frames'][e]:
+      return f"holds {len(frames)} frames, the index says {self.np_index['num_frames'][e]}"
+    for i, frame in enumerate(frames):
+      try:
+        tf.io.decode_jpeg(frame, channels=3)
+      except tf.errors.InvalidArgumentError as err:
+        return f'frame {i} does not decode ({first(err)})'
+    return ''
 
   def labels(self, example):
     return {k: self.index[k][example] for k in self.cfg.label_keys}
@@ -240,9 +291,70 @@ class _SyntheticSource:
     return self.cache.videos[indices - self.lo], self.cache.labels[indices - self.lo]
 
 
+SUBSTITUTES = 4  # candidates per training slot: its own example, then the next ones in order
+
+
+class BadRecords:
+  """The unreadable records one host's pipeline met: diagnosed, logged once each, counted."""
+
+  def __init__(self, prepared, split: str, share: int, max_fraction: float):
+    self.prepared, self.split, self.share, self.max_fraction = prepared, split, share, max_fraction
+    self.found = {}  # example -> '<shard> record <k> (<key>): <reason>'
+
+  def describe(self, example) -> str:
+    """The entry of `found`, or (an example another host found) the same computed here."""
+    e = int(example)
+    return self.found.get(e) or f'{self.prepared.describe(e)}: {self.prepared.diagnose(e)}'
+
+  def add(self, examples, rerun) -> None:
+    """Counts `examples` as unreadable. rerun(example) repeats the failed computation of one whose
+    record reads fine, so that a failure that is not the data's raises with its traceback."""
+    for e in map(int, examples):
+      if e in self.found:
+        continue
+      reason = self.prepared.diagnose(e)
+      if not reason:
+        rerun(e)
+        raise RuntimeError(f'{self.split} example {e} failed in the input pipeline, yet its '
+                           'record reads, parses and decodes, and it computes alone')
+      self.found[e] = f'{self.prepared.describe(e)}: {reason}'
+      logging.warning('skipped an unreadable %s record: %s', self.split, self.found[e])
+    if len(self.found) > self.max_fraction * self.share:
+      listed = '; '.join(list(self.found.values())[:5]) + (' ...' if len(self.found) > 5 else '')
+      raise CorruptDataError(
+          f'{len(self.found)} of {self.share} {self.split} records '
+          f'({100 * len(self.found) / self.share:.1f} %) are unreadable, more than '
+          f'data.max_bad_fraction={self.max_fraction:g} allows: {listed}. Prepare the split '
+          'again (data/README.md) or raise --config.data.max_bad_fraction')
+
+
+class TrainBatches:
+  """The training iterator; `bad.found` (prepared data) holds the records skipped so far."""
+
+  def __init__(self, batches, bad=None, rerun=None):
+    self._batches, self.bad, self._rerun = batches, bad, rerun
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self._batches)
+    if self.bad is None:
+      return batch
+    skipped, candidates, seeds = (batch.pop(k) for k in ('_skipped', '_candidates', '_seed'))
+    for k, cands, seed in zip(skipped, candidates, seeds):
+      if k:
+        self.bad.add(cands[:k], lambda e, seed=seed: self._rerun(e, seed))
+      if k == SUBSTITUTES:  # the slot holds a placeholder: never train on it
+        raise CorruptDataError(f'{SUBSTITUTES} training records in a row of the epoch order are '
+                               f'unreadable: {"; ".join(self.bad.found[int(c)] for c in cands)}')
+    return batch
+
+
 def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, process_index=None,
                         process_count=None):
-  """Infinite iterator of {'clip': (b, T, S, S, 3) float32, 'label' | 'verb','noun': (b,)}."""
+  """Infinite iterator (`TrainBatches`) of {'clip': (b, T, S, S, 3) float32, 'label' |
+  'verb','noun': (b,)}."""
   p, count = _process(process_index, process_count)
   n = num_examples(data_cfg, 'train')
   lo, hi = _block(n, p, count)
@@ -253,29 +365,50 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
   def order(epoch):
     return lo + np.random.default_rng([seed, epoch, p]).permutation(hi - lo)
 
-  def stream(start):
+  def stream(start, width=1):
+    """(examples, seed) per stream position: its example, then (width > 1) the ones after it in
+    the epoch's order, the substitutes for an unreadable record."""
     for g in itertools.count(start):
       epoch, pos = divmod(g, hi - lo)
-      yield order(epoch)[pos], np.array([seed, g * count + p], np.int64)
+      yield (order(epoch)[(pos + np.arange(width)) % (hi - lo)],
+             np.array([seed, g * count + p], np.int64))
 
   first = start_step * local_batch_size
   if _synthetic(data_cfg):
-    return _synthetic_batches(data_cfg, stream(first), local_batch_size, lo, hi)
+    return TrainBatches(_synthetic_batches(data_cfg, stream(first), local_batch_size, lo, hi))
   prepared = _Prepared(data_cfg, 'train')
   ds = tf.data.Dataset.from_generator(
-      lambda: stream(first), output_signature=(tf.TensorSpec([], tf.int64),
-                                               tf.TensorSpec([2], tf.int64)))
-  ds = ds.map(prepared.train_example, num_parallel_calls=data_cfg.num_parallel_calls or
-              tf.data.AUTOTUNE, deterministic=True)
+      lambda: stream(first, SUBSTITUTES),
+      output_signature=(tf.TensorSpec([SUBSTITUTES], tf.int64), tf.TensorSpec([2], tf.int64)))
+
+  def slot(candidates, example_seed):
+    """The first readable candidate, with how many were skipped before it; a placeholder
+    (skipped = SUBSTITUTES) when none is, so that every position yields exactly one element."""
+    def attempt(example, rank):
+      return dict(prepared.train_example(example, example_seed), _skipped=rank,
+                  _candidates=candidates, _seed=example_seed)
+    tried = tf.data.Dataset.from_tensor_slices(
+        (candidates, tf.range(SUBSTITUTES, dtype=tf.int64))).map(attempt).ignore_errors()
+    none = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), tried.element_spec)
+    none.update(_skipped=tf.constant(SUBSTITUTES, tf.int64), _candidates=candidates,
+                _seed=example_seed)
+    return tried.concatenate(tf.data.Dataset.from_tensors(none)).take(1)
+
+  # A deterministic interleave of one-element datasets keeps the stream's order exactly.
+  parallel = data_cfg.num_parallel_calls or tf.data.AUTOTUNE
+  ds = ds.interleave(slot, cycle_length=parallel, block_length=1, num_parallel_calls=parallel,
+                     deterministic=True)
   ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(data_cfg.prefetch)
-  return ds.as_numpy_iterator()
+  bad = BadRecords(prepared, 'train', hi - lo, data_cfg.max_bad_fraction)
+  rerun = lambda e, s: prepared.train_example(tf.constant(e, tf.int64), tf.constant(s))
+  return TrainBatches(ds.as_numpy_iterator(), bad, rerun)
 
 
 def _synthetic_batches(cfg, stream, batch_size, lo, hi):
   source = _SyntheticSource(cfg, 'train', lo, hi)
   while True:
     items = [next(stream) for _ in range(batch_size)]
-    videos, labels = source.get(np.array([index for index, _ in items]))
+    videos, labels = source.get(np.array([index[0] for index, _ in items]))
     if cfg.get('single_frame', False):  # one random frame per clip, from the example's seed
       pick = [np.random.default_rng([*seed, 2]).integers(cfg.num_frames) for _, seed in items]
       videos = videos[np.arange(batch_size), pick][:, None]
@@ -288,7 +421,9 @@ class EvalDataset:
 
   Every host yields `num_batches` batches (the same number on all hosts, as a jitted eval step
   over global arrays requires); each video of the split appears on exactly one host, all its
-  views contiguous. Videos skipped at preparation are listed in `skipped` (path, reason).
+  views contiguous. Videos skipped at preparation are listed in `skipped` (path, reason);
+  records found unreadable while iterating are left out and listed in `bad.found` (prepared
+  data; see the module docstring).
   """
 
   def __init__(self, cfg, local_batch_size, split, process_index, process_count):
@@ -303,9 +438,10 @@ class EvalDataset:
       if self.views_per_video != 1:
         raise ValueError('synthetic_motion clips are rendered at exactly num_frames x '
                          'crop_size, so test_num_clips and test_num_crops must be 1.')
-      self.skipped = []
+      self.skipped, self.bad = [], None
     else:
       self.skipped = [tuple(s) for s in _summary(cfg.data_dir, cfg.name, split)['skipped']]
+      self.bad = BadRecords(_Prepared(cfg, split), split, self.num_videos, cfg.max_bad_fraction)
     self.num_skipped = len(self.skipped)
 
   def _videos(self):
@@ -322,12 +458,20 @@ class EvalDataset:
           yield dict(clip=_normalise_np(clip, cfg.bgr),
                      label=np.array([label]), video_index=np.array([start + i], np.int32))
       return
-    prepared = _Prepared(cfg, self.split)
-    ds = tf.data.Dataset.range(self.lo, self.hi).map(
-        prepared.test_example, num_parallel_calls=cfg.num_parallel_calls or tf.data.AUTOTUNE,
+    prepared, parallel = self.bad.prepared, cfg.num_parallel_calls or tf.data.AUTOTUNE
+    # One-element datasets, an unreadable one left empty, interleaved in order: the gaps in
+    # video_index are the unreadable videos.
+    ds = tf.data.Dataset.range(self.lo, self.hi).interleave(
+        lambda e: tf.data.Dataset.from_tensors(e).map(prepared.test_example).ignore_errors(),
+        cycle_length=parallel, block_length=1, num_parallel_calls=parallel,
         deterministic=True).prefetch(2)
+    rerun = lambda e: prepared.test_example(tf.constant(e, tf.int64))
+    expected = self.lo
     for example in ds.as_numpy_iterator():
+      self.bad.add(range(expected, int(example['video_index'])), rerun)
+      expected = int(example['video_index']) + 1
       yield {k: np.repeat(v[None], views, 0) if k != 'clip' else v for k, v in example.items()}
+    self.bad.add(range(expected, self.hi), rerun)
 
   def _empty(self):
     cfg = self.cfg
