@@ -225,9 +225,9 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   mesh = sharding.make_mesh()
   model = make_model(config.model)
   if model.cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
-    logging.warning('model.dtype=bfloat16 on XLA:CPU computes its dots in float32 after '
-                    'converting (no AMX use; benchmarks/results.md, Intel section): '
-                    '--config.model.dtype=float32 is as fast or faster on a CPU.')
+    logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
+                    'float32, even where the CPU has AMX (benchmarks/results.md, Intel section): '
+                    '--config.model.dtype=float32 is faster on a CPU.')
   evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
   mngr = checkpointing.manager(workdir, ck)
