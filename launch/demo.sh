@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main command: sets up .venv if needed, then trains a small Motionformer on the
-# embedded synthetic motion dataset (CPU, ~5 min on 2 cores), evaluates it and prints a result
+# embedded synthetic motion dataset (CPU, minutes: README), evaluates it and prints a result
 # table (accuracy vs chance, clips/s, TensorBoard logdir).
 # Usage: bash launch/demo.sh [WORKDIR] [--config.key=value ...]
 #   WORKDIR defaults to a fresh workdirs/demo-<time>; an existing one is resumed.
