@@ -54,7 +54,7 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   config.experiment = f'{dataset}_{variant}'
   config.mode = 'train'           # train | eval | predict
   config.video = ''               # predict: the video file
-  # predict: also write config.video with the top labels drawn on it (.mp4/.webm; '' = print
+  # predict: also write config.video with the top labels drawn on it (.mp4/.webm/.gif; '' = print
   # only), and with predict_query=FRAME,X,Y (pixels of the model's centre view) the clip the
   # model saw with that point's last-layer attention map overlaid instead (overlay.py).
   config.predict_output = ''

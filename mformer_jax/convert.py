@@ -238,8 +238,19 @@ def config_from_official(cfg: Mapping[str, Any]) -> dict[str, Any]:
   return out
 
 
+_SHAPE_KEYS = ('cls_token', 'patch_embed_3d.proj.weight', 'temp_embed', 'blocks.0.mlp.fc1.weight')
+
+
 def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
   """What the shapes determine. num_heads is not visible: ViT convention d=64 is assumed."""
+  missing = [k for k in _SHAPE_KEYS if k not in sd]
+  missing += [] if 'head.weight' in sd or 'head0.weight' in sd else ['head.weight (or head0/1)']
+  if missing:
+    keys = sorted(sd)
+    raise CheckpointMismatchError(
+        'not an official Motionformer state dict, so its shapes say nothing about the model:\n'
+        f'  missing ({len(missing)}): {", ".join(missing)}\n'
+        f'  its keys ({len(keys)}): {", ".join(keys[:12])}{", ..." if len(keys) > 12 else ""}')
   d = sd['cls_token'].shape[-1]
   kernel = sd['patch_embed_3d.proj.weight']
   depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r'blocks\.(\d+)\.', k)))

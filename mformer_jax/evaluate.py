@@ -186,11 +186,14 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)
 
 
-def predict(config, workdir: str, *, top: int = 5) -> dict:
+def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   """{head: [(class name, ensemble probability)] * top} for the video file config.video; with
-  config.predict_output also the labelled video (overlay.py)."""
+  config.predict_output also the labelled video (overlay.py), checked before the model runs and
+  written after report(result) has shown the answer."""
   if not config.video:
     raise ValueError('predict needs a video: --config.video=PATH')
+  if config.get('predict_output'):
+    overlay.check_output(config.predict_output)
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, _ = _params_to_evaluate(config, workdir, model, mesh)
   views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
@@ -201,6 +204,8 @@ def predict(config, workdir: str, *, top: int = 5) -> dict:
     probs = np.asarray(probs).sum(0) / len(views)
     best = np.argsort(-probs, kind='stable')[:top]
     result[head] = [(names[head][i], float(probs[i])) for i in best]
+  if report is not None:
+    report(result)
   if config.get('predict_output') and jax.process_index() == 0:
     overlay.write_prediction(config.predict_output, config, model, params, result)
   return result

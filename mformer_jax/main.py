@@ -98,8 +98,8 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
-  from mformer_jax import evaluate, preemption, train  # pylint: disable=g-import-not-at-top
-  from mformer_jax.checkpointing import CorruptCheckpointError  # pylint: disable=g-import-not-at-top,line-too-long
+  from mformer_jax import checkpointing, evaluate  # pylint: disable=g-import-not-at-top
+  from mformer_jax import preemption, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import CorruptDataError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
@@ -118,11 +118,13 @@ def main(argv):
     elif config.mode == 'eval':
       results = evaluate.evaluate_checkpoint(config, workdir)
     elif config.mode == 'predict':
-      for head, top in evaluate.predict(config, workdir).items():
-        if host0:
-          print(f'{config.video}: top-{len(top)} {head_prefix(head).rstrip("_")}')
-          for name, p in top:
-            print(f'  {p:6.3f}  {name}')
+      def show(result):  # the answer first, before any file is written
+        for head, top in result.items():
+          if host0:
+            print(f'{config.video}: top-{len(top)} {head_prefix(head).rstrip("_")}')
+            for name, p in top:
+              print(f'  {p:6.3f}  {name}', flush=True)
+      evaluate.predict(config, workdir, report=show)
       if host0 and config.get('predict_output'):
         print(f'{config.video}: labelled video -> {config.predict_output}')
       return
@@ -132,8 +134,8 @@ def main(argv):
     print(e, file=sys.stderr)
     sys.exit(preemption.EXIT_STATUS)
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, CorruptCheckpointError, WorkdirError,
-          CorruptDataError) as e:
+          OverlayError, train.NonFiniteLossError, checkpointing.CorruptCheckpointError,
+          WorkdirError, CorruptDataError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -6,6 +6,8 @@ query (FRAME,X,Y in pixels of the model's centre view, as attention_maps' --quer
 exists on the clip the model saw, so the output is that clip: one 256 px panel per temporal slot
 (the query's last-layer attention, heads averaged, its argmax path), shown at 2 fps.
 """
+import os
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -14,6 +16,9 @@ from mformer_jax.data import pipeline, video
 from mformer_jax.model import head_prefix
 
 TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
+# The formats predict_output may name, and their encoder (None: an animated GIF, as the Fig. 2
+# CLI writes).
+FORMATS = {'.mp4': 'libx264', '.webm': 'libvpx-vp9', '.gif': None}
 
 
 class OverlayError(ValueError):
@@ -71,6 +76,22 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
                                token=token, query_xy=(qx, qy))
 
 
+def check_output(path: str) -> None:
+  """OverlayError (one line naming `path`) for an output write_prediction cannot produce: called
+  before the model runs, so that a typo costs nothing."""
+  ext = os.path.splitext(path)[1].lower()
+  folder = os.path.dirname(os.path.abspath(path))
+  if ext not in FORMATS:
+    problem = f'{ext or "no extension"}: not a format predict writes ({", ".join(FORMATS)})'
+  elif not os.path.isdir(folder):
+    problem = f'the folder {folder} does not exist'
+  elif not os.access(folder, os.W_OK):
+    problem = f'the folder {folder} is not writable'
+  else:
+    return
+  raise OverlayError(f'predict_output={path}: {problem}')
+
+
 def write_prediction(path: str, config, model, params, top: dict) -> int:
   """Writes the labelled video (module docstring) to `path`; returns its frame count."""
   if config.get('predict_query'):
@@ -80,5 +101,9 @@ def write_prediction(path: str, config, model, params, top: dict) -> int:
     frames = np.stack(frames)
   h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # H.264 (4:2:0) needs even sizes.
   frames = draw_labels(frames[:, :h, :w], label_lines(top))
-  video.write_video(path, frames, fps, 'libvpx-vp9' if path.endswith('.webm') else 'libx264')
+  codec = FORMATS[os.path.splitext(path)[1].lower()]
+  if codec is None:
+    video.write_gif(path, frames, fps)
+  else:
+    video.write_video(path, frames, fps, codec)
   return len(frames)

@@ -200,3 +200,19 @@ def test_cli_reports_errors(tmp_path, capsys):
   assert convert.main(['--input', str(tmp_path / 'broken.npz'), '--output', str(tmp_path / 'o'),
                        '--override', 'num_heads=4']) == 2
   assert 'head.bias' in capsys.readouterr().err
+
+
+def test_cli_names_the_keys_of_a_file_that_is_no_motionformer(tmp_path, capsys):
+  """Keys renamed (another model's, or another framework's naming): the shapes cannot say what
+  model it is, so one error lists what is missing and what the file holds (was a KeyError)."""
+  sd, _, _, _ = _golden_state_dict()
+  np.savez(tmp_path / 'wrong_keys.npz', **{'model.' + k.replace('.', '_'): v
+                                           for k, v in sd.items()})
+  assert convert.main(['--input', str(tmp_path / 'wrong_keys.npz'),
+                       '--output', str(tmp_path / 'o')]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: not an official Motionformer state dict') and 'Traceback' not in err
+  assert ('missing (5): cls_token, patch_embed_3d.proj.weight, temp_embed, '
+          'blocks.0.mlp.fc1.weight, head.weight (or head0/1)') in err
+  assert f'its keys ({len(sd)}): model.blocks_0_' in err
+  assert not (tmp_path / 'o').exists()

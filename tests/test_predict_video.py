@@ -1,9 +1,11 @@
 """predict's video output on real footage: the top labels drawn on every frame, the attention map
 of a query point on the clip the model saw, and one clear line for a truncated file."""
+import re
 import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import real_footage
 import train_fixtures as tf_
@@ -78,3 +80,35 @@ def test_predict_truncated_video_is_one_line(converted, tmp_path):
   assert 'Traceback' not in proc.stderr and proc.stdout == ''
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
   assert len(errors) == 1 and f'cannot read {truncated}' in errors[0], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize('name,problem', [
+    ('nodir/out.mp4', 'the folder {tmp}/nodir does not exist'),
+    ('out.avi', '.avi: not a format predict writes (.mp4, .webm, .gif)')])
+def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem):
+  # No model anywhere: were the check not first, 'nothing to evaluate' would come instead.
+  out = tmp_path / name
+  cfg = tf_.config(**{'video': real_footage.clip('carphone_pristine.mp4'),
+                      'predict_output': str(out)})
+  with pytest.raises(overlay.OverlayError, match=re.escape(
+      f'predict_output={out}: {problem.format(tmp=tmp_path)}')):
+    evaluate.predict(cfg, str(tmp_path / 'work'))
+
+
+@pytest.mark.slow
+def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(converted, tmp_path):
+  out = tmp_path / 'attention.gif'
+  cfg = tf_.config(**{'init.checkpoint': converted, 'predict_output': str(out),
+                      'video': real_footage.clip('carphone_pristine.mp4'),
+                      'predict_query': '0,20,12'})
+  seen = []
+  top = evaluate.predict(cfg, str(tmp_path / 'work'), report=lambda r: seen.append(
+      (r, out.exists())))
+  assert seen == [(top, False)]  # the answer came first, the file after it
+  gif = Image.open(out)
+  assert (gif.n_frames, gif.size, gif.info['duration'], gif.info['loop']) == (4, (256, 256), 500, 0)
+  model_cfg, params = convert.load_params(converted)
+  panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
+  gif.seek(0)
+  first = np.asarray(gif.convert('RGB'), np.float32)
+  assert np.abs(first - panels[0])[:-80].mean() < 8  # the panel, in GIF's 256 colours

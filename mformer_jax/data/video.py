@@ -71,3 +71,10 @@ def write_video(path, frames, fps=30, codec='libx264'):
     for frame in frames:
       out.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format='rgb24')))
     out.mux(stream.encode())
+
+
+def write_gif(path, frames, fps):
+  """An animated GIF of RGB uint8 frames (T, H, W, 3), looping, `fps` frames a second."""
+  images = [Image.fromarray(np.asarray(f)) for f in frames]
+  images[0].save(str(path), save_all=True, append_images=images[1:],
+                 duration=round(1000 / fps), loop=0)
