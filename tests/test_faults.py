@@ -92,6 +92,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
+@pytest.mark.slow
 def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, tmp_path):
   """The row that was silent: eval reported 23 % from NaN weights, resuming blamed the lr."""
   copy = _copy(trained, tmp_path)
@@ -166,6 +167,27 @@ def test_an_unknown_config_key_at_any_depth_is_one_line(tmp_path, flag, key):
   assert not os.listdir(tmp_path)  # refused before anything ran
 
 
+def test_workdir_faults_are_workdir_errors_naming_the_cause(tmp_path):
+  """What the entry points print as one `error:` line (the tests below run them): a path through
+  a file, a bucket that cannot be reached, a read-only mount."""
+  (tmp_path / 'afile').write_text('')
+  with pytest.raises(workdir_lib.WorkdirError,
+                     match=f'{tmp_path / "afile"} is a file, not a directory$'):
+    workdir_lib.prepare(tmp_path / 'afile' / 'w')
+  with pytest.raises(workdir_lib.WorkdirError, match='^cannot write to the workdir gs://mformer-'
+                     'jax-no-such-bucket-for-tests/w: .*are credentials set up'):
+    workdir_lib.prepare('gs://mformer-jax-no-such-bucket-for-tests/w')
+  mount = tmp_path / 'ro'
+  mount.mkdir()
+  proc = _in_tmpfs(mount, 'ro,size=1m', _shell([sys.executable, '-c', 'import sys; from '
+                                                'mformer_jax import workdir; workdir.prepare('
+                                                'sys.argv[1])', str(mount / 'w')]))
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'mformer_jax.workdir.WorkdirError: cannot write to the workdir {mount / "w"}: it is not '
+      'writable (Read-only file system)'), proc.stderr
+
+
+@pytest.mark.slow
 def test_a_workdir_through_a_file_is_one_line_before_compiling(tmp_path):
   (tmp_path / 'afile').write_text('')
   proc = tf_.run_main(tmp_path / 'afile' / 'w')
@@ -192,6 +214,7 @@ def _shell(cmd):
   return ' '.join("'" + a.replace("'", "'\\''") + "'" for a in cmd)
 
 
+@pytest.mark.slow
 def test_a_read_only_workdir_is_one_line(tmp_path):
   mount = tmp_path / 'ro'
   mount.mkdir()
@@ -220,6 +243,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(trained, tm
   assert proc.stdout.split()[-2:] == ['4', '8']
 
 
+@pytest.mark.slow
 def test_a_gs_workdir_without_credentials_is_one_line(tmp_path):
   proc = tf_.run_main('gs://mformer-jax-no-such-bucket-for-tests/w', timeout=180)
   _one_error_line(proc, 'gs://mformer-jax-no-such-bucket-for-tests/w', 'credentials')
@@ -237,17 +261,20 @@ time.sleep(600)
 """
 
 
-def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(tmp_path):
-  holder = subprocess.Popen([sys.executable, '-c', _HOLD, str(tmp_path)], cwd=tf_.ROOT,
+def _holder(workdir):
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD, str(workdir)], cwd=tf_.ROOT,
                             env=tf_.env(), stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == 'locked'
+  return holder
+
+
+def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(tmp_path):
+  holder = _holder(tmp_path)
   try:
-    assert holder.stdout.readline().strip() == 'locked'
     owner = json.loads((tmp_path / workdir_lib.LOCK_NAME).read_text())
-    assert owner['pid'] == holder.pid
-    proc = tf_.run_main(tmp_path)
-    _one_error_line(proc, f'{tmp_path} is in use by another trainer', f'pid {holder.pid}')
-    assert not (tmp_path / 'checkpoints').exists()
-    with pytest.raises(workdir_lib.WorkdirError, match=f'pid {holder.pid}'):
+    assert owner['pid'] == holder.pid and owner['host'] and owner['started']
+    with pytest.raises(workdir_lib.WorkdirError, match=f'^{tmp_path} is in use by another '
+                       f'trainer \\(host .*, pid {holder.pid}, started .*\\); wait for it'):
       workdir_lib.Lock(tmp_path)
   finally:
     holder.send_signal(signal.SIGKILL)
@@ -256,6 +283,18 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(
   assert json.loads((tmp_path / workdir_lib.LOCK_NAME).read_text())['pid'] == os.getpid()
   lock.release()
   assert (tmp_path / workdir_lib.LOCK_NAME).read_text() == ''
+
+
+@pytest.mark.slow
+def test_the_trainer_refuses_a_locked_workdir_in_one_line(tmp_path):
+  holder = _holder(tmp_path)
+  try:
+    proc = tf_.run_main(tmp_path)
+    _one_error_line(proc, f'{tmp_path} is in use by another trainer', f'pid {holder.pid}')
+    assert not (tmp_path / 'checkpoints').exists() and 'Parameters' not in proc.stderr
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
 
 
 # ----------------------------------------------------------------------------------------------
