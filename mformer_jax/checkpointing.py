@@ -378,8 +378,9 @@ def _newest_params(workdir: str, strict: bool):
       saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
           tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
     else:
-      try:
-        saved = mngr.item_metadata(step)['params']
+      try:  # written before checksums: orbax's own metadata, as a plain tree of shapes/dtypes
+        saved = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+                             mngr.item_metadata(step)['params'].tree)
       except Exception as e:  # pylint: disable=broad-except
         raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: '
                                      f'{_first_line(e)}') from e

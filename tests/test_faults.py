@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 import data_fixtures as fx
 import train_fixtures as tf_
@@ -347,3 +348,17 @@ def test_a_corrupt_shard_beyond_the_budget_ends_the_run_in_one_line(corrupt_shar
   proc = _train_on(data, tmp_path / 'w')  # the default budget: 1 %
   _one_error_line(proc, '1 of 6 train records (16.7 %) are unreadable, more than '
                   f'data.max_bad_fraction=0.01 allows: {train_shard} record 1')
+
+
+def test_a_checkpoint_written_before_checksums_still_loads(trained, tmp_path):
+  """Workdirs of earlier versions have no `arrays` in their meta: read as before, same values."""
+  copy = _copy(trained, tmp_path)
+  for meta_file in copy.glob('checkpoints/*/meta/metadata'):
+    meta = json.loads(meta_file.read_text())
+    assert 'arrays' in meta
+    del meta['arrays']
+    meta_file.write_text(json.dumps(meta))
+  model, variables = checkpointing.load_model(str(copy))
+  assert tf_.max_abs_diff(traverse_util.flatten_dict(jax.device_get(variables['params'])),
+                          trained[2]) == 0
+  assert model.cfg == checkpointing.load_model(str(trained[0]))[0].cfg
