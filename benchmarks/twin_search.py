@@ -68,6 +68,7 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import to_model_input  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, Motionformer, init_variables  # pylint: disable=g-import-not-at-top
 
   jax.config.update('jax_default_matmul_precision', 'highest')
@@ -108,8 +109,8 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
       params = init_variables(model, jax.random.key(seed), random_tubelet=True)['params']
       return params, adam.init(params)
 
-    def clips(x):
-      return x.astype(jnp.float32) / 127.5 - 1.0
+    def clips(x):  # the twins' synthetic data is RGB
+      return to_model_input(x)
 
     def lane_step(params, opt_state, step, base, total, stride, seed):
       epoch, pos = step // spe, step % spe

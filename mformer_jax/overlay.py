@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mformer_jax.analysis import attention_maps
-from mformer_jax.data import pipeline, video
+from mformer_jax.data import pipeline, to_display_rgb, video
 from mformer_jax.model import head_prefix
 
 TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
@@ -70,8 +70,7 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
     fmap = attention_maps.frame_maps(maps, cfg)[0, 0, :, token].mean(0)
   except ValueError as e:
     raise OverlayError(f'predict_query={query!r}: {e}') from None
-  view = clip[0, ..., ::-1] if data.bgr else clip[0]  # Shown as RGB.
-  frames = np.clip(np.round((view + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  frames = to_display_rgb(clip[0], data.bgr)  # Shown as RGB.
   return attention_maps.render(frames[::cfg.tubelet_size], np.asarray(fmap, np.float32), cfg,
                                token=token, query_xy=(qx, qy))
 

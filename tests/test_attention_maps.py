@@ -178,3 +178,35 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path):
   assert run.returncode == 2, run.stderr
   lines = [l for l in run.stderr.splitlines() if 'error' in l.lower() or 'Traceback' in l]
   assert lines == ['attention_maps: error: query point (99.0, 1.0) outside the 32x32 frame']
+
+
+def test_figure_feeds_an_ek_model_bgr_as_the_evaluator(tmp_path, monkeypatch):
+  """The Fig. 2 CLI gives an Epic-Kitchens model (trained on BGR) the evaluator's view of a real
+  clip, channel order included, and shows that view as RGB."""
+  import real_footage  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data.config import data_config  # pylint: disable=g-import-not-at-top
+  path = os.path.join(GOLDENS, 'model_ek_trajectory.npz')
+  footage = real_footage.clip('bikes.mp4')
+  seen, shown = [], []
+  compute, render = attention_maps.compute, attention_maps.render
+  monkeypatch.setattr(attention_maps, 'compute',
+                      lambda m, v, clip, **kw: seen.append(np.asarray(clip)) or
+                      compute(m, v, clip, **kw))
+  monkeypatch.setattr(attention_maps, 'render',
+                      lambda frames, *a, **kw: shown.append(frames) or render(frames, *a, **kw))
+  png, _ = attention_maps.figure(path, video_path=footage, query='0,10,20', layer=1,
+                                 output=str(tmp_path))
+  cfg = data_config('kinetics400', num_frames=8, sampling_rate=4, crop_size=32)
+  cfg.test_num_clips = cfg.test_num_crops = 1
+  cfg.bgr = True
+  bgr = pipeline.load_video_views(footage, cfg)
+  cfg.bgr = False
+  rgb = pipeline.load_video_views(footage, cfg)
+  assert not np.array_equal(bgr, rgb)  # real colour: the channel order matters
+  np.testing.assert_array_equal(seen[0], bgr)
+  # The panels' pixels: the RGB view back in [0, 255] (the official mean and std of 0.5).
+  np.testing.assert_array_equal(
+      shown[0], np.clip(np.round((rgb[0, ::2] + 1.0) * 127.5), 0, 255).astype(np.uint8))
+  assert Image.open(png).size == (4 * 256, 256)

@@ -46,7 +46,7 @@ def test_tokens_equal_timm_forward_features(ref, vit, case):
   """Every token after the final norm, cls first; `wide` (48x64 frames on a 4x4 table) also
   checks DINO's position-table resize."""
   model, variables = vit
-  x = data.normalise_pixels(ref[f'frames/{case}'], data.IMAGENET_MEAN, data.IMAGENET_STD)
+  x = data.to_model_input(ref[f'frames/{case}'], mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD)
   tokens = np.asarray(model.apply(variables, x[:, None], method='features'))
   np.testing.assert_allclose(tokens, ref[f'tokens/{case}'], rtol=0, atol=2e-5)
   # What propagation reads: the patch tokens on their grid, L2-normalised.
@@ -60,7 +60,7 @@ def test_the_position_rule_is_what_the_wide_case_checks(ref):
   """The official per-axis scale differs from DINO's by more than the test's tolerance."""
   model, variables = single_frame.load_timm_vit(
       _state_dict(ref), num_heads=2, overrides={'pos_embed_resize': 'official'}, log=lambda _: 0)
-  x = data.normalise_pixels(ref['frames/wide'], data.IMAGENET_MEAN, data.IMAGENET_STD)
+  x = data.to_model_input(ref['frames/wide'], mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD)
   tokens = np.asarray(model.apply(variables, x[:, None], method='features'))
   assert np.abs(tokens - ref['tokens/wide']).max() > 1e-3
 

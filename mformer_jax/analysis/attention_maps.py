@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import attention, convert
+from mformer_jax import attention, convert, data
 from mformer_jax.model import Block, ModelConfig, Motionformer
 
 _ATTENTION_MODULES = (attention.TrajectoryAttention, attention.JointAttention,
@@ -222,16 +222,22 @@ def _synthetic_clip(cfg: ModelConfig, seed: int, index: int, classes: str):
   return v.videos[0], v.centers[0]
 
 
+def input_bgr(cfg: ModelConfig) -> bool:
+  """Whether a model takes BGR input, from the model alone (a checkpoint need not carry a data
+  config): the released EK models were trained on BGR (as data.config sets data.bgr for
+  epic_kitchens), every other model on RGB."""
+  return cfg.epic_kitchens
+
+
 def _video_clip(path: str, cfg: ModelConfig, sampling_rate: int):
+  """The model's input (T, S, S, 3): one centre view, as the evaluator (and predict) see it."""
   from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mformer_jax.data.config import data_config  # pylint: disable=g-import-not-at-top
   data_cfg = data_config('kinetics400', num_frames=cfg.num_frames, sampling_rate=sampling_rate,
                          crop_size=cfg.img_size)
   data_cfg.test_num_clips = data_cfg.test_num_crops = 1      # one centre view
-  data_cfg.bgr = cfg.epic_kitchens
-  view = pipeline.load_video_views(path, data_cfg)[0]
-  view = view[..., ::-1] if data_cfg.bgr else view
-  return np.clip(np.round((view + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  data_cfg.bgr = input_bgr(cfg)
+  return pipeline.load_video_views(path, data_cfg)[0]
 
 
 def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
@@ -254,10 +260,13 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
     raise ValueError(f'head {head} out of range: the model has {cfg.num_heads} heads '
                      '(-1 = their mean)')
   truth = None
+  # The model is fed its own colour order; the panels show RGB.
   if video_path:
-    frames = _video_clip(video_path, cfg, sampling_rate)
+    clip = _video_clip(video_path, cfg, sampling_rate)
+    frames = data.to_display_rgb(clip, input_bgr(cfg))
   else:
     frames, centres = _synthetic_clip(cfg, synthetic_seed, index, synthetic_classes)
+    clip = data.to_model_input(jnp.asarray(frames), input_bgr(cfg))
     truth = centres[::cfg.tubelet_size]
   size = frames.shape[1]
   if query:
@@ -270,8 +279,8 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
   else:
     raise ValueError('--query=FRAME,X,Y is needed with --video')
   token = query_token(cfg, size, int(qf), qx, qy)
-  clip = jnp.asarray(frames[None], jnp.float32) / 127.5 - 1.0     # the pipeline's [-1, 1]
-  fmap = frame_maps(compute(model, variables, clip, layers=[layer]), cfg)[0, 0, :, token]
+  maps = compute(model, variables, jnp.asarray(clip)[None], layers=[layer])
+  fmap = frame_maps(maps, cfg)[0, 0, :, token]
   fmap = np.asarray(fmap.mean(0) if head < 0 else fmap[head], np.float32)
   panels = render(frames[::cfg.tubelet_size], fmap, cfg, token=token, query_xy=(qx, qy),
                   truth=truth)

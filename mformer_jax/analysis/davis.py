@@ -393,7 +393,7 @@ def _overrides(text):
 
 def _load_model(args):
   """(model, variables, (pixel mean, std)) of the chosen model source; each keeps its own pixel
-  convention (`data.normalise_pixels`), which --pixel_mean/--pixel_std override."""
+  convention (`data.to_model_input`), which --pixel_mean/--pixel_std override."""
   from mformer_jax import checkpointing, data, model as model_lib  # pylint: disable=g-import-not-at-top
   from mformer_jax.analysis import single_frame  # pylint: disable=g-import-not-at-top
   overrides = _overrides(args.model_override)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from mformer_jax.data import PIXEL_MEAN, PIXEL_STD, normalise_pixels
+from mformer_jax.data import PIXEL_MEAN, PIXEL_STD, to_model_input
 
 TUBELETS = ('repeat', 'sliding')
 NEIGHBOURHOODS = ('disk', 'square')
@@ -119,7 +119,7 @@ def clip_plan(num_video_frames, num_frames, tubelet, mode):
 def model_features(model, variables, frames, *, layer=-1, tubelets='repeat', batch_size=4,
                    mean=PIXEL_MEAN, std=PIXEL_STD):
   """(T, H, W, 3) uint8 frames -> (T, H/p, W/p, D) L2-normalised token features; the pixels
-  normalised with the model source's mean and std (`data.normalise_pixels`)."""
+  normalised with the model source's mean and std (`data.to_model_input`)."""
   cfg = model.cfg
   t, h, w = frames.shape[:3]
   if h % cfg.patch_size or w % cfg.patch_size:
@@ -142,7 +142,7 @@ def model_features(model, variables, frames, *, layer=-1, tubelets='repeat', bat
     clips = np.stack([frames[idx] for idx, _ in chunk])
     pad = batch_size - len(chunk)  # one compiled shape for every batch
     clips = np.concatenate([clips, np.repeat(clips[-1:], pad, 0)]) if pad else clips
-    out = np.asarray(tokens(normalise_pixels(clips, mean, std)), np.float32)
+    out = np.asarray(tokens(to_model_input(clips, mean=mean, std=std)), np.float32)
     for b, (_, slots) in enumerate(chunk):
       for slot, frame in slots.items():
         if feats[frame] is None:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mformer_jax.analysis import attention_maps
+from mformer_jax.data import to_model_input
 
 RADII = (4.0, 8.0, 16.0)   # pixels: half a patch, a patch, two patches of the demo's 8 px
 MIN_COVER = 0.25           # a query patch is at least this much object
@@ -168,7 +169,8 @@ def score(model, variables, data, *, batch_size=16, period=None):
   cfg = model.cfg
   pairs = []
   for lo in range(0, len(data.videos), batch_size):
-    clip = jnp.asarray(data.videos[lo:lo + batch_size], jnp.float32) / 127.5 - 1.0
+    clip = to_model_input(jnp.asarray(data.videos[lo:lo + batch_size]),
+                          attention_maps.input_bgr(cfg))
     fmaps = np.asarray(attention_maps.frame_maps(
         attention_maps.compute(model, variables, clip), cfg), np.float32)  # (L, B, h, N, F, P)
     for b in range(clip.shape[0]):

@@ -18,7 +18,8 @@ PREPARE_COMMANDS = {
 }
 
 # Pixel conventions of the model sources. The Motionformer's (official DATA.MEAN = DATA.STD = 0.5)
-# maps [0, 255] to [-1, 1]; the pipelines and every analysis feed it through `normalise_pixels`.
+# maps [0, 255] to [-1, 1]; the pipelines (numpy here, TF `augment.normalise`) and every analysis
+# go through `pixel_affine`, the one home of the arithmetic and of the colour order.
 # Image ViTs (timm, DINO) were trained on the ImageNet mean and std.
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.5, 0.5, 0.5)
@@ -26,18 +27,39 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalise_pixels(frames, mean=PIXEL_MEAN, std=PIXEL_STD):
-  """[0, 255] frames (..., 3) -> float32 (frames / 255 - mean) / std, RGB order.
+def pixel_affine(mean=PIXEL_MEAN, std=PIXEL_STD):
+  """(scale, shift), float32 (3,) each, RGB order: model input = frames / scale - shift.
 
-  Computed as frames / (255 std) - mean / std, so that the Motionformer's convention is exactly
-  frames / 127.5 - 1 (the division the official pipeline and ours have always done)."""
+  frames / (255 std) - mean / std rather than (frames / 255 - mean) / std, so that the
+  Motionformer's convention is exactly frames / 127.5 - 1 in float32 (the division the official
+  pipeline and ours have always done)."""
   import numpy as np  # pylint: disable=g-import-not-at-top  (keeps the package import light)
   mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
   if mean.shape != (3,) or std.shape != (3,) or (std <= 0).any():
     raise ValueError(f'pixel mean {mean.tolist()} / std {std.tolist()}: expected 3 values each, '
                      'std > 0')
-  scale, shift = (255.0 * std).astype(np.float32), (mean / std).astype(np.float32)
-  return np.asarray(frames, np.float32) / scale - shift
+  return (255.0 * std).astype(np.float32), (mean / std).astype(np.float32)
+
+
+def to_model_input(frames, bgr=False, mean=PIXEL_MEAN, std=PIXEL_STD):
+  """[0, 255] RGB frames (..., 3) -> float32 model input: normalised by `pixel_affine`, then the
+  channels reversed for a model trained on BGR (config.data.bgr: the released EK models).
+
+  numpy in, numpy out; a jax array (also inside jit) stays a jax array."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  scale, shift = pixel_affine(mean, std)
+  x = frames.astype(np.float32) if hasattr(frames, 'astype') else np.asarray(frames, np.float32)
+  x = x / scale - shift
+  return x[..., ::-1] if bgr else x
+
+
+def to_display_rgb(model_input, bgr=False, mean=PIXEL_MEAN, std=PIXEL_STD):
+  """The inverse of `to_model_input`, for showing what the model saw: uint8 RGB (..., 3)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  scale, shift = pixel_affine(mean, std)
+  x = np.asarray(model_input, np.float32)
+  x = x[..., ::-1] if bgr else x
+  return np.clip(np.round((x + shift) * scale), 0, 255).astype(np.uint8)
 
 
 class CorruptDataError(ValueError):

@@ -9,6 +9,8 @@ import math
 
 import tensorflow as tf
 
+from mformer_jax import data
+
 
 def _ramp(num_frames):
   return tf.range(num_frames, dtype=tf.float64) / max(num_frames - 1, 1)
@@ -143,8 +145,10 @@ def color_jitter(frames, seed, strength=0.4, prob=0.8):
 
 
 def normalise(frames, bgr):
-  """[0, 255] -> [-1, 1] (mean 0.5, std 0.5), channels reversed for BGR models."""
-  frames = tf.cast(frames, tf.float32) / 127.5 - 1.0
+  """The TF twin of `data.to_model_input` (the Motionformer's mean and std): [0, 255] RGB ->
+  the model's input, channels reversed for BGR models."""
+  scale, shift = data.pixel_affine()
+  frames = tf.cast(frames, tf.float32) / scale - shift
   return frames[..., ::-1] if bgr else frames
 
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
-from mformer_jax.data import CorruptDataError, DatasetNotFoundError, normalise_pixels
+from mformer_jax.data import CorruptDataError, DatasetNotFoundError, to_model_input
 from mformer_jax.data import augment
 from mformer_jax.data import synthetic
 from mformer_jax.data import video
@@ -88,11 +88,6 @@ def class_names(data_cfg) -> dict:
     raise ValueError(f'{data_cfg.data_dir} has class names for {sorted(names)}, not for the '
                      f'label keys {sorted(missing)} of config.data.label_keys')
   return {k: names[k] for k in data_cfg.label_keys}
-
-
-def _normalise_np(videos, bgr):
-  clip = normalise_pixels(videos)
-  return clip[..., ::-1] if bgr else clip
 
 
 class _Prepared:
@@ -412,7 +407,7 @@ def _synthetic_batches(cfg, stream, batch_size, lo, hi):
     if cfg.get('single_frame', False):  # one random frame per clip, from the example's seed
       pick = [np.random.default_rng([*seed, 2]).integers(cfg.num_frames) for _, seed in items]
       videos = videos[np.arange(batch_size), pick][:, None]
-    yield dict(clip=_normalise_np(videos, cfg.bgr), label=labels)
+    yield dict(clip=to_model_input(videos, cfg.bgr), label=labels)
 
 
 class EvalDataset:
@@ -455,7 +450,7 @@ class EvalDataset:
           clip = videos[i:i + 1]
           if cfg.get('single_frame', False):  # the middle frame, as frame_indices
             clip = clip[:, cfg.num_frames // 2:cfg.num_frames // 2 + 1]
-          yield dict(clip=_normalise_np(clip, cfg.bgr),
+          yield dict(clip=to_model_input(clip, cfg.bgr),
                      label=np.array([label]), video_index=np.array([start + i], np.int32))
       return
     prepared, parallel = self.bad.prepared, cfg.num_parallel_calls or tf.data.AUTOTUNE
