@@ -1,10 +1,11 @@
 """The recorded TPU plan: `python -m mformer_jax.plan` over the released models and the slices
 users rent, one subprocess per case, into benchmarks/tpu_plan.json, rendered to tpu_plan.md.
 
-    python benchmarks/tpu_plan.py [--groups=grid,scan,slices,max,fsdp] [--only=SUBSTRING]
+    python benchmarks/tpu_plan.py [--groups=grid,fsdp,fsdp_pinned,scan,max,slices] [--only=S]
     python benchmarks/tpu_plan.py --render      # tpu_plan.md from tpu_plan.json only
 
-Resumable: a case whose command is already in the JSON is skipped. Every figure is the
+Resumable: a case already in the JSON (same group and command) is skipped; each run records
+the commit its package was at ('code'). Every figure is the
 compiler's memory analysis of a program that was compiled, not run.
 """
 import argparse
@@ -45,11 +46,20 @@ def cases():
   """In the order they run (most informative first)."""
   out = []
   # Which impl and remat, at the paper's batch, on v5e-16 (data parallel: the per-chip memory
-  # does not depend on the slice size; the 'slices' group checks that at 256 chips).
+  # does not depend on the slice size; the 'fsdp' group checks that at 256 chips).
   for model in MODELS:
     for impl in ('chunked', 'einsum', 'frames'):
       for remat in ('none', 'full'):
         out.append(case('grid', model, 'v5e:4x4', trajectory_impl=impl, remat=remat))
+  # FSDP: what it saves and what its collectives cost, 16 vs 256 chips (v5e-16 without FSDP
+  # is in the grid); 256 chips without FSDP also checks that the per-chip memory of data
+  # parallelism does not depend on the slice size.
+  # 'fsdp' ran before activations were pinned to the batch split (sharding.split_batch, in the
+  # commit after d1a725d), 'fsdp_pinned' after: the same commands.
+  for group in ('fsdp', 'fsdp_pinned'):
+    for model in ('B', 'HR'):
+      for topology, fsdp in (('v5e:4x4', True), ('v5e:16x16', False), ('v5e:16x16', True)):
+        out.append(case(group, model, topology, fsdp=fsdp, **LEAN))
   # scan_blocks does not change the answer (one case); 'tied' is 'full' under scan, unrolled here.
   out.append(case('scan', 'B', 'v5e:4x4', scan=False, trajectory_impl='chunked', remat='none'))
   out.append(case('scan', 'B', 'v5e:4x4', scan=False, trajectory_impl='chunked', remat='tied'))
@@ -58,13 +68,9 @@ def cases():
     for model in MODELS:
       out.append(case('max', model, topology, batch='max', **LEAN))
   # The other rented slices at the paper's batch, the lean setting.
-  for topology in ('v4:2x2x4', 'v5e:16x16'):
+  for topology in ('v4:2x2x4',):
     for model in MODELS:
       out.append(case('slices', model, topology, **LEAN))
-  # FSDP: what it saves and what its collectives cost, 16 vs 256 chips.
-  for topology in ('v5e:4x4', 'v5e:16x16'):
-    for model in ('B', 'HR'):
-      out.append(case('fsdp', model, topology, fsdp=True, **LEAN))
   return out
 
 
@@ -76,26 +82,39 @@ def load():
                   'for abstract TPU slices (python -m mformer_jax.plan)', 'runs': []}
 
 
+# What the compiled step is made of (the data pipeline and the analyses are not in it).
+_STEP_CODE = ['configs', *(f'mformer_jax/{m}.py' for m in (
+    'approx', 'attention', 'config_lib', 'evaluate', 'fast_attention', 'flops', 'fused', 'model',
+    'optim', 'plan', 'posembed', 'remat', 'sharding', 'train'))]
+
+
+def _code():
+  """The commit the step's code was at, '+dirty' when it had uncommitted changes."""
+  git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True).stdout
+  dirty = git('status', '--porcelain', '--', *_STEP_CODE).strip()
+  return git('rev-parse', '--short', 'HEAD').strip() + ('+dirty' if dirty else '')
+
+
 def run_case(c, python):
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, 'plan.json')
     cmd = [python, '-m', 'mformer_jax.plan', *c['args'], f'--out={out}']
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', TF_ENABLE_ONEDNN_OPTS='0')
-    load_before, t0 = os.getloadavg()[0], time.perf_counter()
+    code, load_before, t0 = _code(), os.getloadavg()[0], time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     plan = json.load(open(out)) if os.path.exists(out) else None
   error = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
   if plan is None:
     print(proc.stderr[-3000:], file=sys.stderr)
-  return {**c, 'command': 'python -m mformer_jax.plan ' + ' '.join(c['args']),
+  return {**c, 'command': 'python -m mformer_jax.plan ' + ' '.join(c['args']), 'code': code,
           'exit_status': proc.returncode, 'error': error[0] if error else None,
           'wall_s': round(wall, 1), 'load_avg_1m_before': load_before, 'plan': plan}
 
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument('--groups', default='grid,scan,max,slices,fsdp')
+  p.add_argument('--groups', default='grid,fsdp,fsdp_pinned,scan,max,slices')
   p.add_argument('--only', default='')
   p.add_argument('--render', action='store_true')
   p.add_argument('--python', default=sys.executable)
@@ -103,10 +122,11 @@ def main():
   data = load()
   if not a.render:
     data.setdefault('machine', common.machine())
-    done = {r['command'] for r in data['runs']}
+    done = {(r['group'], r['command']) for r in data['runs']}
     for c in cases():
       command = 'python -m mformer_jax.plan ' + ' '.join(c['args'])
-      if c['group'] not in a.groups.split(',') or a.only not in command or command in done:
+      if (c['group'] not in a.groups.split(',') or a.only not in command
+          or (c['group'], command) in done):
         continue
       print(f'[tpu_plan] {command}', flush=True)
       r = run_case(c, a.python)

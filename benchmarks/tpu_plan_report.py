@@ -9,12 +9,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mformer_jax.plan import needed_bytes  # noqa: E402
 
+_BEFORE_CODE = 'd1a725d'  # the runs recorded before tpu_plan.py stored the commit
 GROUPS = {
     'grid': 'Which `trajectory_impl` and `remat`: the paper\'s batch per chip on v5e-16',
     'scan': '`scan_blocks` and `remat=tied` (unrolled blocks), same slice and batch',
     'max': 'The largest batch per chip that fits (lean setting: chunked, remat=full)',
     'slices': 'The other slices at the paper\'s batch (lean setting)',
     'fsdp': 'FSDP (`mesh.fsdp=True`): what it saves, what its collectives move (per chip, step)',
+    'fsdp_pinned': None,  # in the FSDP table
 }
 
 
@@ -41,6 +43,12 @@ def _row(r):
 
 _HEAD = ['model', 'slice (chips)', 'setting', 'clips/chip', 'GiB/chip needed', 'arguments',
          'temporaries', 'HBM GiB', 'fits', 'compile s']
+
+
+def _pinned(r):
+  code = r.get('code', _BEFORE_CODE)
+  return f"{'pinned' if r['group'] == 'fsdp_pinned' else 'not pinned'} ({code})" if r['plan'][
+      'setting']['fsdp'] else f'data parallel ({code})'
 
 
 def _table(head, rows):
@@ -84,22 +92,25 @@ def render(data: dict) -> str:
   for r in runs:
     by_group[r['group']].append(r)
   for group, title in GROUPS.items():
-    if not by_group[group]:
+    if not by_group[group] or title is None:
       continue
     lines += [f'## {title}', '']
     if group == 'fsdp':
-      rows = [_collective_row(r) for r in runs
-              if r['group'] == 'fsdp' or (r['group'] == 'slices' and r['model'] in
-                                          {x['model'] for x in by_group['fsdp']})
-              or (r['group'] == 'grid' and r['model'] in {x['model'] for x in by_group['fsdp']}
-                  and r['plan']['setting']['trajectory_impl'] == 'chunked'
-                  and r['plan']['setting']['remat'] == 'full')]
-      rows.sort(key=lambda x: (x[0], x[1], x[2]))
+      models = {x['model'] for x in by_group['fsdp']}
+      lean = lambda r: (r['plan']['setting']['trajectory_impl'], r['plan']['setting']['remat']) == (
+          'chunked', 'full')
+      rows = [[*_collective_row(r), _pinned(r)] for r in runs
+              if r['group'] in ('fsdp', 'fsdp_pinned')
+              or (r['group'] == 'grid' and r['model'] in models and lean(r))]
+      rows.sort(key=lambda x: (x[0], x[1], x[2], x[-1]))
       lines += _table(['model', 'slice (chips)', 'setting', 'clips/chip', 'GiB/chip needed',
                        'all-gather n / GiB', 'reduce-scatter n / GiB', 'all-reduce n / GiB',
-                       'all-to-all n / GiB', 'model TFLOP/step'], rows)
+                       'all-to-all n / GiB', 'model TFLOP/step', 'activations (code)'], rows)
       lines += ['', 'Collectives per step and chip, from the compiled HLO (loop bodies times '
-                'their trip counts; bytes = the whole buffer each collective works on).']
+                'their trip counts; bytes = the whole buffer each collective works on). '
+                '"not pinned": compiled before `sharding.split_batch` kept the activations '
+                'split like the batch; "pinned": after (data parallelism compiles to the same '
+                'program either way).']
     else:
       lines += _table(_HEAD, [_row(r) for r in by_group[group]])
       if group == 'max':

@@ -76,8 +76,9 @@ def eval_step(model, mesh):
   the batch's other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
 
   def forward(params, batch, index):
-    probs = _probabilities(model, params, batch['clip'],
-                           jax.random.fold_in(jax.random.key(0), index))
+    with sharding.placing_on(mesh):
+      probs = _probabilities(model, params, batch['clip'],
+                             jax.random.fold_in(jax.random.key(0), index))
     return probs, {k: v for k, v in batch.items() if k != 'clip'}
 
   # Replicated outputs: every host sees every row of the global batch.

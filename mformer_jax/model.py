@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import attention, fast_attention, posembed, remat
+from mformer_jax import attention, fast_attention, posembed, remat, sharding
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
 APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
@@ -167,6 +167,7 @@ class Block(nn.Module):
   def __call__(self, x, train: bool = False, first_landmarks=None, drop_path=None):
     """Positional arguments for nn.remat; drop_path overrides the rate (scan_blocks)."""
     c = self.cfg
+    x = sharding.split_batch(x)  # in a step over a mesh: activations stay split like the batch
     kw = dict(dtype=c.compute_dtype, param_dtype=c.param_dtype)
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **kw)
     f = c.temporal_slots
@@ -196,7 +197,8 @@ class Block(nn.Module):
     self.sow('intermediates', 'attn_out', a)
     x = x + drop_path(a, train=train)
     mlp = Mlp(int(x.shape[-1] * c.mlp_ratio), c.dropout, name='mlp', **kw)
-    return x + drop_path(mlp(norm(name='norm2')(x), train=train), train=train)
+    return sharding.split_batch(x + drop_path(mlp(norm(name='norm2')(x), train=train),
+                                              train=train))
 
 
 def drop_path_rates(cfg: ModelConfig) -> np.ndarray:

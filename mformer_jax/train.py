@@ -134,11 +134,17 @@ def make_train_step(config, model, mesh, steps_per_epoch: int):
   abstract = abstract_train_state(config, model, tx)
   state_sh = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
                                       fsdp_min_size=config.mesh.fsdp_min_size)
+  step = functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                           label_smoothing=config.train.label_smoothing,
+                           fused_update=bool(config.train.fused_update))
+
+  @functools.wraps(train_step)
+  def step_on_mesh(state, batch):
+    with sharding.placing_on(mesh):
+      return step(state, batch)
+
   step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                        label_smoothing=config.train.label_smoothing,
-                        fused_update=bool(config.train.fused_update)),
-      in_shardings=(state_sh, sharding.batch_sharded(mesh)),
+      step_on_mesh, in_shardings=(state_sh, sharding.batch_sharded(mesh)),
       out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=(0,))
   return step_fn, tx, abstract, state_sh
 
