@@ -23,6 +23,7 @@ checksums existed are checked for finiteness only.
 """
 import contextlib
 import gc
+import logging as std_logging
 import sys
 
 import jax
@@ -59,6 +60,7 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
   # Handlers named up front, so that reading only some items (params) is a normal restore.
   handlers = {'params': ocp.StandardCheckpointHandler(), 'train': ocp.StandardCheckpointHandler(),
               'meta': ocp.JsonCheckpointHandler()}
+  _mute_abandoned_work()
   return ocp.CheckpointManager(path(workdir) / 'checkpoints', options=options,
                                item_handlers=handlers)
 
@@ -137,6 +139,41 @@ def _verify(mngr, step, item: str, tree, recorded) -> None:
 # ----------------------------------------------------------------------------------------------
 # Saving
 # ----------------------------------------------------------------------------------------------
+def _abandoned(unraisable) -> bool:
+  """An error of the work orbax abandons when one array of a restore or save fails: the
+  coroutines left behind and their callbacks into the closed event loop (hundreds of tracebacks
+  otherwise, some at interpreter exit)."""
+  code = getattr(unraisable.object, 'cr_code', None)  # an abandoned coroutine's
+  return (_loop_closed(unraisable.exc_value)
+          or 'orbax' in str(getattr(code, 'co_filename', '')))
+
+
+def _loop_closed(value) -> bool:
+  return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+
+
+def _mute_abandoned_work() -> None:
+  """When one array of a restore or save fails, orbax abandons the others, and they report as
+  they are collected or call back into its closed event loop, from TensorStore's threads, up to
+  interpreter exit: as unraisable errors, through sys.excepthook, and (a full disk) as asyncio's
+  'Task exception was never retrieved'. The failure itself is raised once, in the main thread
+  (CorruptCheckpointError, WorkdirError, or its own traceback); these echoes are dropped, and
+  nothing else. Installed by every manager, where the hooks are not ours already (pytest, for
+  one, puts its own back after each test)."""
+  for name, drop in (('unraisablehook', lambda u: _abandoned(u)),
+                     ('excepthook', lambda t, v, tb: _loop_closed(v))):
+    previous = getattr(sys, name)
+    if not getattr(previous, 'mformer_abandoned', False):
+      hook = lambda *a, previous=previous, drop=drop: None if drop(*a) else previous(*a)
+      hook.mformer_abandoned = True
+      setattr(sys, name, hook)
+  asyncio_log = std_logging.getLogger('asyncio')
+  if not any(getattr(f, 'mformer_abandoned', False) for f in asyncio_log.filters):
+    keep = lambda r: not (r.exc_info and workdir_lib.is_full(r.exc_info[1]))
+    keep.mformer_abandoned = True
+    asyncio_log.addFilter(keep)
+
+
 @contextlib.contextmanager
 def _storage_errors(mngr):
   """A full disk while writing is the environment's fault: one line naming the intact steps."""
@@ -185,30 +222,17 @@ def _abstract(tree, shardings):
                       tree, shardings)
 
 
-def _abandoned(unraisable) -> bool:
-  """An error of the reads orbax abandons when one array of a restore fails: the coroutines left
-  behind and their callbacks into the closed event loop (hundreds of tracebacks otherwise)."""
-  code = getattr(unraisable.object, 'cr_code', None)  # an abandoned coroutine's
-  return (isinstance(unraisable.exc_value, RuntimeError)
-          and str(unraisable.exc_value) == 'Event loop is closed'
-          or 'orbax' in str(getattr(code, 'co_filename', '')))
-
-
 def _read(mngr, step: int, **items) -> dict:
   """mngr.restore of some items; whatever goes wrong reading the files is the step's fault
   (orbax and TensorStore raise JSONDecodeError, ValueError or bare Exception for those)."""
-  previous = sys.unraisablehook
-  sys.unraisablehook = lambda u: None if _abandoned(u) else previous(u)
   try:
-    try:
-      return mngr.restore(step, args=ocp.args.Composite(**items))
-    except Exception as e:  # pylint: disable=broad-except
-      reason = _first_line(e)
-    # Out of the except clause, nothing refers to the failed reads any more (the exception's
-    # traceback did, hence no `from e`): collected now, they report into the hook above.
-    gc.collect()
-  finally:
-    sys.unraisablehook = previous
+    return mngr.restore(step, args=ocp.args.Composite(**items))
+  except Exception as e:  # pylint: disable=broad-except
+    reason = _first_line(e)
+  # Out of the except clause, nothing refers to the failed reads any more (the exception's
+  # traceback did, hence no `from e`): collected now, their echoes meet _mute_abandoned_work's
+  # hooks (which a test runner may replace later).
+  gc.collect()
   raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {reason}')
 
 
