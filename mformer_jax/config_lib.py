@@ -1,6 +1,6 @@
 """The base experiment config; every file in configs/ derives from `make_config`.
 
-Released models (spec: ../shared/reference/motionformer_spec.md sections 1.8, 6):
+Released models (the Motionformer reference spec, sections 1.8 and 6):
 
 | variant          | frames x rate          | crop | attention  | base LR  | global batch |
 | ---------------- | ---------------------- | ---- | ---------- | -------- | ------------ |
@@ -43,6 +43,39 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
   elif variant == 'orthoformer':
     m.approx = 'orthoformer'
   return m
+
+
+class ConfigError(ValueError):
+  """Parts of a config disagree (typically after a --config override); the message names the
+  fields and their values. Entry points report it as one line, exit status 2."""
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The one step every entry point runs on its config after the --config overrides (main,
+  features, plan, analysis.cost, analysis.stride_sweep); returns the config.
+
+  The clip geometry is set on both sides, data.num_frames / crop_size for the pipeline and
+  model.num_frames / img_size for the model, and every config sets both: a disagreement (an
+  override of one side) is refused, not derived, as either side may be the one meant.
+  data.label_keys is derived from `ModelConfig.heads` (the one place that decides the heads),
+  replacing any value: the pipeline yields exactly the labels the model predicts. Configs
+  without a video model (configs/lra_listops.py) pass unchanged.
+  """
+  data, model = config.get('data'), config.get('model')
+  if data is None or model is None or 'crop_size' not in data:
+    return config
+  frames = ('data.single_frame=True (clips of 1 frame)' if data.get('single_frame') else
+            f'data.num_frames={data.num_frames}')
+  for a, va, b, vb in (
+      (f'data.crop_size={data.crop_size}', data.crop_size,
+       f'model.img_size={model.img_size}', model.img_size),
+      (frames, data_config_lib.clip_frames(data),
+       f'model.num_frames={model.num_frames}', model.num_frames)):
+    if va != vb:
+      raise ConfigError(f'config.{a} but config.{b}: the pipeline\'s clips are the model\'s '
+                        'input, so both must agree')
+  data.label_keys = tuple(ModelConfig.from_config(model).heads)
+  return config
 
 
 def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.ConfigDict:

@@ -125,11 +125,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data decodes; the accelerators are JAX's.
+  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  try:
-    num, bad = extract(f.config, f.workdir, video_list(f.videos), f.out, per_view=f.per_view,
-                       save_every=f.save_every)
+  try:  # ConfigError is a ValueError
+    num, bad = extract(config_lib.finalize(f.config), f.workdir, video_list(f.videos), f.out,
+                       per_view=f.per_view, save_every=f.save_every)
   except (FileNotFoundError, CheckpointMismatchError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

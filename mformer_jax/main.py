@@ -9,7 +9,8 @@ r"""Entry point: train (with periodic evaluation), eval (multi-view ensemble) or
 
 (predict_output, optional: the video with the top labels drawn; predict_query, optional: the
 clip the model saw with that point's attention map instead; see overlay.py.)
-Any config field can be overridden with --config.a.b=value; unknown fields are errors.
+Any config field can be overridden with --config.a.b=value; unknown fields are errors, and so
+are overrides that leave the data and the model disagreeing (`config_lib.finalize`).
 Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
 """
@@ -98,7 +99,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
-  from mformer_jax import checkpointing, evaluate  # pylint: disable=g-import-not-at-top
+  from mformer_jax import checkpointing, config_lib, evaluate  # pylint: disable=g-import-not-at-top
   from mformer_jax import preemption, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import CorruptDataError  # pylint: disable=g-import-not-at-top
@@ -113,6 +114,7 @@ def main(argv):
                jax.process_count(), workdir)
   host0 = jax.process_index() == 0
   try:
+    config_lib.finalize(config)
     if config.mode == 'train':
       results = train.train_and_evaluate(config, workdir)
     elif config.mode == 'eval':
@@ -135,7 +137,7 @@ def main(argv):
     sys.exit(preemption.EXIT_STATUS)
   except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
           OverlayError, train.NonFiniteLossError, checkpointing.CorruptCheckpointError,
-          WorkdirError, CorruptDataError) as e:
+          WorkdirError, CorruptDataError, config_lib.ConfigError) as e:
     # Expected failures get one clear message, not a traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

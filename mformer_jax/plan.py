@@ -511,12 +511,14 @@ def main(argv):
     devices = topology_devices(topology)
     mode = f.mode or ('eval' if f.config.mode == 'eval' else 'train')
     batch = batch_per_chip(f.config, len(devices), mode, f.batch_per_chip, f.global_batch)
+    from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
     try:
+      config_lib.finalize(f.config)
       if batch == 'max':
         result = search_max(f.config, topology, mode, devices)
       else:
         result = plan(f.config, topology, batch, mode, devices)
-    except ValueError as e:  # a config the model or the trainer rejects
+    except ValueError as e:  # a config the model, the trainer or finalize rejects
       raise PlanError(str(e)) from None
     if f.out:
       with open(f.out, 'w') as out:

@@ -1,9 +1,13 @@
 """Every released model's config builds, validates, and carries the official recipe."""
+import glob
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
+from mformer_jax import config_lib
 from mformer_jax.model import ModelConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,3 +71,58 @@ def test_k400_base_is_mformer_b():
 def test_bad_names_are_errors(name, match):
   with pytest.raises(ValueError, match=match):
     _load('released', name)
+
+
+def _every_config():
+  """(file, arg) of every config in configs/: each file's default, and every named variant."""
+  names = [_name(d, v)[0] for d in ('k400', 'k600', 'ssv2', 'ek') for v in VARIANTS]
+  return ([(os.path.basename(p)[:-3], None) for p in sorted(glob.glob(os.path.join(ROOT, 'configs',
+                                                                                  '*.py')))]
+          + [('released', n) for n in names]
+          + [('single_frame', d) for d in ('k400', 'k600', 'ssv2', 'synthetic')]
+          + [('motion_twins', a) for a in ('frames=1', 'attention=joint', 'attention=divided')])
+
+
+@pytest.mark.parametrize('name,arg', _every_config())
+def test_every_config_passes_finalize_unchanged(name, arg):
+  config = _load(name, arg)
+  before = config.to_dict()
+  assert config_lib.finalize(config) is config
+  assert config.to_dict() == before
+
+
+@pytest.mark.parametrize('override,message', [
+    ({'data.crop_size': 16}, 'config.data.crop_size=16 but config.model.img_size=32'),
+    ({'model.img_size': 64}, 'config.data.crop_size=32 but config.model.img_size=64'),
+    ({'data.num_frames': 4}, 'config.data.num_frames=4 but config.model.num_frames=8'),
+    ({'data.single_frame': True},
+     r'config.data.single_frame=True \(clips of 1 frame\) but config.model.num_frames=8')])
+def test_finalize_refuses_a_clip_geometry_mismatch(override, message):
+  config = _load('demo')
+  for key, value in override.items():
+    section, field = key.split('.')
+    config[section][field] = value
+  with pytest.raises(config_lib.ConfigError, match=f"^{message}: the pipeline's clips"):
+    config_lib.finalize(config)
+
+
+def test_finalize_derives_label_keys_from_the_model_heads():
+  config = _load('demo')
+  config.model.epic_kitchens = True
+  assert config_lib.finalize(config).data.label_keys == ('verb', 'noun')
+  config.model.epic_kitchens = False
+  config.data.label_keys = ('verb', 'noun')
+  assert config_lib.finalize(config).data.label_keys == ('label',)
+
+
+def test_a_mismatch_through_main_is_one_line_and_status_2(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
+                         f'--workdir={tmp_path}', '--config.data.crop_size=16'], cwd=ROOT,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT),
+                        capture_output=True, text=True, timeout=180)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert errors == ['error: config.data.crop_size=16 but config.model.img_size=32: the '
+                    "pipeline's clips are the model's input, so both must agree"], proc.stderr
+  assert not os.listdir(tmp_path)  # refused before anything ran

@@ -159,8 +159,9 @@ def main(argv):
     sys.exit(2)
   config = FLAGS.config
   from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
-  try:
-    num_train, source = num_train_examples(config)
+  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
+  try:  # ConfigError is a ValueError
+    num_train, source = num_train_examples(config_lib.finalize(config))
   except (DatasetNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -223,6 +223,11 @@ def main(argv):
       checkpoints[a] = path
     if _EVAL_ONLY.value != bool(checkpoints):
       raise SweepError('--eval_only and --checkpoints go together')
+    from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
+    try:
+      config_lib.finalize(_CONFIG.value)
+    except config_lib.ConfigError as e:
+      raise SweepError(str(e)) from None
     rows = sweep(_CONFIG.value, strides=_STRIDES.value, attentions=_ATTENTIONS.value,
                  root=_ROOT.value, seeds=_SEEDS.value, cell=_CELL.value, checkpoints=checkpoints,
                  collect_only=_COLLECT.value)

@@ -12,6 +12,12 @@ _NUM_CLASSES = {'kinetics400': 400, 'kinetics600': 600, 'ssv2': 174, 'epic_kitch
 RAND_AUGMENT = {'ssv2': 'rand-m20-mstd0.5-inc1', 'epic_kitchens': 'rand-m15-mstd0.5-inc1'}
 
 
+def clip_frames(cfg) -> int:
+  """Frames per clip the model gets: data.num_frames, or 1 for the single-frame model (here, not
+  in the pipeline, so that config_lib.finalize checks it without TensorFlow)."""
+  return 1 if cfg.get('single_frame', False) else cfg.num_frames
+
+
 def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
                 crop_size: int) -> ml_collections.ConfigDict:
   """Every field has a concrete default so `--config.data.x=y` overrides always type-check."""
@@ -24,7 +30,8 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   # tfds: synthetic_motion read from its TensorFlow Datasets build (data/tfds_builders.py).
   c.source = 'synthetic' if synthetic else 'prepared'
   c.data_dir = ''  # prepared: the --out folder of prepare; tfds: the TFDS data_dir ('' = default).
-  # What each example is labelled with; Epic-Kitchens has a verb and a noun per clip.
+  # What each example is labelled with; Epic-Kitchens has a verb and a noun per clip. In an
+  # experiment config, config_lib.finalize re-derives it from the model's heads.
   c.label_keys = ('verb', 'noun') if dataset == 'epic_kitchens' else ('label',)
   # linspace: a clip of num_frames x sampling_rate on the 30 fps timeline (Kinetics, EK);
   # segment: one frame from each of num_frames equal segments of the video (SSv2).

@@ -32,6 +32,7 @@ from mformer_jax.data import CorruptDataError, DatasetNotFoundError, to_model_in
 from mformer_jax.data import augment
 from mformer_jax.data import synthetic
 from mformer_jax.data import video
+from mformer_jax.data.config import clip_frames
 
 def _process(process_index, process_count):
   if process_index is None or process_count is None:
@@ -62,11 +63,6 @@ def _synthetic(cfg):
     raise ValueError(f"data.source='tfds' reads synthetic_motion only; {cfg.name} reads the "
                      "prepared shards (data.source='prepared', why: data/README.md)")
   return cfg.source != 'prepared'
-
-
-def clip_frames(cfg) -> int:
-  """Frames per clip the model gets: data.num_frames, or 1 for the single-frame model."""
-  return 1 if cfg.get('single_frame', False) else cfg.num_frames
 
 
 def num_examples(data_cfg, split):
