@@ -17,7 +17,6 @@ import threading
 import jax
 import numpy as np
 from absl import logging
-from jax._src import distributed
 from jax.experimental import multihost_utils
 
 # EX_TEMPFAIL (sysexits.h): "try again later" -- the same command continues the run. Distinct
@@ -25,13 +24,22 @@ from jax.experimental import multihost_utils
 EXIT_STATUS = 75
 
 
+def _jax_preemption_service() -> bool:
+  """Whether JAX's preemption service (multi-host TPU) owns SIGTERM. JAX exposes this only as
+  private state: where a release moves it, the answer is no (our handler), never an import error."""
+  try:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    return distributed.global_state.preemption_sync_manager is not None
+  except (ImportError, AttributeError):
+    return False
+
+
 class Stop:
   """The signal handlers of one training run; `release()` puts the previous ones back."""
 
   def __init__(self):
     self.signum = 0
-    jax_owns_sigterm = (jax.process_count() > 1 and
-                        distributed.global_state.preemption_sync_manager is not None)
+    jax_owns_sigterm = jax.process_count() > 1 and _jax_preemption_service()
     ours = [signal.SIGINT] + ([] if jax_owns_sigterm else [signal.SIGTERM])
     self._previous = {}
     if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
