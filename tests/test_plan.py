@@ -357,8 +357,9 @@ def test_the_recorded_table_is_rendered_from_the_recorded_plans():
   from benchmarks import tpu_plan_report  # pylint: disable=g-import-not-at-top
   with open(os.path.join(tf_.ROOT, 'benchmarks', 'tpu_plan.json')) as f:
     data = json.load(f)
+  rendered = tpu_plan_report.render(data)
   with open(os.path.join(tf_.ROOT, 'benchmarks', 'tpu_plan.md')) as f:
-    assert f.read() == tpu_plan_report.render(data)
+    assert f.read() == rendered
   keys = {'topology', 'chips', 'device_kind', 'hbm_bytes_per_chip', 'per_chip_bytes', 'fits',
           'global_batch', 'model_tflops_per_step', 'collectives', 'compile_seconds', 'versions'}
   for run in data['runs']:
@@ -369,5 +370,5 @@ def test_the_recorded_table_is_rendered_from_the_recorded_plans():
       m = p['per_chip_bytes']
       assert m['total'] == m['arguments'] + m['temporaries'] + m['outputs'] - m['aliased']
       assert p['fits'] == (m['total'] <= p['hbm_bytes_per_chip'])
-    assert f"{p['batch_per_chip']} | {plan.needed_bytes(p) / 2**30:.2f} |" in tpu_plan_report.render(
-        {'runs': [run]})
+    # pinned FSDP runs are rows of the FSDP table, so each row is looked for in the whole render
+    assert f"{p['batch_per_chip']} | {plan.needed_bytes(p) / 2**30:.2f} |" in rendered
