@@ -37,6 +37,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from mformer_jax import convert, workdir as workdir_lib
+from mformer_jax.errors import UserError
 from mformer_jax.model import HEAD_PARAMS, ModelConfig, Motionformer
 
 HEAD_KEYS = tuple(HEAD_PARAMS.values())
@@ -44,7 +45,7 @@ BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that f
 path = workdir_lib.path
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(UserError, RuntimeError):
   """A checkpoint step cannot be read, or its arrays fail their checksum or are not finite."""
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import ml_collections
 
 from mformer_jax.data import config as data_config_lib
+from mformer_jax.errors import UserError
 from mformer_jax.model import ModelConfig
 
 DATASETS = data_config_lib.DATASETS
@@ -45,7 +46,7 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
   return m
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """Parts of a config disagree (typically after a --config override); the message names the
   fields and their values. Entry points report it as one line, exit status 2."""
 

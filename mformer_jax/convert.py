@@ -36,6 +36,8 @@ Models with `scan_blocks=True` keep the blocks stacked: blocks/<...> with a lead
 blocks_{0..depth-1}/<...> (`stack_blocks` / `unstack_blocks`); every function here accepts and
 returns the layout of the config it is given, and the table applies to the unstacked form.
 """
+
+from mformer_jax.errors import UserError
 import dataclasses
 import json
 import os
@@ -54,7 +56,7 @@ from mformer_jax.model import ModelConfig, Motionformer, init_variables
 StateDict = Mapping[str, np.ndarray]
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """The state dict does not fit the model: names the missing/unexpected/mis-shaped keys."""
 
 

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mformer_jax.analysis import attention_maps
 from mformer_jax.data import pipeline, to_display_rgb, video
+from mformer_jax.errors import UserError
 from mformer_jax.model import head_prefix
 
 TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
@@ -21,7 +22,7 @@ TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
 FORMATS = {'.mp4': 'libx264', '.webm': 'libvpx-vp9', '.gif': None}
 
 
-class OverlayError(ValueError):
+class OverlayError(UserError, ValueError):
   """A query that cannot be drawn (bad FRAME,X,Y, a model without cross-frame maps)."""
 
 

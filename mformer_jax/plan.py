@@ -29,6 +29,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from mformer_jax.errors import UserError
+
 
 def _define_flags():
   """Defined only when run as a command: importing this module (tests, benchmarks) must not
@@ -56,7 +58,7 @@ _COLLECTIVES = ('all-gather', 'reduce-scatter', 'all-reduce', 'all-to-all')
 _SEARCH_CAP = 1024  # --batch_per_chip=max stops doubling here
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
   """Bad input or a plan that does not fit: one line for the user, exit status 2."""
 
 

@@ -29,6 +29,8 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
+from mformer_jax.errors import UserError
+
 _MAGIC = 0x1950A86A20F9469CFC6C   # first pickle of a legacy file
 _PROTOCOL = 1001                  # second pickle of a legacy file
 
@@ -75,7 +77,7 @@ _REBUILDERS = {
 _Storage = collections.namedtuple('_Storage', 'dtype numel data')
 
 
-class UnsupportedCheckpointError(ValueError):
+class UnsupportedCheckpointError(UserError, ValueError):
   """Not a torch checkpoint this reader understands (not torch.save output, truncated, or it names
   a global outside the allowed set); the message names the file."""
 

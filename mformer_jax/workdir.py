@@ -22,6 +22,8 @@ import socket
 from absl import logging
 from etils import epath
 
+from mformer_jax.errors import UserError
+
 LOCK_NAME = 'train.lock'
 # errno values that mean "no room to write" (a full disk, a quota, a file size limit).
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -29,7 +31,7 @@ _FULL_TEXT = ('RESOURCE_EXHAUSTED', 'No space left on device', 'Disk quota excee
               'File too large')
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(UserError, RuntimeError):
   """The workdir cannot be used (not writable, through a file, full, unreachable, locked)."""
 
 

@@ -18,8 +18,10 @@ import pathlib
 import re
 import sys
 
+from mformer_jax.errors import UserError
 
-class ReportError(ValueError):
+
+class ReportError(UserError, ValueError):
   """A report that cannot be read or compared; the CLI prints it and exits with status 2."""
 
 

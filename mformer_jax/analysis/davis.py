@@ -33,6 +33,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from mformer_jax.errors import UserError
+
 BOUND_TH = 0.008  # Boundary tolerance as a fraction of the image diagonal (official default).
 
 
@@ -205,7 +207,7 @@ def results_csvs(summary):
 # ImageSets/2017/<subset>.txt.
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
   """A DAVIS folder that does not hold what the layout promises (one line, for the CLI)."""
 
 

@@ -23,6 +23,8 @@ and it is skipped from then on. At the end (also with --cell) every finished cel
 into ROOT/stride_sweep.csv and ROOT/stride_sweep.png (top: top-1 minus trajectory's; bottom:
 top-1; mean over seeds with their min-max as bars). Results and commands: paper/motion_cues.md.
 """
+
+from mformer_jax.errors import UserError
 import csv
 import json
 import pathlib
@@ -47,7 +49,7 @@ _CHECKPOINTS = flags.DEFINE_list('checkpoints', [], 'ATTENTION=WORKDIR_OR_CHECKP
 _COLLECT = flags.DEFINE_bool('collect', False, 'Run nothing: collect the finished cells.')
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
   """Bad sweep arguments; the CLI prints it and exits with status 2."""
 
 

@@ -4,6 +4,8 @@ Importing this package is cheap (no TensorFlow): the trainer imports `config` ea
 preparation workers import `video`/`layouts` only.
 """
 
+from mformer_jax.errors import UserError
+
 # The exact preparation commands, kept in sync with data/README.md. Placeholders in caps.
 PREPARE_COMMANDS = {
     'kinetics400': ('python -m mformer_jax.data.prepare kinetics --videos K400/train --split train '
@@ -62,12 +64,12 @@ def to_display_rgb(model_input, bgr=False, mean=PIXEL_MEAN, std=PIXEL_STD):
   return np.clip(np.round((x + shift) * scale), 0, 255).astype(np.uint8)
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(UserError, ValueError):
   """More records of a split fail (CRC, parsing, a frame's decoding) than data.max_bad_fraction
   allows; the message lists them by shard and record index."""
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(UserError, ValueError):
   """A real dataset was requested but `data_dir` holds no prepared split."""
 
   def __init__(self, name: str, data_dir: str, split: str):

@@ -7,8 +7,10 @@ import av
 import numpy as np
 from PIL import Image
 
+from mformer_jax.errors import UserError
 
-class VideoError(Exception):
+
+class VideoError(UserError):
   """A video that cannot be used; the message is the reason written to the skip report."""
 
 

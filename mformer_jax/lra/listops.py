@@ -32,6 +32,8 @@ import random
 import numpy as np
 from absl import logging
 
+from mformer_jax.errors import UserError
+
 MIN, MAX, MED, SUM_MOD, END = '[MIN', '[MAX', '[MED', '[SM', ']'
 OPERATORS = [MIN, MAX, MED, SUM_MOD]
 MAX_DEPTH, MAX_ARGS, OPERATOR_P = 10, 10, 0.25
@@ -51,7 +53,7 @@ for _tok, _ch in ([(str(d), str(d)) for d in _DIGITS] + list(_SHORT.items())
 _DROP = str.maketrans('', '', ' ()\t\r\n')
 
 
-class MalformedExpressionError(ValueError):
+class MalformedExpressionError(UserError, ValueError):
   """A ListOps source string that is not a well-formed expression."""
 
 
