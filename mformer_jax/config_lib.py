@@ -16,8 +16,8 @@ import dataclasses
 
 import ml_collections
 
+from mformer_jax import errors
 from mformer_jax.data import config as data_config_lib
-from mformer_jax.errors import UserError
 from mformer_jax.model import ModelConfig
 
 DATASETS = data_config_lib.DATASETS
@@ -46,9 +46,7 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
   return m
 
 
-class ConfigError(UserError, ValueError):
-  """Parts of a config disagree (typically after a --config override); the message names the
-  fields and their values. Entry points report it as one line, exit status 2."""
+ConfigError = errors.ConfigError  # the error of every check below (one line, exit status 2)
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -81,9 +79,9 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.ConfigDict:
   if dataset not in DATASETS:
-    raise ValueError(f'dataset {dataset!r}; expected one of {DATASETS}')
+    raise ConfigError(f'dataset {dataset!r}; expected one of {DATASETS}')
   if variant not in VARIANTS:
-    raise ValueError(f'variant {variant!r}; expected one of {VARIANTS}')
+    raise ConfigError(f'variant {variant!r}; expected one of {VARIANTS}')
   config = ml_collections.ConfigDict()
   config.experiment = f'{dataset}_{variant}'
   config.mode = 'train'           # train | eval | predict

@@ -10,23 +10,38 @@ The subclasses keep the builtin base they had (ValueError, RuntimeError), so cod
 those still works.
 """
 import sys
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 
 class UserError(Exception):
   """Expected bad input: the message is the whole report (no traceback)."""
 
 
-def exit_with(error: UserError, *, prog: str = '', status: int = 2) -> NoReturn:
-  """Prints `error` as one line on stderr and exits with `status`."""
-  prefix = f'{prog}: ' if prog else ''
-  print(f'{prefix}error: {error}', file=sys.stderr)
-  sys.exit(status)
+class ConfigError(UserError, ValueError):
+  """A config field or command-line flag has a value the code cannot use, or parts of a config
+  disagree (typically after a --config override); the message names the fields and values."""
 
 
-def run_cli(main: Callable[[], object], *, prog: str = '', status: int = 2):
-  """Runs `main()`; a UserError becomes one line on stderr and exit `status`."""
-  try:
-    return main()
-  except UserError as e:
-    exit_with(e, prog=prog, status=status)
+class InputError(UserError, ValueError):
+  """A file or folder the user gave holds something other than what the command needs (a wrong
+  layout, another model's outputs); the message says what was expected."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+  """A file, folder or checkpoint the user named does not exist (or holds nothing yet); the
+  message says how to create it."""
+
+
+def report(error: UserError, *, prog: str = '', one_line: bool = False) -> int:
+  """Prints `error` on stderr as `[prog: ]error: message`; returns 2, the exit status of bad
+  input (as argparse and absl use for a bad flag). one_line joins a multi-line message."""
+  message = str(error)
+  if one_line:
+    message = '; '.join(line.strip() for line in message.splitlines() if line.strip())
+  print(f'{prog}: error: {message}' if prog else f'error: {message}', file=sys.stderr)
+  return 2
+
+
+def exit_with(error: UserError, *, prog: str = '', one_line: bool = False) -> NoReturn:
+  """`report(error)`, then exit with its status."""
+  sys.exit(report(error, prog=prog, one_line=one_line))

@@ -17,6 +17,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mformer_jax import checkpointing, metrics, overlay, sharding
+from mformer_jax.errors import ConfigError, MissingInputError
 from mformer_jax import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
@@ -94,8 +95,8 @@ class Evaluator:
     self.names = pipeline.class_names(config.data)
     sizes = {h: len(n) for h, n in self.names.items()}
     if sizes != model.cfg.heads:
-      raise ValueError(f'the data has classes {sizes} but the model heads are {model.cfg.heads} '
-                       '(set model.num_classes, or data.synthetic.classes, to match)')
+      raise ConfigError(f'the data has classes {sizes} but the model heads are {model.cfg.heads} '
+                        '(set model.num_classes, or data.synthetic.classes, to match)')
 
     self._forward = eval_step(model, mesh)
 
@@ -163,7 +164,7 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
       read = lambda step: checkpointing.restore_params(mngr, step, abstract, shardings)
       if config.eval.step >= 0:
         if config.eval.step not in mngr.all_steps():
-          raise FileNotFoundError(f'no checkpoint step {config.eval.step} in {mngr.directory} '
+          raise MissingInputError(f'no checkpoint step {config.eval.step} in {mngr.directory} '
                                   f'(it holds steps {list(mngr.all_steps())})')
         return read(config.eval.step), f'step_{config.eval.step}'
       step, params = checkpointing.restore_newest(mngr, read,
@@ -171,7 +172,7 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
       if step is not None:
         return params, f'step_{step}'
   if not config.init.checkpoint:
-    raise FileNotFoundError(f'nothing to evaluate: {workdir} has no checkpoint and '
+    raise MissingInputError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
   params = checkpointing.import_params(jax.jit(init)(), model.cfg,
@@ -192,7 +193,7 @@ def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   config.predict_output also the labelled video (overlay.py), checked before the model runs and
   written after report(result) has shown the answer."""
   if not config.video:
-    raise ValueError('predict needs a video: --config.video=PATH')
+    raise ConfigError('predict needs a video: --config.video=PATH')
   if config.get('predict_output'):
     overlay.check_output(config.predict_output)
   mesh, model = sharding.make_mesh(), make_model(config.model)

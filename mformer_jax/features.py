@@ -18,12 +18,13 @@ rewritten every --save_every videos; rerunning the same command skips the videos
 import json
 import os
 import pathlib
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 import tqdm
+
+from mformer_jax.errors import InputError, MissingInputError
 
 
 
@@ -46,7 +47,7 @@ def video_list(spec: str) -> list[str]:
   if p.is_dir():
     return [str(f) for f in sorted(p.rglob('*')) if f.suffix.lower() in layouts.VIDEO_EXTS]
   if not p.is_file():
-    raise FileNotFoundError(f'no video list, folder or video at {spec}')
+    raise MissingInputError(f'no video list, folder or video at {spec}')
   if p.suffix.lower() in layouts.VIDEO_EXTS:
     return [str(p)]
   lines = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.startswith('#')]
@@ -68,7 +69,7 @@ def _load(out, settings):
     return {}, {}
   with np.load(out) as z:
     if json.loads(str(z['settings'])) != settings:
-      raise ValueError(f'{out} holds features made with another model or config; use a new --out')
+      raise InputError(f'{out} holds features made with another model or config; use a new --out')
     views = z['views'] if settings['per_view'] else [None] * len(z['paths'])
     done = {str(p): (f, v) for p, f, v in zip(z['paths'], z['features'], views)}
     return done, {str(p): str(r) for p, r in zip(z['unreadable'], z['reasons'])}
@@ -125,15 +126,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data decodes; the accelerators are JAX's.
-  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
-  from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
+  from mformer_jax import config_lib, errors  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  try:  # ConfigError is a ValueError
+  try:
     num, bad = extract(config_lib.finalize(f.config), f.workdir, video_list(f.videos), f.out,
                        per_view=f.per_view, save_every=f.save_every)
-  except (FileNotFoundError, CheckpointMismatchError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except errors.UserError as e:
+    errors.exit_with(e)
   print(f'{num} videos -> {f.out}' + (f'; {len(bad)} unreadable:' if bad else ''))
   for path, reason in bad.items():
     print(f'  unreadable {path}: {reason}')

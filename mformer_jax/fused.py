@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from mformer_jax.errors import ConfigError
 from mformer_jax.model import Block, Motionformer, drop_path_rates
 
 
@@ -68,7 +69,7 @@ def train_step(model: Motionformer, opt: AdamW, params, opt_state, clip, loss_fn
   """
   c = model.cfg
   if not c.scan_blocks:
-    raise ValueError('the fused update loops over stacked blocks: set model.scan_blocks=True')
+    raise ConfigError('the fused update loops over stacked blocks: set model.scan_blocks=True')
   rest = {k: v for k, v in params.items() if k != 'blocks'}
   decay = (opt.mask(params) if opt.mask else jax.tree.map(lambda _: True, params))
   count = opt_state['count']

@@ -99,15 +99,9 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
-  from mformer_jax import checkpointing, config_lib, evaluate  # pylint: disable=g-import-not-at-top
+  from mformer_jax import config_lib, errors, evaluate  # pylint: disable=g-import-not-at-top
   from mformer_jax import preemption, train  # pylint: disable=g-import-not-at-top
-  from mformer_jax.convert import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import CorruptDataError  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data.video import VideoError  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
-  from mformer_jax.overlay import OverlayError  # pylint: disable=g-import-not-at-top
-  from mformer_jax.workdir import WorkdirError  # pylint: disable=g-import-not-at-top
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
@@ -135,12 +129,8 @@ def main(argv):
   except train.Preempted as e:  # not a failure: the same command continues
     print(e, file=sys.stderr)
     sys.exit(preemption.EXIT_STATUS)
-  except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError, VideoError,
-          OverlayError, train.NonFiniteLossError, checkpointing.CorruptCheckpointError,
-          WorkdirError, CorruptDataError, config_lib.ConfigError) as e:
-    # Expected failures get one clear message, not a traceback.
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except errors.UserError as e:  # expected failures: one clear message, not a traceback
+    errors.exit_with(e)
   if host0:
     print(f'\n{config.experiment} ({config.mode}):\n'
           + result_table(results, ModelConfig.from_config(config.model).heads.get('label', 0),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mformer_jax import attention, fast_attention, posembed, remat, sharding
+from mformer_jax.errors import ConfigError
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
 APPROXIMATIONS = ('none', 'orthoformer', 'nystrom', 'performer')
@@ -86,15 +87,15 @@ class ModelConfig:
               ('pos_embed_resize', posembed.RULES)]
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
-        raise ValueError(f'model.{field}={getattr(self, field)!r}; expected one of {allowed}')
+        raise ConfigError(f'model.{field}={getattr(self, field)!r}; expected one of {allowed}')
     if self.num_frames % self.tubelet_size:
-      raise ValueError(f'num_frames={self.num_frames} is not a multiple of tubelet_size')
+      raise ConfigError(f'num_frames={self.num_frames} is not a multiple of tubelet_size')
     if self.approx != 'none' and self.attention != 'trajectory':
-      raise ValueError('approx applies to trajectory attention only')
+      raise ConfigError('approx applies to trajectory attention only')
     if self.trajectory_impl != 'einsum' and self.attn_dropout:
-      raise ValueError(f'trajectory_impl={self.trajectory_impl!r} has no attention dropout')
+      raise ConfigError(f'trajectory_impl={self.trajectory_impl!r} has no attention dropout')
     if self.query_chunk < 0:
-      raise ValueError(f'query_chunk={self.query_chunk} must be >= 0 (0 = one frame)')
+      raise ConfigError(f'query_chunk={self.query_chunk} must be >= 0 (0 = one frame)')
 
   @property
   def temporal_slots(self) -> int:
@@ -123,7 +124,7 @@ class ModelConfig:
     cfg = dict(cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg)
     unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
-      raise ValueError(f'unknown model config keys: {unknown}')
+      raise ConfigError(f'unknown model config keys: {unknown}')
     return cls(**cfg)
 
 

@@ -69,7 +69,7 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
     token = attention_maps.query_token(cfg, clip.shape[2], int(qf), qx, qy)
     maps = attention_maps.compute(model, {'params': params}, clip, layers=[layer])
     fmap = attention_maps.frame_maps(maps, cfg)[0, 0, :, token].mean(0)
-  except ValueError as e:
+  except UserError as e:  # a query outside the clip, a model without per-frame maps
     raise OverlayError(f'predict_query={query!r}: {e}') from None
   frames = to_display_rgb(clip[0], data.bgr)  # Shown as RGB.
   return attention_maps.render(frames[::cfg.tubelet_size], np.asarray(fmap, np.float32), cfg,

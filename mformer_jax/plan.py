@@ -29,6 +29,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from mformer_jax import errors
 from mformer_jax.errors import UserError
 
 
@@ -514,14 +515,11 @@ def main(argv):
     mode = f.mode or ('eval' if f.config.mode == 'eval' else 'train')
     batch = batch_per_chip(f.config, len(devices), mode, f.batch_per_chip, f.global_batch)
     from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
-    try:
-      config_lib.finalize(f.config)
-      if batch == 'max':
-        result = search_max(f.config, topology, mode, devices)
-      else:
-        result = plan(f.config, topology, batch, mode, devices)
-    except ValueError as e:  # a config the model, the trainer or finalize rejects
-      raise PlanError(str(e)) from None
+    config_lib.finalize(f.config)
+    if batch == 'max':
+      result = search_max(f.config, topology, mode, devices)
+    else:
+      result = plan(f.config, topology, batch, mode, devices)
     if f.out:
       with open(f.out, 'w') as out:
         json.dump(result, out, indent=1)
@@ -530,9 +528,8 @@ def main(argv):
       raise PlanError(advice(result, f.config) if result['hbm_bytes_per_chip'] else
                       f"the compiler states no HBM limit for {result['device_kind']!r}; cannot "
                       'say it fits')
-  except PlanError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:
+    errors.exit_with(e)
 
 
 if __name__ == '__main__':

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from mformer_jax.errors import ConfigError
+
 _A = -0.75
 RULES = ('official', 'dino')
 _DINO_OFFSET = 0.1
@@ -52,7 +54,7 @@ def spatial_resize_matrices(grid_in: int, grid_out: tuple[int, int],
   """Row/column matrices that map the (grid_in, grid_in) table to the (Hp, Wp) patch grid."""
   hp, wp = grid_out
   if rule not in RULES:
-    raise ValueError(f'position-embedding resize rule {rule!r}; expected one of {RULES}')
+    raise ConfigError(f'position-embedding resize rule {rule!r}; expected one of {RULES}')
   if rule == 'official' and hp == wp:
     m = bicubic_matrix(grid_in, math.sqrt(hp * wp / (grid_in * grid_in)))
     return m, m

@@ -15,6 +15,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mformer_jax.errors import ConfigError
+
 # Explicit multi-process settings (also what launch/slurm.sh exports); jax itself reads these
 # names too where it auto-detects, so one set of variables serves every launcher.
 _ENV = {'coordinator_address': 'JAX_COORDINATOR_ADDRESS', 'num_processes': 'JAX_NUM_PROCESSES',
@@ -106,8 +108,8 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
 def local_batch_size(global_size: int, what: str) -> int:
   """The per-host share of a global batch, with a clear error when it does not divide."""
   if global_size % jax.device_count():
-    raise ValueError(f'{what}={global_size} must be a multiple of the device count '
-                     f'({jax.device_count()}); change it with --config.{what}=...')
+    raise ConfigError(f'{what}={global_size} must be a multiple of the device count '
+                      f'({jax.device_count()}); change it with --config.{what}=...')
   return global_size // jax.process_count()
 
 

@@ -23,13 +23,15 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from mformer_jax import checkpointing, evaluate, fused, optim, preemption, sharding
+from mformer_jax.errors import ConfigError, UserError
 from mformer_jax import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The loss or gradient became NaN/Inf; nothing from that point on was checkpointed."""
+class NonFiniteLossError(UserError, FloatingPointError):
+  """The loss or gradient became NaN/Inf; nothing from that point on was checkpointed. A user
+  error: the recipe (learning rate, precision) diverged, and the message says what to change."""
 
 
 class Preempted(RuntimeError):
@@ -82,7 +84,7 @@ def make_optimizer(config, model, steps_per_epoch: int):
   if not config.train.fused_update:
     return optim.make_optimizer(config.train, steps_per_epoch)
   if not model.cfg.scan_blocks:
-    raise ValueError('train.fused_update=True needs model.scan_blocks=True')
+    raise ConfigError('train.fused_update=True needs model.scan_blocks=True')
   return optim.make_fused_optimizer(config.train, steps_per_epoch)
 
 

@@ -43,7 +43,6 @@ default: the object's centre in frame 0, whose true position per slot is marked 
 import dataclasses
 import functools
 import os
-import sys
 
 import flax.linen as nn
 import jax
@@ -51,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mformer_jax import attention, convert, data
+from mformer_jax.errors import ConfigError
 from mformer_jax.model import Block, ModelConfig, Motionformer
 
 _ATTENTION_MODULES = (attention.TrajectoryAttention, attention.JointAttention,
@@ -64,8 +64,8 @@ def select_layers(layers, depth: int) -> list[int]:
   chosen = [int(i) for i in np.atleast_1d(layers)]
   bad = [i for i in chosen if not -depth <= i < depth]
   if bad or not chosen:
-    raise ValueError(f'layer {bad or chosen} out of range: the model has {depth} layers '
-                     f'(0..{depth - 1}, or negative from the end)')
+    raise ConfigError(f'layer {bad or chosen} out of range: the model has {depth} layers '
+                      f'(0..{depth - 1}, or negative from the end)')
   return sorted({i % depth for i in chosen})
 
 
@@ -105,8 +105,8 @@ def compute(model: Motionformer, variables, clip, *, layers=None, first_landmark
   """
   cfg = model.cfg
   if cfg.attention == 'trajectory' and cfg.approx not in ('none', 'orthoformer'):
-    raise ValueError(f'approx={cfg.approx!r} has no per-frame attention probabilities; load the '
-                     "model with approx='none' for the exact maps of these weights")
+    raise ConfigError(f'approx={cfg.approx!r} has no per-frame attention probabilities; load the '
+                      "model with approx='none' for the exact maps of these weights")
   chosen = select_layers(layers, cfg.depth)
   params = convert.unstack_blocks(variables['params'])
   x = model.apply(variables, jnp.asarray(clip), method=Motionformer.embed)
@@ -146,7 +146,7 @@ def frame_maps(maps, cfg: ModelConfig):
     time = time.reshape(*lead, f, p, f)                              # [f0, q, f]
     a = jnp.einsum('...apq,...aqf->...apfq', space, time).reshape(*lead, f * p, f, p)
   else:
-    raise ValueError(f'{cfg.attention!r} attention never looks at another temporal slot')
+    raise ConfigError(f'{cfg.attention!r} attention never looks at another temporal slot')
   return a / a.sum(-1, keepdims=True)
 
 
@@ -194,9 +194,9 @@ def patch_centres(cfg: ModelConfig, size: int) -> np.ndarray:
 def query_token(cfg: ModelConfig, size: int, frame: int, x: float, y: float) -> int:
   """Token index n of pixel (x, y) of input frame `frame`; clear errors when outside."""
   if not 0 <= frame < cfg.num_frames:
-    raise ValueError(f'query frame {frame} outside the clip (0..{cfg.num_frames - 1})')
+    raise ConfigError(f'query frame {frame} outside the clip (0..{cfg.num_frames - 1})')
   if not (0 <= x < size and 0 <= y < size):
-    raise ValueError(f'query point ({x}, {y}) outside the {size}x{size} frame')
+    raise ConfigError(f'query point ({x}, {y}) outside the {size}x{size} frame')
   g = size // cfg.patch_size
   return ((frame // cfg.tubelet_size) * g + int(y) // cfg.patch_size) * g + int(x) // cfg.patch_size
 
@@ -252,13 +252,13 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
   from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
   if bool(video_path) == (synthetic_seed is not None):
-    raise ValueError('give exactly one of --video=FILE or --synthetic=SEED')
+    raise ConfigError('give exactly one of --video=FILE or --synthetic=SEED')
   model, variables = checkpointing.load_model(checkpoint)
   cfg = model.cfg
   layer = select_layers([layer], cfg.depth)[0]
   if not -1 <= head < cfg.num_heads:
-    raise ValueError(f'head {head} out of range: the model has {cfg.num_heads} heads '
-                     '(-1 = their mean)')
+    raise ConfigError(f'head {head} out of range: the model has {cfg.num_heads} heads '
+                      '(-1 = their mean)')
   truth = None
   # The model is fed its own colour order; the panels show RGB.
   if video_path:
@@ -273,11 +273,11 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
     try:
       qf, qx, qy = (float(v) for v in query.split(','))
     except ValueError:
-      raise ValueError(f'--query={query!r}: expected FRAME,X,Y') from None
+      raise ConfigError(f'--query={query!r}: expected FRAME,X,Y') from None
   elif truth is not None:                    # synthetic: the object's centre in frame 0
     qf, (qy, qx) = 0, centres[0]
   else:
-    raise ValueError('--query=FRAME,X,Y is needed with --video')
+    raise ConfigError('--query=FRAME,X,Y is needed with --video')
   token = query_token(cfg, size, int(qf), qx, qy)
   maps = compute(model, variables, jnp.asarray(clip)[None], layers=[layer])
   fmap = frame_maps(maps, cfg)[0, 0, :, token]
@@ -298,7 +298,7 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
 
 def main(argv):
   from absl import flags, logging  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
+  from mformer_jax import errors  # pylint: disable=g-import-not-at-top
   del argv
   logging.set_verbosity(logging.WARNING)   # an error is then the one line on stderr
   f = flags.FLAGS
@@ -306,9 +306,8 @@ def main(argv):
     paths = figure(f.checkpoint, video_path=f.video, synthetic_seed=f.synthetic, index=f.index,
                    synthetic_classes=f.synthetic_classes, query=f.query, layer=f.layer,
                    head=f.head, sampling_rate=f.sampling_rate, fmt=f.format, output=f.output)
-  except (ValueError, OSError, video.VideoError) as e:
-    print(f'attention_maps: error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except errors.UserError as e:
+    errors.exit_with(e, prog='attention_maps')
   print('\n'.join(paths))
 
 

@@ -16,8 +16,8 @@ import csv
 import json
 import pathlib
 import re
-import sys
 
+from mformer_jax import errors
 from mformer_jax.errors import UserError
 
 
@@ -40,13 +40,24 @@ def find_report(run) -> pathlib.Path:
   return max(steps)[1] / 'metrics.json'
 
 
-def per_class(run, head=None) -> dict:
-  """{class: (accuracy or None, videos)} of one head of one report."""
+def read_report(run) -> tuple[pathlib.Path, dict]:
+  """(path, the parsed metrics.json) of a run (as find_report finds it)."""
   path = find_report(run)
   try:
     report = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ReportError(f'{path}: cannot be read as an evaluation report ({e})') from e
+  if not isinstance(report, dict):
+    raise ReportError(f'{path}: not an evaluation report (a JSON {type(report).__name__})')
+  return path, report
+
+
+def per_class(run, head=None) -> dict:
+  """{class: (accuracy or None, videos)} of one head of one report."""
+  path, report = read_report(run)
+  try:
     heads = report['per_class']
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+  except KeyError as e:
     raise ReportError(f'{path}: not an evaluation report with per_class ({e!r})') from e
   if head is None:
     if len(heads) != 1:
@@ -132,9 +143,8 @@ def main(argv=None):
                   args.min_videos)
     if not rows:
       raise ReportError(f'no class has >= {args.min_videos} videos and an accuracy in both runs')
-  except (ReportError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:
+    errors.exit_with(e)
   gains, losses = extremes(rows, args.top)
   print(f'{len(rows)} classes compared (>= {args.min_videos} videos); delta = {names[1]} - '
         f'{names[0]}\nlargest gains:\n{table(gains, *names) if gains else "  none"}\n'

@@ -15,11 +15,12 @@ The paper's GPU-hours are printed beside ours where the config corresponds.
 """
 import functools
 import json
-import sys
 import time
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from mformer_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -68,7 +69,7 @@ def num_train_examples(config) -> tuple[int, str]:
   if config.data.source == 'synthetic' or config.data.data_dir:
     return pipeline.num_examples(config.data, 'train'), 'data'
   if config.data.name not in NOMINAL_TRAIN:
-    raise ValueError(f'no nominal size for {config.data.name!r}: set --config.data.data_dir')
+    raise ConfigError(f'no nominal size for {config.data.name!r}: set --config.data.data_dir')
   return NOMINAL_TRAIN[config.data.name], 'nominal'
 
 
@@ -154,17 +155,14 @@ def report(config, measured, est, paper) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if FLAGS.mfu and FLAGS.peak_tflops <= 0:
-    print('error: --mfu needs --peak_tflops (the device dense peak, TFLOP/s)', file=sys.stderr)
-    sys.exit(2)
   config = FLAGS.config
-  from mformer_jax.data import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
-  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
-  try:  # ConfigError is a ValueError
+  from mformer_jax import config_lib, errors  # pylint: disable=g-import-not-at-top
+  try:
+    if FLAGS.mfu and FLAGS.peak_tflops <= 0:
+      raise errors.ConfigError('--mfu needs --peak_tflops (the device dense peak, TFLOP/s)')
     num_train, source = num_train_examples(config_lib.finalize(config))
-  except (DatasetNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except errors.UserError as e:
+    errors.exit_with(e)
   measured = measure_step(config, FLAGS.batch, FLAGS.steps)
   est = {**estimate(config, measured, num_train,
                     peak_tflops=FLAGS.peak_tflops if FLAGS.mfu else 0.0), 'source': source}

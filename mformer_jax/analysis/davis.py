@@ -33,7 +33,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from mformer_jax.errors import UserError
+from mformer_jax import errors
+from mformer_jax.errors import ConfigError, MissingInputError, UserError
 
 BOUND_TH = 0.008  # Boundary tolerance as a fraction of the image diagonal (official default).
 
@@ -323,7 +324,7 @@ def write_synthetic(root, num_sequences, *, num_frames=16, size=64, height=0, nu
   root = pathlib.Path(root)
   height = height or size
   if not 0 < height <= size:
-    raise ValueError(f'synthetic height {height} must be in (0, {size}]')
+    raise ConfigError(f'synthetic height {height} must be in (0, {size}]')
   top, min_pixels = (size - height) // 2, height * size // 64
   names = [f'synth{i:03d}' for i in range(num_sequences)]
   for i, name in enumerate(names):
@@ -335,7 +336,7 @@ def write_synthetic(root, num_sequences, *, num_frames=16, size=64, height=0, nu
       if all((ids[0] == k).sum() >= min_pixels for k in range(1, num_objects + 1)):
         break
     else:
-      raise ValueError(f'no scene keeps {num_objects} objects in {height} of {size} rows')
+      raise ConfigError(f'no scene keeps {num_objects} objects in {height} of {size} rows')
     for t in range(num_frames):
       jpg = root / 'JPEGImages' / '480p' / name / f'{t:05d}.jpg'
       jpg.parent.mkdir(parents=True, exist_ok=True)
@@ -385,7 +386,7 @@ def _overrides(text):
   for item in filter(None, text.split(',')):
     key, sep, value = item.partition('=')
     if not sep:
-      raise ValueError(f'--model_override {item!r} is not key=value')
+      raise ConfigError(f'--model_override {item!r} is not key=value')
     try:
       out[key] = ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -409,7 +410,7 @@ def _load_model(args):
     pixels = (data.PIXEL_MEAN, data.PIXEL_STD)
   else:
     if not pathlib.Path(args.init_config).is_file():
-      raise FileNotFoundError(f'--init_config {args.init_config} is not a file')
+      raise MissingInputError(f'--init_config {args.init_config} is not a file')
     config = runpy.run_path(args.init_config)['get_config']()
     model = model_lib.make_model(dict(config.model.to_dict(), **overrides, scan_blocks=False))
     import jax  # pylint: disable=g-import-not-at-top
@@ -429,7 +430,7 @@ def _floats(text, flag):
   except ValueError:
     values = []
   if len(values) != 3:
-    raise ValueError(f'{flag}={text!r}: expected three comma-separated numbers (R,G,B)')
+    raise ConfigError(f'{flag}={text!r}: expected three comma-separated numbers (R,G,B)')
   return values
 
 
@@ -565,14 +566,15 @@ def check_args(args):
   if args.write_synthetic:
     return
   if not args.out:
-    raise ValueError('--out is required')
+    raise ConfigError('--out is required')
   sources = [f for f in ('checkpoint', 'init_config', 'vit') if getattr(args, f)]
   if args.features == 'model' and len(sources) != 1:
     given = ' together with '.join(f'--{f}' for f in sources) or 'none of them'
-    raise ValueError('--features=model needs exactly one model source, --checkpoint '
-                     f'(Motionformer), --init_config (untrained) or --vit (image ViT); got {given}')
+    raise ConfigError('--features=model needs exactly one model source, --checkpoint '
+                      '(Motionformer), --init_config (untrained) or --vit (image ViT); '
+                      f'got {given}')
   if args.batch_size < 1:
-    raise ValueError(f'--batch_size={args.batch_size} must be >= 1')
+    raise ConfigError(f'--batch_size={args.batch_size} must be >= 1')
 
 
 def main(argv=None):
@@ -586,10 +588,8 @@ def main(argv=None):
       print(f'wrote {len(names)} sequences to {args.davis_root}')
       return 0
     run(args)
-  except (LayoutError, FileNotFoundError, ImportError, ValueError) as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # one line
-    print(f"davis: error: {'; '.join(lines)}", file=sys.stderr)
-    return 2
+  except UserError as e:
+    return errors.report(e, prog='davis', one_line=True)
   return 0
 
 

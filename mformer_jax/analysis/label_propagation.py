@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from mformer_jax.errors import ConfigError
 from mformer_jax.data import PIXEL_MEAN, PIXEL_STD, to_model_input
 
 TUBELETS = ('repeat', 'sliding')
@@ -51,9 +52,10 @@ class Protocol:
   def __post_init__(self):
     for field, allowed in (('neighbourhood', NEIGHBOURHOODS), ('labels', LABELS)):
       if getattr(self, field) not in allowed:
-        raise ValueError(f'{field}={getattr(self, field)!r}; expected one of {allowed}')
+        raise ConfigError(f'{field}={getattr(self, field)!r}; expected one of {allowed}')
     if self.topk < 1 or self.context < 0 or self.temperature <= 0 or self.size_multiple < 0:
-      raise ValueError(f'need topk >= 1, context >= 0, temperature > 0, size_multiple >= 0: {self}')
+      raise ConfigError('need topk >= 1, context >= 0, temperature > 0, size_multiple >= 0: '
+                        f'{self}')
 
 
 PROTOCOLS = {
@@ -78,18 +80,18 @@ def input_size(frame_hw, short_side, cell, multiple=0, square=False):
   cell size); `square`: short_side x short_side (the squeeze)."""
   multiple = multiple or cell
   if multiple % cell:
-    raise ValueError(f'the patch size {cell} does not divide {multiple}, the multiple the long '
-                     'side is floored to')
+    raise ConfigError(f'the patch size {cell} does not divide {multiple}, the multiple the long '
+                      'side is floored to')
   h, w = frame_hw
   short = short_side or min(h, w) // cell * cell
   if short % cell or short <= 0:
-    raise ValueError(f'the patch size {cell} does not divide the short side {short}')
+    raise ConfigError(f'the patch size {cell} does not divide the short side {short}')
   if square:
     return short, short
   long = int(short * max(h, w) / min(h, w) // multiple * multiple)
   if long < short:  # only when the multiple exceeds the long side itself
-    raise ValueError(f'the long side of {w}x{h} at short side {short} floors to {long}, '
-                     f'below a multiple of {multiple}')
+    raise ConfigError(f'the long side of {w}x{h} at short side {short} floors to {long}, '
+                      f'below a multiple of {multiple}')
   return (short, long) if h <= w else (long, short)
 
 
@@ -112,7 +114,7 @@ def clip_plan(num_video_frames, num_frames, tubelet, mode):
       plan.append((np.array(frames), {i: start + tubelet * i for i in range(num_frames // tubelet)
                                       if start + tubelet * i <= last}))
   else:
-    raise ValueError(f'tubelets={mode!r}; expected one of {TUBELETS}')
+    raise ConfigError(f'tubelets={mode!r}; expected one of {TUBELETS}')
   return plan
 
 
@@ -123,7 +125,7 @@ def model_features(model, variables, frames, *, layer=-1, tubelets='repeat', bat
   cfg = model.cfg
   t, h, w = frames.shape[:3]
   if h % cfg.patch_size or w % cfg.patch_size:
-    raise ValueError(f'frames {h}x{w} are not multiples of the patch size {cfg.patch_size}')
+    raise ConfigError(f'frames {h}x{w} are not multiples of the patch size {cfg.patch_size}')
   grid = (h // cfg.patch_size, w // cfg.patch_size)
   layer = layer % cfg.depth
   key = None if layer == cfg.depth - 1 else f'block{layer}_out'

@@ -22,11 +22,10 @@ or a supervised one), its architecture read from the tensor shapes: the image-Vi
 appendix Table 2 (`analysis/davis.py --vit`).
 """
 import argparse
-import json
 import os
 import re
-import sys
 
+from mformer_jax import errors
 from mformer_jax.analysis import class_deltas
 
 # What makes a model an image ViT: one frame in one-frame tubelets, joint attention (over one
@@ -141,8 +140,7 @@ def load_timm_vit(vit, *, num_heads=0, overrides=None, log=print):
 
 def top1(run, metric='top1') -> float:
   """The metric of a run's latest evaluation report (workdir, report folder or metrics.json)."""
-  path = class_deltas.find_report(run)
-  report = json.loads(path.read_text())
+  path, report = class_deltas.read_report(run)
   if metric not in report:
     raise class_deltas.ReportError(f'{path} has no {metric!r} (has {sorted(report)[:8]})')
   return float(report[metric])
@@ -164,9 +162,8 @@ def main(argv=None):
   try:
     one = [top1(r, args.metric) for r in args.one_frame.split(',')]
     multi = [top1(r, args.metric) for r in args.multi_frame.split(',')]
-  except (class_deltas.ReportError, OSError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except errors.UserError as e:
+    errors.exit_with(e)
   diff = sum(multi) / len(multi) - sum(one) / len(one)
   print(f'| {args.metric}, 1 frame | {args.metric}, multi-frame | difference | seeds |\n'
         f'| --- | --- | --- | --- |\n'

@@ -24,12 +24,12 @@ into ROOT/stride_sweep.csv and ROOT/stride_sweep.png (top: top-1 minus trajector
 top-1; mean over seeds with their min-max as bars). Results and commands: paper/motion_cues.md.
 """
 
+from mformer_jax import errors
 from mformer_jax.errors import UserError
 import csv
 import json
 import pathlib
 import re
-import sys
 import time
 
 from absl import app, flags, logging
@@ -226,16 +226,12 @@ def main(argv):
     if _EVAL_ONLY.value != bool(checkpoints):
       raise SweepError('--eval_only and --checkpoints go together')
     from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
-    try:
-      config_lib.finalize(_CONFIG.value)
-    except config_lib.ConfigError as e:
-      raise SweepError(str(e)) from None
+    config_lib.finalize(_CONFIG.value)
     rows = sweep(_CONFIG.value, strides=_STRIDES.value, attentions=_ATTENTIONS.value,
                  root=_ROOT.value, seeds=_SEEDS.value, cell=_CELL.value, checkpoints=checkpoints,
                  collect_only=_COLLECT.value)
-  except SweepError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:
+    errors.exit_with(e)
   for a, d in summary(rows).items():
     print(a, ' '.join(f'{s}: {100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]'
                       for s, (m, lo, hi) in d.items()))

@@ -27,7 +27,6 @@ Results and commands: paper/tracking.md.
 import dataclasses
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +34,7 @@ import numpy as np
 
 from mformer_jax.analysis import attention_maps
 from mformer_jax.data import to_model_input
+from mformer_jax.errors import ConfigError, UserError, exit_with
 
 RADII = (4.0, 8.0, 16.0)   # pixels: half a patch, a patch, two patches of the demo's 8 px
 MIN_COVER = 0.25           # a query patch is at least this much object
@@ -254,7 +254,7 @@ def main(argv):
   try:
     sources = dict(item.split('=', 1) for item in f.models.split(',') if item) if f.models else {}
     if not sources and not f.untrained:
-      raise ValueError('nothing to score: give --models and/or --untrained (NAME=SOURCE,...)')
+      raise ConfigError('nothing to score: give --models and/or --untrained (NAME=SOURCE,...)')
     models = {name: checkpointing.load_model(src) for name, src in sources.items()}
     untrained = dict(item.split('=', 1) for item in f.untrained.split(',') if item)
     for name, src in untrained.items():       # the trained model's config, fresh weights
@@ -262,9 +262,8 @@ def main(argv):
       for seed in (int(s) for s in f.untrained_seeds.split(',')):
         variables = model_lib.init_variables(model, jax.random.key(seed), random_tubelet=True)
         models[f'{name}_s{seed}'] = (model, jax.device_get(variables))
-  except (ValueError, OSError) as e:
-    print(f'tracking: error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:
+    exit_with(e, prog='tracking')
   cfg = next(iter(models.values()))[0].cfg
   data = synthetic.generate(f.num_clips, num_frames=cfg.num_frames, size=cfg.img_size,
                             seed=f.data_seed, split='test', classes=f.classes,

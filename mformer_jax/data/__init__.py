@@ -4,7 +4,7 @@ Importing this package is cheap (no TensorFlow): the trainer imports `config` ea
 preparation workers import `video`/`layouts` only.
 """
 
-from mformer_jax.errors import UserError
+from mformer_jax.errors import ConfigError, UserError
 
 # The exact preparation commands, kept in sync with data/README.md. Placeholders in caps.
 PREPARE_COMMANDS = {
@@ -38,8 +38,8 @@ def pixel_affine(mean=PIXEL_MEAN, std=PIXEL_STD):
   import numpy as np  # pylint: disable=g-import-not-at-top  (keeps the package import light)
   mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
   if mean.shape != (3,) or std.shape != (3,) or (std <= 0).any():
-    raise ValueError(f'pixel mean {mean.tolist()} / std {std.tolist()}: expected 3 values each, '
-                     'std > 0')
+    raise ConfigError(f'pixel mean {mean.tolist()} / std {std.tolist()}: expected 3 values each, '
+                      'std > 0')
   return (255.0 * std).astype(np.float32), (mean / std).astype(np.float32)
 
 

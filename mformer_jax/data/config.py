@@ -7,6 +7,8 @@ the model's (`config.model.num_classes`), seeded by `num_classes`.
 
 import ml_collections
 
+from mformer_jax.errors import ConfigError
+
 DATASETS = ('kinetics400', 'kinetics600', 'ssv2', 'epic_kitchens', 'synthetic_motion')
 _NUM_CLASSES = {'kinetics400': 400, 'kinetics600': 600, 'ssv2': 174, 'epic_kitchens': 97}
 RAND_AUGMENT = {'ssv2': 'rand-m20-mstd0.5-inc1', 'epic_kitchens': 'rand-m15-mstd0.5-inc1'}
@@ -22,7 +24,7 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
                 crop_size: int) -> ml_collections.ConfigDict:
   """Every field has a concrete default so `--config.data.x=y` overrides always type-check."""
   if dataset not in DATASETS:
-    raise ValueError(f'Unknown dataset {dataset!r}; expected one of {DATASETS}.')
+    raise ConfigError(f'Unknown dataset {dataset!r}; expected one of {DATASETS}.')
   synthetic = dataset == 'synthetic_motion'
   c = ml_collections.ConfigDict()
   c.name = dataset

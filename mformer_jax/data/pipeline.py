@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
+from mformer_jax.errors import ConfigError, InputError
 from mformer_jax.data import CorruptDataError, DatasetNotFoundError, to_model_input
 from mformer_jax.data import augment
 from mformer_jax.data import synthetic
@@ -58,10 +59,10 @@ def _summary(data_dir, name, split):
 def _synthetic(cfg):
   """synthetic_motion, rendered here ('synthetic') or read from its TFDS build ('tfds')."""
   if cfg.source not in ('synthetic', 'prepared', 'tfds'):
-    raise ValueError(f'data.source={cfg.source!r}; expected synthetic, prepared or tfds')
+    raise ConfigError(f'data.source={cfg.source!r}; expected synthetic, prepared or tfds')
   if cfg.source == 'tfds' and cfg.name != 'synthetic_motion':
-    raise ValueError(f"data.source='tfds' reads synthetic_motion only; {cfg.name} reads the "
-                     "prepared shards (data.source='prepared', why: data/README.md)")
+    raise ConfigError(f"data.source='tfds' reads synthetic_motion only; {cfg.name} reads the "
+                      "prepared shards (data.source='prepared', why: data/README.md)")
   return cfg.source != 'prepared'
 
 
@@ -81,7 +82,7 @@ def class_names(data_cfg) -> dict:
     names = {'label': names}
   missing = set(data_cfg.label_keys) - set(names)
   if missing:
-    raise ValueError(f'{data_cfg.data_dir} has class names for {sorted(names)}, not for the '
+    raise InputError(f'{data_cfg.data_dir} has class names for {sorted(names)}, not for the '
                      f'label keys {sorted(missing)} of config.data.label_keys')
   return {k: names[k] for k in data_cfg.label_keys}
 
@@ -209,7 +210,7 @@ def _window_indices(n, fps, cfg, *, train_seed=None):
   sampler on a 30 fps-equivalent timeline; 'segment' (SSv2) takes one frame per segment
   (random in training, the middle at test, one clip repeated if more are asked for)."""
   if cfg.sampler not in ('linspace', 'segment'):
-    raise ValueError(f'data.sampler={cfg.sampler!r}; expected linspace or segment')
+    raise ConfigError(f'data.sampler={cfg.sampler!r}; expected linspace or segment')
   train = train_seed is not None
   if cfg.sampler == 'segment':
     u = (tf.random.stateless_uniform([cfg.num_frames], train_seed, dtype=tf.float64)
@@ -350,7 +351,7 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
   n = num_examples(data_cfg, 'train')
   lo, hi = _block(n, p, count)
   if hi <= lo:
-    raise ValueError(f'Host {p} of {count} has no training examples (n={n}).')
+    raise InputError(f'Host {p} of {count} has no training examples (n={n}).')
 
   @functools.lru_cache(maxsize=2)
   def order(epoch):
@@ -427,8 +428,8 @@ class EvalDataset:
     self.num_batches = -(-(-(-total // count)) * self.views_per_video // local_batch_size)
     if _synthetic(cfg):
       if self.views_per_video != 1:
-        raise ValueError('synthetic_motion clips are rendered at exactly num_frames x '
-                         'crop_size, so test_num_clips and test_num_crops must be 1.')
+        raise ConfigError('synthetic_motion clips are rendered at exactly num_frames x '
+                          'crop_size, so test_num_clips and test_num_crops must be 1.')
       self.skipped, self.bad = [], None
     else:
       self.skipped = [tuple(s) for s in _summary(cfg.data_dir, cfg.name, split)['skipped']]

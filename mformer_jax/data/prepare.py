@@ -36,6 +36,7 @@ import numpy as np
 import tqdm
 
 from mformer_jax.data import layouts
+from mformer_jax.errors import ConfigError, InputError, UserError, exit_with
 
 LAYOUTS = ('kinetics', 'ssv2', 'epic_kitchens')
 
@@ -126,7 +127,7 @@ def _check_plan(out, split, items, per_shard):
   if os.path.exists(path):
     with open(path) as f:
       if json.load(f) != plan:
-        raise ValueError(f'{out} holds a {split!r} split prepared from other inputs or '
+        raise InputError(f'{out} holds a {split!r} split prepared from other inputs or '
                          f'--videos-per-shard; use a new --out.')
   else:
     _write_json(path, plan)
@@ -137,7 +138,7 @@ def build(items, class_names, *, out, split, layout, short_side=0, quality=90, w
   """Writes this task's shards not yet done, then (once every shard is done) the merged index;
   returns the summary dict, or None while other tasks' shards are missing."""
   if not 0 <= task_index < num_tasks:
-    raise ValueError(f'task index {task_index} is not in [0, {num_tasks})')
+    raise ConfigError(f'task index {task_index} is not in [0, {num_tasks})')
   os.makedirs(out, exist_ok=True)
   _check_plan(out, split, items, per_shard)  # Tasks given different item lists stop here.
   num_shards = max(1, -(-len(items) // per_shard))
@@ -222,15 +223,26 @@ def main(argv=None):
   args = p.parse_args(argv)
   if not 0 <= args.task_index < args.num_tasks:
     p.error(f'--task-index {args.task_index} is not in [0, --num-tasks={args.num_tasks})')
-  if args.layout == 'kinetics':
-    items, classes = layouts.kinetics(args.videos, args.csv)
-  elif args.layout == 'ssv2':
-    items, classes = layouts.ssv2(args.videos, args.annotations, args.split)
-  else:
-    items, classes = layouts.epic_kitchens(args.frames, args.annotations, args.split)
-  build(items, classes, out=args.out, split=args.split, layout=args.layout,
-        short_side=args.short_side, quality=args.jpeg_quality, workers=args.workers,
-        per_shard=args.videos_per_shard, num_tasks=args.num_tasks, task_index=args.task_index)
+  try:
+    items, classes = read_layout(args)
+    build(items, classes, out=args.out, split=args.split, layout=args.layout,
+          short_side=args.short_side, quality=args.jpeg_quality, workers=args.workers,
+          per_shard=args.videos_per_shard, num_tasks=args.num_tasks, task_index=args.task_index)
+  except UserError as e:
+    exit_with(e)
+
+
+def read_layout(args):
+  """(items, class names) of the layout the flags name. The readers only parse the user's
+  index files, so anything they raise means a file is missing or not in that layout."""
+  try:
+    if args.layout == 'kinetics':
+      return layouts.kinetics(args.videos, args.csv)
+    if args.layout == 'ssv2':
+      return layouts.ssv2(args.videos, args.annotations, args.split)
+    return layouts.epic_kitchens(args.frames, args.annotations, args.split)
+  except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
+    raise InputError(f'not a {args.layout} layout: {type(e).__name__}: {e}') from e
 
 
 if __name__ == '__main__':

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
+from mformer_jax.errors import ConfigError
+
 OPS = ('AutoContrast', 'Equalize', 'Invert', 'Rotate', 'Posterize', 'Solarize', 'SolarizeAdd',
        'Color', 'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX',
        'TranslateY')
@@ -28,8 +30,8 @@ def parse(spec):
   """'rand-m20-mstd0.5-inc1' -> (num_ops, magnitude, magnitude_std)."""
   fields = dict(re.fullmatch(r'([a-z]+)([\d.]+)', f).groups() for f in spec.split('-')[1:])
   if not spec.startswith('rand-') or fields.get('inc', '1') != '1':
-    raise ValueError(f'Unsupported rand_augment {spec!r}; expected rand-m<M>[-mstd<S>][-n<N>]'
-                     '-inc1.')
+    raise ConfigError(f'Unsupported rand_augment {spec!r}; expected rand-m<M>[-mstd<S>][-n<N>]'
+                      '-inc1.')
   return int(fields.get('n', 2)), float(fields.get('m', 10)), float(fields.get('mstd', 0))
 
 

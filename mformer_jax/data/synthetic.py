@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from mformer_jax.errors import ConfigError
+
 MOTION_CLASSES = ('move_right', 'move_left', 'move_down', 'move_up', 'circle_clockwise',
                   'circle_anticlockwise', 'approach', 'recede', 'start_moving', 'stop_moving',
                   'back_and_forth')
@@ -46,7 +48,7 @@ def class_names(variant='motion', classes=''):
   if variant == 'appearance':
     names = list(COLOURS)
     return [f'{names[i % len(names)]}_{SHAPES[i % len(SHAPES)]}' for i in range(len(motion))]
-  raise ValueError(f'synthetic variant must be motion or appearance, got {variant!r}')
+  raise ConfigError(f'synthetic variant must be motion or appearance, got {variant!r}')
 
 
 def _motion_classes(classes):
@@ -55,7 +57,7 @@ def _motion_classes(classes):
   chosen = tuple(c.strip() for c in classes.split(','))
   unknown = set(chosen) - set(MOTION_CLASSES)
   if unknown:
-    raise ValueError(f'Unknown synthetic classes {sorted(unknown)}; known: {MOTION_CLASSES}')
+    raise ConfigError(f'Unknown synthetic classes {sorted(unknown)}; known: {MOTION_CLASSES}')
   return chosen
 
 
@@ -264,6 +266,6 @@ def render_segmentation(index, *, num_frames=16, size=64, num_objects=3, seed=0,
     if all((ids[0] == k).sum() >= min_pixels for k in range(1, num_objects + 1)):
       break
   else:
-    raise ValueError(f'no scene with {num_objects} visible objects at size {size}; '
-                     'use fewer objects or a larger size')
+    raise ConfigError(f'no scene with {num_objects} visible objects at size {size}; '
+                      'use fewer objects or a larger size')
   return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8), ids

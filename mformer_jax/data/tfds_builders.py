@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mformer_jax.errors import InputError, MissingInputError
 from mformer_jax.data import synthetic
 
 
@@ -133,7 +134,7 @@ def synthetic_source(data_cfg, split):
   try:
     return builder.as_data_source(split)
   except NotImplementedError as e:  # The same config was built as TFRecord (e.g. by tfds.load).
-    raise ValueError(f'{builder.data_dir} holds a TFRecord build of this dataset; training '
+    raise InputError(f'{builder.data_dir} holds a TFRecord build of this dataset; training '
                      'reads ArrayRecord: use another data.data_dir') from e
 
 
@@ -173,14 +174,14 @@ class PreparedVideos(_Builder):
     root = os.fspath(dl_manager.manual_dir)
     splits = [s for s in ('train', 'test') if os.path.exists(os.path.join(root, f'{s}.json'))]
     if not splits:
-      raise FileNotFoundError(f'{root} holds no prepared split (train.json / test.json); '
+      raise MissingInputError(f'{root} holds no prepared split (train.json / test.json); '
                               f'prepare it first:{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     summaries = {s: json.load(open(os.path.join(root, f'{s}.json'))) for s in splits}
     names = summaries[splits[0]]['class_names']
     names = names if isinstance(names, dict) else {'label': names}
     for k in self.builder_config.label_keys:
       if k not in names:
-        raise ValueError(f'{root} has class names for {sorted(names)}, not for {k!r}: '
+        raise InputError(f'{root} has class names for {sorted(names)}, not for {k!r}: '
                          f'use the config that matches its layout')
       self.info.features[k].names = names[k]
     return {s: self._generate_examples(root, summaries[s]) for s in splits}

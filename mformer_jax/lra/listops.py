@@ -32,7 +32,7 @@ import random
 import numpy as np
 from absl import logging
 
-from mformer_jax.errors import UserError
+from mformer_jax.errors import ConfigError, InputError, MissingInputError, UserError, exit_with
 
 MIN, MAX, MED, SUM_MOD, END = '[MIN', '[MAX', '[MED', '[SM', ']'
 OPERATORS = [MIN, MAX, MED, SUM_MOD]
@@ -193,7 +193,7 @@ def generate(num: int, *, seed: int, min_length: int = 500, max_length: int = 20
   Chunk i of 1000 accepted trees comes from its own stream (seed, i): the first n rows of
   generate(num) are generate(n) for every n <= num."""
   if not 0 <= min_length < max_length - 1:
-    raise ValueError(f'need 0 <= min_length < max_length - 1, got {min_length}, {max_length}')
+    raise ConfigError(f'need 0 <= min_length < max_length - 1, got {min_length}, {max_length}')
   rows, seen, index = [], set(), 0
   while len(rows) < num:
     for row in _chunk(seed, index, min_length, max_length):
@@ -222,18 +222,18 @@ def write_tsv(path: str, rows) -> None:
 def read_tsv(path: str):
   """[(source, target)] from an official-format TSV."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f'no ListOps file at {path} (build one with `python -m '
+    raise MissingInputError(f'no ListOps file at {path} (build one with `python -m '
                             f'mformer_jax.lra.listops --data_dir=DIR`, or point at the official '
                             f'lra_release/listops-1000 directory)')
   with open(path, newline='') as f:
     reader = csv.reader(f, delimiter='\t')
     header = next(reader, None)
     if header != ['Source', 'Target']:
-      raise ValueError(f'{path}: expected a "Source<TAB>Target" header, got {header}')
+      raise InputError(f'{path}: expected a "Source<TAB>Target" header, got {header}')
     try:
       return [(s, int(t)) for s, t in reader]
     except ValueError as e:
-      raise ValueError(f'{path}: malformed row ({e})') from None
+      raise InputError(f'{path}: malformed row ({e})') from None
 
 
 def split_path(data_dir: str, split: str) -> str:
@@ -311,8 +311,11 @@ def load_split(data_dir: str, split: str, max_length: int = 2000):
 
 def main(argv):
   del argv
-  build(FLAGS.data_dir, seed=FLAGS.seed, min_length=FLAGS.min_length, max_length=FLAGS.max_length,
-        sizes=dict(zip(SPLITS, map(int, FLAGS.sizes))))
+  try:
+    build(FLAGS.data_dir, seed=FLAGS.seed, min_length=FLAGS.min_length,
+          max_length=FLAGS.max_length, sizes=dict(zip(SPLITS, map(int, FLAGS.sizes))))
+  except UserError as e:
+    exit_with(e)
   for split in SPLITS:
     print(split_path(FLAGS.data_dir, split))
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mformer_jax import approx
+from mformer_jax.errors import ConfigError
 from mformer_jax.lra import listops
 
 _init = nn.initializers.normal(0.02)
@@ -104,7 +105,7 @@ class Encoder(nn.Module):
     elif self.pooling == 'cls':
       x = x[:, 0]
     else:
-      raise ValueError(f'pooling={self.pooling!r}; expected mean or cls')
+      raise ConfigError(f'pooling={self.pooling!r}; expected mean or cls')
     x = nn.relu(nn.Dense(self.mlp_dim, name='head_hidden')(x))
     return nn.Dense(self.num_classes, name='head')(x)
 
