@@ -40,6 +40,7 @@ centre view). Each panel shows the first frame of its tubelet. --head=-1 average
 --synthetic=SEED --index=I renders test clip I of the demo's synthetic data instead (query by
 default: the object's centre in frame 0, whose true position per slot is marked +).
 """
+import argparse
 import dataclasses
 import functools
 import os
@@ -296,12 +297,28 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
   return stem + '.png', f'{stem}.{fmt}'
 
 
-def main(argv):
-  from absl import flags, logging  # pylint: disable=g-import-not-at-top
+def main(argv=None):
+  from absl import logging  # pylint: disable=g-import-not-at-top
   from mformer_jax import errors  # pylint: disable=g-import-not-at-top
-  del argv
+  p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.attention_maps',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--checkpoint', required=True, help='Trainer workdir or official .pyth/.npz '
+                 '(anything checkpointing.load_model accepts).')
+  p.add_argument('--video', default='', help='A video file (one centre view, as predict sees it).')
+  p.add_argument('--synthetic', type=int, default=None,
+                 help='Render a synthetic motion test clip with this seed.')
+  p.add_argument('--index', type=int, default=0, help='Which synthetic clip.')
+  p.add_argument('--synthetic_classes', default='move_right,move_left,move_down,move_up',
+                 help="Synthetic motion classes (the demo's by default).")
+  p.add_argument('--query', default='', help='FRAME,X,Y in the model input (default for '
+                 'synthetic: the object centre in frame 0).')
+  p.add_argument('--layer', type=int, default=-1, help='Layer (negative from the end).')
+  p.add_argument('--head', type=int, default=-1, help='Head, or -1 for the mean over heads.')
+  p.add_argument('--sampling_rate', type=int, default=4, help='Frame stride when sampling a video.')
+  p.add_argument('--format', choices=('gif', 'mp4'), default='gif', help='Animation format.')
+  p.add_argument('--output', default='attention_maps', help='Output folder.')
+  f = p.parse_args(argv)
   logging.set_verbosity(logging.WARNING)   # an error is then the one line on stderr
-  f = flags.FLAGS
   try:
     paths = figure(f.checkpoint, video_path=f.video, synthetic_seed=f.synthetic, index=f.index,
                    synthetic_classes=f.synthetic_classes, query=f.query, layer=f.layer,
@@ -311,26 +328,6 @@ def main(argv):
   print('\n'.join(paths))
 
 
-def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('checkpoint', None, 'Trainer workdir, convert folder or official '
-                      '.pyth/.npz (anything checkpointing.load_model accepts).', required=True)
-  flags.DEFINE_string('video', '', 'A video file (one centre view, as predict sees it).')
-  flags.DEFINE_integer('synthetic', None, 'Render a synthetic motion test clip with this seed.')
-  flags.DEFINE_integer('index', 0, 'Which synthetic clip.')
-  flags.DEFINE_string('synthetic_classes', 'move_right,move_left,move_down,move_up',
-                      'Synthetic motion classes (the demo\'s by default).')
-  flags.DEFINE_string('query', '', 'FRAME,X,Y in the model input (default for synthetic: the '
-                      'object centre in frame 0).')
-  flags.DEFINE_integer('layer', -1, 'Layer (negative from the end).')
-  flags.DEFINE_integer('head', -1, 'Head, or -1 for the mean over heads.')
-  flags.DEFINE_integer('sampling_rate', 4, 'Frame stride when sampling a video.')
-  flags.DEFINE_enum('format', 'gif', ['gif', 'mp4'], 'Animation format.')
-  flags.DEFINE_string('output', 'attention_maps', 'Output folder.')
-
-
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # TF (video decoding) start-up chatter
-  _define_flags()
-  app.run(main)
+  main()

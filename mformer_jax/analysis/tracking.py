@@ -24,6 +24,7 @@ Writes OUTPUT.json (everything) and OUTPUT.csv (one row per model and layer) and
 tables; models named NAME_sSEED are also summarised per NAME over seeds (mean +- std).
 Results and commands: paper/tracking.md.
 """
+import argparse
 import dataclasses
 import json
 import os
@@ -244,13 +245,25 @@ def _csv(results, radii=RADII):
   return '\n'.join(lines) + '\n'
 
 
-def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
+def main(argv=None):
   from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from mformer_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  del argv
-  f = flags.FLAGS
+  p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.tracking',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--models', default='',
+                 help='NAME=SOURCE,... (anything checkpointing.load_model takes).')
+  p.add_argument('--untrained', default='', help="NAME=SOURCE,...: these configs with fresh "
+                 "weights (the trainer's init, one model per --untrained_seeds).")
+  p.add_argument('--untrained_seeds', default='0', help='Init seeds of the untrained models.')
+  p.add_argument('--num_clips', type=int, default=128, help='Synthetic test clips.')
+  p.add_argument('--data_seed', type=int, default=0, help='Synthetic dataset seed (test split).')
+  p.add_argument('--classes', default='move_right,move_left,move_down,move_up',
+                 help="Synthetic motion classes (the demo's by default).")
+  p.add_argument('--no_wrap', action='store_true',
+                 help='Plain (not torus) distances and centroids.')
+  p.add_argument('--output', default='paper/tracking', help='Writes OUTPUT.json and OUTPUT.csv.')
+  f = p.parse_args(argv)
   try:
     sources = dict(item.split('=', 1) for item in f.models.split(',') if item) if f.models else {}
     if not sources and not f.untrained:
@@ -288,21 +301,5 @@ def main(argv):
     print(f'Over seeds ({subset} pairs):\n' + seed_table(results, subset))
 
 
-def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('models', '', 'NAME=SOURCE,... (anything checkpointing.load_model takes).')
-  flags.DEFINE_string('untrained', '', 'NAME=SOURCE,...: these configs with fresh weights '
-                      '(the trainer\'s init, one model per --untrained_seeds).')
-  flags.DEFINE_string('untrained_seeds', '0', 'Init seeds of the untrained models.')
-  flags.DEFINE_integer('num_clips', 128, 'Synthetic test clips.')
-  flags.DEFINE_integer('data_seed', 0, 'Synthetic dataset seed (test split).')
-  flags.DEFINE_string('classes', 'move_right,move_left,move_down,move_up',
-                      'Synthetic motion classes (the demo\'s by default).')
-  flags.DEFINE_bool('no_wrap', False, 'Plain (not torus) distances and centroids.')
-  flags.DEFINE_string('output', 'paper/tracking', 'Writes OUTPUT.json and OUTPUT.csv.')
-
-
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+  main()

@@ -25,6 +25,7 @@ validation data, so its ids depend on set order; ours is fixed (`VOCAB`): 0 padd
 2-11 the digits, 12-15 MIN MAX MED SM, 16 `]` -- the same 15 symbols, permuted, plus CLS as an
 input token (the official model appends a learned CLS vector instead; same function).
 """
+import argparse
 import csv
 import os
 import random
@@ -309,23 +310,26 @@ def load_split(data_dir: str, split: str, max_length: int = 2000):
   return tokens, labels
 
 
-def main(argv):
-  del argv
+def main(argv=None):
+  p = argparse.ArgumentParser(prog='python -m mformer_jax.lra.listops',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--data_dir', required=True, help='Where to write basic_{train,val,test}.tsv.')
+  p.add_argument('--seed', type=int, default=0, help='Generator seed.')
+  p.add_argument('--min_length', type=int, default=500, help='Keep trees longer than this.')
+  p.add_argument('--max_length', type=int, default=2000, help='Keep trees shorter than this.')
+  p.add_argument('--sizes', default='96000,2000,2000', help='train,val,test sizes.')
+  args = p.parse_args(argv)
+  sizes = [int(n) for n in args.sizes.split(',') if n.strip().isdigit()]
+  if len(sizes) != len(SPLITS) or len(args.sizes.split(',')) != len(SPLITS):
+    p.error(f'--sizes={args.sizes!r}: expected three integers (train,val,test)')
   try:
-    build(FLAGS.data_dir, seed=FLAGS.seed, min_length=FLAGS.min_length,
-          max_length=FLAGS.max_length, sizes=dict(zip(SPLITS, map(int, FLAGS.sizes))))
+    build(args.data_dir, seed=args.seed, min_length=args.min_length,
+          max_length=args.max_length, sizes=dict(zip(SPLITS, sizes)))
   except UserError as e:
     exit_with(e)
   for split in SPLITS:
-    print(split_path(FLAGS.data_dir, split))
+    print(split_path(args.data_dir, split))
 
 
 if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('data_dir', None, 'Where to write basic_{train,val,test}.tsv.', required=True)
-  flags.DEFINE_integer('seed', 0, 'Generator seed.')
-  flags.DEFINE_integer('min_length', 500, 'Keep trees longer than this.')
-  flags.DEFINE_integer('max_length', 2000, 'Keep trees shorter than this.')
-  flags.DEFINE_list('sizes', ['96000', '2000', '2000'], 'train,val,test sizes.')
-  FLAGS = flags.FLAGS
-  app.run(main)
+  main()
