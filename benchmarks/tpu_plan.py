@@ -1,8 +1,9 @@
 """The recorded TPU plan: `python -m mformer_jax.plan` over the released models and the slices
-users rent, one subprocess per case, into benchmarks/tpu_plan.json, rendered to tpu_plan.md.
+users rent, one subprocess per case, into benchmarks/results/tpu-compile/plan.json, rendered to
+plan.md next to it.
 
     python benchmarks/tpu_plan.py [--groups=grid,fsdp,fsdp_pinned,scan,max,slices] [--only=S]
-    python benchmarks/tpu_plan.py --render      # tpu_plan.md from tpu_plan.json only
+    python benchmarks/tpu_plan.py --render      # plan.md from plan.json only
 
 Resumable: a case already in the JSON (same group and command) is skipped; each run records
 the commit its package was at ('code'). Every figure is the
@@ -20,8 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import common  # noqa: E402
 
-JSON = os.path.join(ROOT, 'benchmarks', 'tpu_plan.json')
-MD = os.path.join(ROOT, 'benchmarks', 'tpu_plan.md')
+RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'tpu-compile')
+JSON = os.path.join(RESULTS, 'plan.json')
+MD = os.path.join(RESULTS, 'plan.md')
 
 MODELS = {'B': 'k400_motionformer_224_16x4', 'L': 'k400_motionformer_224_32x3',
           'HR': 'k400_motionformer_336_16x8'}

@@ -1,4 +1,5 @@
-"""benchmarks/tpu_plan.md from benchmarks/tpu_plan.json (written by benchmarks/tpu_plan.py).
+"""benchmarks/results/tpu-compile/plan.md from plan.json next to it (written by
+benchmarks/tpu_plan.py).
 
     python benchmarks/tpu_plan.py --render
 """
@@ -72,9 +73,10 @@ def render(data: dict) -> str:
   lines = [
       '# TPU plans: the training step compiled for Cloud TPU slices, on a CPU',
       '',
-      "Rendered from `benchmarks/tpu_plan.json` by `benchmarks/tpu_plan_report.py`; recorded "
-      'with `python benchmarks/tpu_plan.py` (each row is one `python -m mformer_jax.plan` '
-      'command, listed below). **These are XLA:TPU\'s memory figures for programs that were '
+      "Generated from `plan.json` (next to this file) by `python benchmarks/tpu_plan.py --render` "
+      '(or `python benchmarks/report.py`); do not edit. Recorded with '
+      '`python benchmarks/tpu_plan.py` (each row is one `python -m mformer_jax.plan` command, '
+      'listed below). **These are XLA:TPU\'s memory figures for programs that were '
       'compiled, not run**: no TPU was used. "GiB/chip needed" is arguments + temporaries + '
       'outputs - aliased from `memory_analysis()`, or, where the compiler refused the program '
       "for lack of HBM, the total it stated; \"HBM GiB\" is the limit the compiler itself "

@@ -92,8 +92,8 @@ def split_batch(x):
   """`x` (batch first) kept split over 'data' like the batch inside `placing_on`, else
   unchanged (one device, tests, analysis). Why: with FSDP the partitioner otherwise carries a
   split parameter's layout onto the activations and moves the whole global batch between chips
-  at every layer (mformer_jax.plan showed it: benchmarks/tpu_plan.md, FSDP); pinned, it gathers
-  the parameters instead, as FSDP means to."""
+  at every layer (mformer_jax.plan showed it: benchmarks/results/tpu-compile/plan.md, FSDP);
+  pinned, it gathers the parameters instead, as FSDP means to."""
   mesh = _STEP_MESH.get()
   return x if mesh is None else jax.lax.with_sharding_constraint(x, batch_sharded(mesh))
 

@@ -351,14 +351,15 @@ def test_model_tflops_per_step_is_the_papers_count():
 
 
 def test_the_recorded_table_is_rendered_from_the_recorded_plans():
-  """benchmarks/tpu_plan.md is benchmarks/tpu_plan.json rendered, every run a plan the tool
+  """benchmarks/results/tpu-compile/plan.md is plan.json rendered, every run a plan the tool
   wrote (the keys the issue asks for), every row's figure its JSON's."""
   sys.path.insert(0, tf_.ROOT)
   from benchmarks import tpu_plan_report  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(tf_.ROOT, 'benchmarks', 'tpu_plan.json')) as f:
+  results = os.path.join(tf_.ROOT, 'benchmarks', 'results', 'tpu-compile')
+  with open(os.path.join(results, 'plan.json')) as f:
     data = json.load(f)
   rendered = tpu_plan_report.render(data)
-  with open(os.path.join(tf_.ROOT, 'benchmarks', 'tpu_plan.md')) as f:
+  with open(os.path.join(results, 'plan.md')) as f:
     assert f.read() == rendered
   keys = {'topology', 'chips', 'device_kind', 'hbm_bytes_per_chip', 'per_chip_bytes', 'fits',
           'global_batch', 'model_tflops_per_step', 'collectives', 'compile_seconds', 'versions'}

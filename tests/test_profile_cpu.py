@@ -42,7 +42,7 @@ def test_report_renders_every_recorded_results_file(capsys):
   import glob
   import os
   from benchmarks import report
-  paths = sorted(glob.glob(os.path.join(os.path.dirname(report.__file__), 'results_*.json')))
+  paths = sorted(glob.glob(os.path.join(os.path.dirname(report.__file__), 'results', '*-2core', '*.json')))
   assert len(paths) >= 10
   report.main(paths)
   out = capsys.readouterr().out
