@@ -2,7 +2,7 @@
 
     python benchmarks/attention.py --scope=layer --sizes=B,L,HR --repeats=3 \
         [--official_repo=/tmp/mformer_official --official_python=/tmp/venv_official/bin/python] \
-        [--out=benchmarks/results_attention.json]
+        [--out=PATH]   # default: benchmarks/results/<machine class>/<scope>_<jax>.json
 
 Each (scope, variant, size, mode) runs in its own subprocess (peak RSS = ru_maxrss of that
 process, which includes compilation); JAX runs also report XLA's `memory_analysis()` of the
@@ -185,12 +185,11 @@ def main():
   ap.add_argument('--official_python', default='/tmp/venv_official/bin/python')
   ap.add_argument('--official_skip', default='',
                   help='size:mode pairs not to run in torch (e.g. L:fwdbwd: would not fit)')
-  ap.add_argument('--out', default='')
+  common.out_arg(ap, '<scope>')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
-             'matmul_gflops': common.matmul_rates(
-                 args.official_python if args.official_repo else '')}
+  results, out = common.new_results(args.out, args.scope)
+  results['matmul_gflops'] = common.matmul_rates(args.official_python if args.official_repo else '')
   skip = set(args.official_skip.split(',')) - {''}
   for size in args.sizes.split(','):
     for variant in args.variants.split(','):
@@ -208,7 +207,7 @@ def main():
           s = dict(spec, impl=impl)
           if impl == 'torch':
             s['official_repo'] = os.path.abspath(args.official_repo)
-          common.run_and_record(python, script, s, results, args.out)
+          common.run_and_record(python, script, s, results, out)
 
 
 if __name__ == '__main__':

@@ -1,13 +1,16 @@
-"""Shared helpers of the benchmark scripts: one subprocess per measurement, medians, machine.
+"""Shared helpers of the benchmark scripts: one subprocess per measurement, medians, machine,
+and where a result file goes (`benchmarks/results/<machine class>/<benchmark>_<jax>.json`).
 
 A measurement runs in a fresh interpreter (`run_worker`) so that its peak resident memory
 (`ru_maxrss`) is its own; the worker prints one JSON line starting with RESULT.
 No jax or torch import at module level: the official-PyTorch workers run in their own venv.
 """
 import ctypes
+import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -15,6 +18,7 @@ import sys
 import time
 
 RESULT = 'RESULT '
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 MEMORY_SCHEDULER = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
 
 
@@ -51,10 +55,54 @@ def machine() -> dict:
     pass
   with open('/proc/meminfo') as f:
     mem_kb = int(next(l.split()[1] for l in f if l.startswith('MemTotal')))
+  stack = {}
+  try:  # the installed version, without importing jax (workers import it after XLA_FLAGS)
+    stack['jax'] = importlib.metadata.version('jax')
+  except importlib.metadata.PackageNotFoundError:
+    pass
   return {'cpu': cpu, 'isa': [f for f in ISA_FLAGS if f in flags], 'cores': os.cpu_count(),
-          'mem_gib': round(mem_kb / 2**20, 1), 'python': platform.python_version(),
+          'mem_gib': round(mem_kb / 2**20, 1), 'python': platform.python_version(), **stack,
           'load_avg_1m': os.getloadavg()[0], 'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'date': time.strftime('%Y-%m-%d %H:%M:%S')}
+
+
+def machine_class(m: dict) -> str:
+  """The results folder of a `machine()` record: CPU family and core count.
+
+  XLA:CPU and PyTorch rank differently by ISA (AMX, AVX-512) and core count, so results are
+  grouped, and compared, within a class only.
+  """
+  cpu, isa = m.get('cpu', ''), m.get('isa', [])
+  if 'EPYC' in cpu:
+    family = 'amd-epyc'
+  elif 'Intel' in cpu:
+    family = 'intel-spr' if 'amx_tile' in isa else 'intel-avx512' if 'avx512f' in isa else 'intel'
+  else:
+    family = re.sub(r'[^a-z0-9]+', '-', cpu.lower()).strip('-') or 'cpu-unrecorded'
+  return f"{family}-{m.get('cores', 0)}core"
+
+
+def results_path(benchmark: str, m: dict) -> str:
+  """benchmarks/results/<class>/<benchmark>_jax<major><minor>.json (the stack in the name)."""
+  tag = ''
+  if m.get('jax'):
+    major, minor = m['jax'].split('.')[:2]
+    tag = f'_jax{major}{int(minor):02d}'
+  return os.path.join(RESULTS_DIR, machine_class(m), f'{benchmark}{tag}.json')
+
+
+def out_arg(ap, benchmark: str, flag: str = '--out') -> None:
+  """The scripts' results flag: a path, '' for no file, or by default `results_path`."""
+  ap.add_argument(flag, default=None,
+                  help=f"results JSON ('' = none; default: benchmarks/results/<machine class>/"
+                       f"{benchmark}_<jax>.json)")
+
+
+def new_results(out, benchmark: str):
+  """(the results dict a script fills, the path it writes: `out` or its default)."""
+  m = machine()
+  results = {'machine': m, 'command': ' '.join(sys.argv), 'runs': []}
+  return results, results_path(benchmark, m) if out is None else out
 
 
 def matmul_rates(official_python: str = '', repeats: int = 5) -> dict:
@@ -130,10 +178,16 @@ def run_and_record(python: str, script: str, spec: dict, results: dict, out: str
   r = run_worker(python, script, spec)
   results['runs'].append(r)
   print(json.dumps({k: v for k, v in r.items() if k not in ('times_s', 'cpu_s')}), flush=True)
+  write(results, out)
+  return r
+
+
+def write(results: dict, out: str) -> None:
+  """Rewrites `out` (creating its machine-class folder); '' writes nothing."""
   if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, 'w') as fh:
       json.dump(results, fh, indent=1)
-  return r
 
 
 def entry(main, jax_worker, torch_worker) -> None:

@@ -2,15 +2,18 @@ r"""Input pipeline benchmark: training clips/s per core at the K400 recipe, and 
 decoding only the sampled frames over decoding the whole video.
 
   TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
-      .venv/bin/python benchmarks/input_pipeline.py --out benchmarks/out
+      .venv/bin/python benchmarks/input_pipeline.py --out benchmarks/out [--results=PATH]
 
 Synthetic 10 s videos (30 fps, 320x426, h264) are encoded with PyAV and prepared with
 `mformer_jax.data.prepare` (native frames as JPEG). The training pipeline (16 frames at rate 4,
 short side U[256,320], 224 crop, flip, colour jitter) is then timed in a subprocess pinned to one
-core (one map call at a time, TF pools of 1 thread) and in one using every core.
+core (one map call at a time, TF pools of 1 thread) and in one using every core. `--out` is
+the scratch folder (videos, prepared records); the results go to `--results` (default:
+benchmarks/results/<machine class>/input_pipeline_<jax>.json).
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -18,6 +21,9 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
 
 HEIGHT, WIDTH, FPS, SECONDS = 320, 426, 30, 10
 
@@ -106,6 +112,7 @@ def main():
   p.add_argument('--videos', type=int, default=8)
   p.add_argument('--clips', type=int, default=96)
   p.add_argument('--measure', choices=('train1', 'train_all'), help=argparse.SUPPRESS)
+  common.out_arg(p, 'input_pipeline', flag='--results')
   args = p.parse_args()
   data_dir = os.path.join(args.out, 'prepared')
   if args.measure:
@@ -136,6 +143,18 @@ def main():
   results['speedup_needed_vs_all_jpegs'] = (results['record_all_jpegs'] /
                                             results['record_needed_jpegs'])
   print(json.dumps(results, indent=1))
+  record, path = common.new_results(args.results, 'input_pipeline')
+  record['versions'] = {d: importlib.metadata.version(d) for d in ('tensorflow', 'tensorflow-cpu', 'av')
+                        if _installed(d)}
+  record['runs'].append(results)
+  common.write(record, path)
+
+
+def _installed(dist):
+  try:
+    return bool(importlib.metadata.version(dist))
+  except importlib.metadata.PackageNotFoundError:
+    return False
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Matmul rates of both frameworks on this machine: what each can reach, float32 and bfloat16.
 
     python benchmarks/matmul.py [--official_python=/tmp/venv_official/bin/python] \
-        [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=benchmarks/results_matmul.json]
+        [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
 Three shapes that dominate Mformer-B: a 2048^2 square product, the attention's batched product
 (12 heads x 1568x64 @ 64x1568, the spatial scores) and a dense layer (1569x768 @ 768x3072, the
@@ -85,18 +85,18 @@ def main():
                   help="';'-separated XLA flag strings, one jax run each ('default' = none)")
   ap.add_argument('--official_python', default='',
                   help='a Python with torch (the official venv); empty = jax only')
-  ap.add_argument('--out', default='')
+  common.out_arg(ap, 'matmul')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': []}
+  results, out = common.new_results(args.out, 'matmul')
   if args.official_python:
     common.run_and_record(args.official_python, script, dict(impl='torch', repeats=args.repeats),
-                          results, args.out)
+                          results, out)
   for flags in args.xla_variants.split(';'):
     flags = '' if flags.strip() == 'default' else flags.strip()
     common.run_and_record(sys.executable, script,
                           dict(impl='jax', repeats=args.repeats, xla_flags=flags), results,
-                          args.out)
+                          out)
   print(table(results))
 
 

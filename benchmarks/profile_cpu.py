@@ -1,7 +1,7 @@
 """Where XLA:CPU spends Mformer-B's time: a `jax.profiler` trace summarised by op kind.
 
     python benchmarks/profile_cpu.py --what=eval,train --repeats=2 \
-        [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=benchmarks/results_profile_cpu.json]
+        [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
 eval = the forward of a converted checkpoint through `convert.load_official`'s default path;
 train = the trainer's `train.train_step` (chunked attention, no remat, float32, batch 1, 16x224).
@@ -175,17 +175,17 @@ def main():
   ap.add_argument('--what', default='eval,train')
   ap.add_argument('--repeats', type=int, default=2)
   ap.add_argument('--xla_variants', default='default')
-  ap.add_argument('--out', default='')
+  common.out_arg(ap, 'profile')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
-             'matmul_gflops': common.matmul_rates('')}
+  results, out = common.new_results(args.out, 'profile')
+  results['matmul_gflops'] = common.matmul_rates('')
   for what in args.what.split(','):
     for flags in args.xla_variants.split(';'):
       flags = '' if flags.strip() == 'default' else flags.strip()
       common.run_and_record(sys.executable, script,
                             dict(impl='jax', what=what, repeats=args.repeats, xla_flags=flags),
-                            results, args.out)
+                            results, out)
   print(table(results))
   for r in results['runs']:
     print(f"\n{r['what']} ({r.get('xla_flags') or 'default flags'}): thread-s per call by op path")

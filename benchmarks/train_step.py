@@ -3,7 +3,7 @@
     python benchmarks/train_step.py --repeats=3 --rounds=1 \
         --ours=chunked:full,einsum:none \
         [--official_repo=/tmp/mformer_official --official_python=/tmp/venv_official/bin/python] \
-        [--out=benchmarks/results_train_step.json]
+        [--out=PATH]   # default: benchmarks/results/<machine class>/train_step_<jax>.json
 
 Mformer-B (trajectory attention, ViT-B/16, 2x16x16 tubelets), float32, batch 1, 16x224,
 K400 head; ours runs the trainer's own `train.train_step` (label smoothing and metrics included). Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and official
@@ -145,14 +145,14 @@ def main():
   ap.add_argument('--xla_flags', default='', help='extra XLA flags for our runs')
   ap.add_argument('--official_repo', default='')
   ap.add_argument('--official_python', default='/tmp/venv_official/bin/python')
-  ap.add_argument('--out', default='')
+  common.out_arg(ap, 'train_step')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results = {'machine': common.machine(), 'command': ' '.join(sys.argv), 'runs': [],
-             'matmul_gflops': common.matmul_rates(
-                 args.official_python if args.official_repo else ''),
-             'model_gflop_fwd_official': model_flops() / 1e9,
-             'model_gflop_fwd_ours': model_flops(official=False) / 1e9}
+  results, out = common.new_results(args.out, 'train_step')
+  results.update(matmul_gflops=common.matmul_rates(
+                     args.official_python if args.official_repo else ''),
+                 model_gflop_fwd_official=model_flops() / 1e9,
+                 model_gflop_fwd_ours=model_flops(official=False) / 1e9)
   for rnd in range(args.rounds):
     todo = []
     if args.official_repo:
@@ -169,7 +169,7 @@ def main():
                                         attention_backend=args.attention_backend)))
     for python, spec in todo:
       common.run_and_record(python, script, dict(spec, repeats=args.repeats, round=rnd), results,
-                            args.out)
+                            out)
 
 
 if __name__ == '__main__':
