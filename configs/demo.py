@@ -10,12 +10,13 @@ trained from scratch for 16 epochs (2048 steps of 32 clips), a few minutes on a 
 measured accuracy and time are in the README's "Two commands" section. The loss sits near ln 4
 for a few hundred steps before it drops, and when exactly depends on float rounding (seed,
 attention impl), so much shorter runs vary widely; 16 epochs leave margin.
-Everything is generated in memory: no files, no network.
+Everything is generated in memory: no files, no network. No options (config_lib.parse_arg).
 """
 from mformer_jax import config_lib
 
 
-def get_config():
+def get_config(arg: str = ''):
+  config_lib.parse_arg(arg, {}, file='demo.py')  # no options
   config = config_lib.make_config('synthetic_motion', 'motionformer')
   config.experiment = 'demo'
   c = config.data

@@ -1,6 +1,6 @@
 r"""Long Range Arena ListOps: exact attention vs Orthoformer vs Nystrom vs Performer (Table 5).
 
-The argument is the attention type, optionally followed by a preset:
+Options (config_lib.parse_arg): attention, preset (positional; defaults orthoformer and none):
 
   # Full size, the Nystromformer repository's setup (2 layers, dim 64, 2 heads, FFN 128, mean
   # pooling, length 2000, batch 32, 5000 steps, lr 1e-4 after 1000 warmup steps):
@@ -18,6 +18,8 @@ Data: generated (seeded) into data.dir, or set data.dir to the official
 """
 import ml_collections
 
+from mformer_jax import config_lib
+
 ATTENTION = {'exact': {}, 'orthoformer': {'num_landmarks': 64}, 'nystrom': {'num_landmarks': 128},
              'performer': {'performer_features': 256}}
 # CPU preset: 256 tokens instead of 2000, so the approximations are scaled down too.
@@ -25,13 +27,15 @@ CPU_ATTENTION = {'exact': {}, 'orthoformer': {'num_landmarks': 16},
                  'nystrom': {'num_landmarks': 32}, 'performer': {'performer_features': 64}}
 
 
-def get_config(arg: str = 'orthoformer'):
-  attention, *presets = arg.split(',')
-  if attention not in ATTENTION or not set(presets) <= {'cpu', 'lra'}:
-    raise ValueError(f'config argument {arg!r}: expected one of {", ".join(ATTENTION)}, '
-                     'optionally followed by ",cpu" or ",lra"')
+def get_config(arg: str = ''):
+  o = config_lib.parse_arg(arg, {'attention': 'orthoformer', 'preset': ''},
+                           ('attention', 'preset'), file='lra_listops.py')
+  attention, preset = o['attention'], o['preset']
+  if attention not in ATTENTION or preset not in ('', 'cpu', 'lra'):
+    raise config_lib.ConfigError(f'lra_listops.py:{arg}: expected one of {", ".join(ATTENTION)}, '
+                                 'optionally followed by ",cpu" or ",lra"')
   c = ml_collections.ConfigDict()
-  c.experiment = f'lra_listops_{arg.replace(",", "_")}'
+  c.experiment = f'lra_listops_{attention}' + (f'_{preset}' if preset else '')
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
@@ -58,9 +62,9 @@ def get_config(arg: str = 'orthoformer'):
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
 
-  if 'lra' in presets:  # the official LRA ListOps base config (lr schedule aside)
+  if preset == 'lra':  # the official LRA ListOps base config (lr schedule aside)
     c.model.update(num_layers=4, dim=512, num_heads=8, mlp_dim=1024, pooling='cls')
-  if 'cpu' in presets:
+  if preset == 'cpu':
     c.data.update(min_length=100, max_length=256, num_train=48_000)
     c.model.update(max_length=256, dropout=0.0, **CPU_ATTENTION[attention])
     c.train.update(num_steps=1000, base_lr=1e-3, warmup_steps=100, lr_boundary_steps=(750,))

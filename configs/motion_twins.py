@@ -5,7 +5,7 @@ r"""CPU-sized twins of the appendix motion-cue studies (Table 1, Fig. 1, .1.3) o
   python -m mformer_jax.main --workdir=workdirs/twin_1frame \
       --config=configs/motion_twins.py:frames=1,variant=appearance
 
-Options (comma-separated key=value, any subset): attention (trajectory | joint | divided),
+Options (config_lib.parse_arg; named only, any subset): attention (trajectory | joint | divided),
 frames (8, or 1 = the single-frame ViT of Table 1), variant (motion: the class is how the object
 moves; appearance: what it is), speed (the Fig. 1 stride: every velocity x speed), seed, steps.
 The drivers: `python -m mformer_jax.analysis.stride_sweep` and the commands in
@@ -24,16 +24,10 @@ DEFAULTS = dict(attention='trajectory', frames=8, variant='motion', speed=1.0, s
 
 
 def parse(arg: str) -> dict:
-  opts = dict(DEFAULTS)
-  for item in filter(None, (arg or '').split(',')):
-    key, _, value = item.partition('=')
-    if key not in DEFAULTS or not value:
-      raise ValueError(f'motion_twins.py option {item!r}; expected key=value with keys '
-                       f'{sorted(DEFAULTS)}')
-    opts[key] = type(DEFAULTS[key])(value)
+  opts = config_lib.parse_arg(arg, DEFAULTS, file='motion_twins.py')
   if opts['frames'] not in (1, 8) or opts['attention'] not in ('trajectory', 'joint', 'divided'):
-    raise ValueError(f'motion_twins.py: frames must be 1 or 8 and attention trajectory, joint or '
-                     f'divided (got {opts})')
+    raise config_lib.ConfigError(f'motion_twins.py: frames must be 1 or 8 and attention '
+                                 f'trajectory, joint or divided (got {opts})')
   return opts
 
 

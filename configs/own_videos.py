@@ -16,6 +16,9 @@ r"""Your own videos: fine-tune a released Motionformer on class folders, any num
   --config.data.data_dir and --config.model.num_classes yourself. Another architecture:
   configs/own_videos.py:PREP,motionformer_l (a name from config_lib.VARIANTS).
 
+Options (config_lib.parse_arg): prepared, variant (positional; defaults none and motionformer).
+A folder whose name holds ',' goes in --config.data.data_dir instead.
+
 Everything else is the official Kinetics recipe of that variant (sampling, augmentations,
 10 x 3 test views, AdamW schedule), with a batch of 16 (small datasets on one accelerator) and
 the base LR scaled linearly with it.
@@ -37,9 +40,9 @@ def _class_names(prepared: str, split: str):
 
 
 def get_config(arg: str = ''):
-  prepared, _, variant = arg.rpartition(',')
-  if variant not in config_lib.VARIANTS:  # No variant given: the whole string is the folder.
-    prepared, variant = arg, 'motionformer'
+  o = config_lib.parse_arg(arg, {'prepared': '', 'variant': 'motionformer'},
+                           ('prepared', 'variant'), file='own_videos.py')
+  prepared, variant = o['prepared'], o['variant']
   config = config_lib.make_config('kinetics400', variant)
   config.experiment = f'own_videos_{variant}'
   config.data.name = 'own_videos'
@@ -51,8 +54,8 @@ def get_config(arg: str = ''):
     # Class folders are numbered in sorted order per split: a class missing from val would
     # shift every later label.
     if test is not None and test != names:
-      raise ValueError(f'{prepared}: the test split has classes {test}, the train split '
-                       f'{names}; give val/ a folder for every class of train/')
+      raise config_lib.ConfigError(f'{prepared}: the test split has classes {test}, the train '
+                                   f'split {names}; give val/ a folder for every class of train/')
     config.model.num_classes = len(names)
   t = config.train
   t.base_lr *= BATCH_SIZE / t.batch_size

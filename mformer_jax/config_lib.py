@@ -11,6 +11,21 @@ Released models (the Motionformer reference spec, sections 1.8 and 6):
 
 Global batches follow the maintainer's statement (8 nodes x 8 GPUs: 4 clips/GPU for B models,
 int(12/8) = 1 clip/GPU for L/HR); the yaml files' NUM_SHARDS=4 would halve them.
+
+The argument of a config file: every file in configs/ defines `get_config(arg: str = '')`, and
+`--config=configs/FILE.py:ARG` passes it ARG ('' without `:ARG`). ARG is a comma-separated list
+of options read by `parse_arg`: `key=value` sets a named option, a bare value sets the file's
+next positional option; each file's docstring lists its options and their defaults, e.g.
+
+  released.py:k400_motionformer_224_16x4      name
+  single_frame.py:ssv2                        dataset
+  lra_listops.py:nystrom,cpu                  attention, preset
+  own_videos.py:PREP,motionformer_l           prepared, variant
+  motion_twins.py:frames=1,variant=appearance named only
+  demo.py, k400_base.py                       none
+
+Any field is then overridden by `--config.FIELD=VALUE`; `import configs.FILE` works from the
+repository root (configs/ is a package).
 """
 import dataclasses
 
@@ -31,10 +46,10 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
   """`ModelConfig`'s defaults (Mformer-B: ViT-B/16, 2x16x16 tubelets) with the training
   choices on top; the variant picks frames, crop and attention."""
   m = ml_collections.ConfigDict(dataclasses.asdict(ModelConfig()))
-  # Training differs from the reference defaults in two ways: the paper's mixed precision, and
-  # the exact memory-lean attention (equal to the einsum reference in values and gradients,
-  # tested; on GPU prefer trajectory_impl='frames' with attention_backend='cudnn').
-  m.dtype, m.trajectory_impl = 'bfloat16', 'chunked'
+  # Training differs from the reference defaults in the paper's mixed precision. The attention
+  # kernel stays 'auto' (ModelConfig.trajectory_kernel: the exact memory-lean one where it
+  # applies; on GPU prefer trajectory_impl='frames' with attention_backend='cudnn').
+  m.dtype = 'bfloat16'
   if variant == 'motionformer_l':
     m.num_frames = 32
   elif variant == 'motionformer_hr':
@@ -47,6 +62,46 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
 
 
 ConfigError = errors.ConfigError  # the error of every check below (one line, exit status 2)
+
+
+def _convert(value: str, default):
+  if isinstance(default, bool):  # bool('False') is True
+    if value not in ('True', 'False', '1', '0'):
+      raise ValueError(value)
+    return value in ('True', '1')
+  return type(default)(value)
+
+
+def parse_arg(arg: str, defaults: dict, positional: tuple = (), *, file: str = 'config') -> dict:
+  """`defaults` updated from a config file's argument (the convention of this module's docstring).
+
+  `key=value` sets option `key` (a key from `defaults`); a bare item sets the next name of
+  `positional` (an empty one keeps its default, so `,x` sets only the second). Values take the
+  type of their default (bool: True/False/1/0). An unknown key, an option set twice, a bare item
+  past `positional` or a value that does not convert is a ConfigError naming `file`'s options.
+  """
+  opts, given, bare = dict(defaults), set(), iter(positional)
+  names = ', '.join(positional) + ' (or name=value)' if positional else 'name=value'
+  usage = f'{file} takes {names} with names {sorted(defaults)}' if defaults else (
+      f'{file} takes no argument')
+  for item in arg.split(',') if arg else ():
+    key, eq, value = item.partition('=')
+    if not (eq and key.isidentifier()):  # a bare value (a folder may hold '=')
+      key, value = next(bare, None), item
+      if key is None:
+        raise ConfigError(f'{file}:{arg}: too many values; {usage}')
+      if not value:
+        continue
+    if key not in defaults or key in given:
+      raise ConfigError(f'{file}:{arg}: {"unknown" if key not in defaults else "repeated"} '
+                        f'option {key!r}; {usage}')
+    try:
+      opts[key] = _convert(value, defaults[key])
+    except ValueError:
+      raise ConfigError(f'{file}:{arg}: {key}={value!r} is not a '
+                        f'{type(defaults[key]).__name__}; {usage}') from None
+    given.add(key)
+  return opts
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -61,23 +61,87 @@ def test_released_config(dataset, variant):
     assert tuple(config.data.train_jitter_scales) == (384, 480)
 
 
-def test_k400_base_is_mformer_b():
+def test_k400_base_is_built_by_released(monkeypatch):
+  from configs import released  # pylint: disable=g-import-not-at-top
+  build, names = released.get_config, []
+  monkeypatch.setattr(released, 'get_config', lambda arg='': names.append(arg) or build(arg))
   config = _load('k400_base')
-  assert config.to_dict() == _load('released', 'k400_motionformer_224_16x4').to_dict()
+  assert names == ['k400_motionformer_224_16x4']
+  assert config.to_dict() == build('k400_motionformer_224_16x4').to_dict()
+
+
+@pytest.mark.parametrize('name,arg,field,value', [
+    ('released', '', 'experiment', 'kinetics400_motionformer'),
+    ('released', 'ssv2_joint_224_16x4', 'experiment', 'ssv2_joint'),
+    ('released', 'name=ek_divided_224_16x4', 'experiment', 'epic_kitchens_divided'),
+    ('single_frame', 'ssv2', 'data.name', 'ssv2'),
+    ('lra_listops', '', 'experiment', 'lra_listops_orthoformer'),
+    ('lra_listops', 'nystrom,cpu', 'experiment', 'lra_listops_nystrom_cpu'),
+    ('lra_listops', 'preset=lra,attention=exact', 'experiment', 'lra_listops_exact_lra'),
+    ('own_videos', '/data/prep', 'data.data_dir', '/data/prep'),
+    ('own_videos', '/data/run=1,motionformer_l', 'data.data_dir', '/data/run=1'),
+    ('own_videos', ',motionformer_l', 'experiment', 'own_videos_motionformer_l'),
+    ('own_videos', 'variant=joint', 'model.attention', 'joint'),
+    ('motion_twins', 'frames=1,seed=3', 'seed', 3),
+    ('motion_twins', 'speed=2,attention=divided', 'experiment', 'twin_motion_divided_f8_x2')])
+def test_one_argument_convention(name, arg, field, value):
+  node = _load(name, arg)
+  for key in field.split('.'):
+    node = node[key]
+  assert node == value
+
+
+@pytest.mark.parametrize('name,arg,message', [
+    ('demo', 'x', "^demo.py:x: too many values; demo.py takes no argument$"),
+    ('k400_base', 'steps=2', "^k400_base.py:steps=2: unknown option 'steps'; k400_base.py takes "
+     "no argument$"),
+    ('released', 'a,b', r"^released.py:a,b: too many values; released.py takes name \(or "
+     r"name=value\) with names \['name'\]$"),
+    ('single_frame', 'dataset=ssv2,k400', "^single_frame.py:dataset=ssv2,k400: repeated option "
+     "'dataset'"),
+    ('motion_twins', 'joint', '^motion_twins.py:joint: too many values; motion_twins.py takes '
+     'name=value with names'),
+    ('motion_twins', 'frames=one', "^motion_twins.py:frames=one: frames='one' is not a int"),
+    ('lra_listops', 'exact,gpu', '^lra_listops.py:exact,gpu: expected one of exact, '),
+    ('own_videos', 'PREP,motionformer_xl', "^variant 'motionformer_xl'; expected one of")])
+def test_bad_config_arguments_are_config_errors(name, arg, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _load(name, arg)
+
+
+def test_parse_arg_types():
+  defaults = {'on': False, 'rate': 1.0, 'n': 2, 'name': 'a'}
+  assert config_lib.parse_arg('on=True,rate=3,n=4,name=b', defaults) == dict(
+      on=True, rate=3.0, n=4, name='b')
+  assert config_lib.parse_arg('on=0', {**defaults, 'on': True}) == {**defaults, 'on': False}
+  with pytest.raises(config_lib.ConfigError, match="on='yes' is not a bool"):
+    config_lib.parse_arg('on=yes', defaults)
+
+
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')  # ml_collections' loader
+def test_config_flags_pass_the_argument_after_the_colon():
+  """The documented command form: ml_collections loads the file by path and hands it ARG."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=values)
+  values(['prog', f'--config={ROOT}/configs/lra_listops.py:nystrom,cpu'])
+  assert values.config.experiment == 'lra_listops_nystrom_cpu'
+  assert values.config.model.num_landmarks == 32
 
 
 @pytest.mark.parametrize('name,match', [('k400_motionformer_224_16x8', 'recipe for this model is 16x4'),
                                         ('k400_motionformerxl_224_16x4', 'unknown released model')])
 def test_bad_names_are_errors(name, match):
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(config_lib.ConfigError, match=match):
     _load('released', name)
 
 
 def _every_config():
   """(file, arg) of every config in configs/: each file's default, and every named variant."""
   names = [_name(d, v)[0] for d in ('k400', 'k600', 'ssv2', 'ek') for v in VARIANTS]
-  return ([(os.path.basename(p)[:-3], None) for p in sorted(glob.glob(os.path.join(ROOT, 'configs',
-                                                                                  '*.py')))]
+  files = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+  return ([(os.path.basename(p)[:-3], None) for p in files if not p.endswith('__init__.py')]
           + [('released', n) for n in names]
           + [('single_frame', d) for d in ('k400', 'k600', 'ssv2', 'synthetic')]
           + [('motion_twins', a) for a in ('frames=1', 'attention=joint', 'attention=divided')])

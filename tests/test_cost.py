@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import train_fixtures as tf_
+from configs import released
 from mformer_jax.analysis import cost
 
 
@@ -23,8 +24,6 @@ def test_estimate_scales_the_measured_step_to_the_recipe():
 
 
 def test_paper_hours_follow_the_config():
-  sys.path.insert(0, tf_.ROOT)
-  from configs import released  # pylint: disable=g-import-not-at-top
   assert cost.paper_hours(released.get_config('k400_motionformer_224_16x4')) == ('Mformer-B', 384)
   assert cost.paper_hours(released.get_config('k400_motionformer_224_32x3'))[1] == 1334
   assert cost.paper_hours(released.get_config('k400_motionformer_336_16x8'))[1] == 1376

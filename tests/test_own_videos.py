@@ -1,7 +1,6 @@
 """Own videos end to end: class folders cut from real footage, prepared by the preparation
 tool, fine-tuned from a converted tiny checkpoint with the head reset, evaluated."""
 import os
-import sys
 
 import jax
 import numpy as np
@@ -10,11 +9,9 @@ from flax import traverse_util
 
 import real_footage
 import train_fixtures as tf_
+from configs import own_videos
 from mformer_jax import convert, train
 from mformer_jax.data import prepare, video
-
-sys.path.insert(0, tf_.ROOT)
-from configs import own_videos  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CLIP_FRAMES = 24
 TINY = tf_.ON_CLIPS  # the tiny trainer on this data: 2 classes x 3 training clips

@@ -341,7 +341,6 @@ def test_max_batch_search_finds_the_largest_that_fits(monkeypatch, fixed, per_cl
 @pytest.mark.slow
 def test_model_tflops_per_step_is_the_papers_count():
   """369.4 GMACs per Mformer-B view (the README, flops.py), x 2 x 3 x the global batch."""
-  sys.path.insert(0, tf_.ROOT)
   from configs import released  # pylint: disable=g-import-not-at-top
   config = released.get_config('k400_motionformer_224_16x4')  # chunked, bfloat16: counted as einsum
   macs = flops.model_macs(ModelConfig())  # the reference (einsum) Mformer-B, one view
@@ -353,7 +352,6 @@ def test_model_tflops_per_step_is_the_papers_count():
 def test_the_recorded_table_is_rendered_from_the_recorded_plans():
   """benchmarks/results/tpu-compile/plan.md is plan.json rendered, every run a plan the tool
   wrote (the keys the issue asks for), every row's figure its JSON's."""
-  sys.path.insert(0, tf_.ROOT)
   from benchmarks import tpu_plan_report  # pylint: disable=g-import-not-at-top
   results = os.path.join(tf_.ROOT, 'benchmarks', 'results', 'tpu-compile')
   with open(os.path.join(results, 'plan.json')) as f:

@@ -1,24 +1,18 @@
 """Appendix Table 1's single-frame model: configs resolve, a timm ViT loads with no inflation,
 and the pipeline keeps one frame of the video model's window (random in training, middle at test)."""
-import os
-import sys
-
 import jax
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs import motion_twins
+from configs import single_frame as single_frame_configs
 from mformer_jax import convert
 from mformer_jax.analysis import single_frame
 from mformer_jax.data import config as data_config_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import ModelConfig, Motionformer, init_variables, make_model
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from configs import motion_twins  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import single_frame as single_frame_configs  # pylint: disable=g-import-not-at-top
 
 
 @pytest.mark.parametrize('name, window, sampler, views',

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs import motion_twins, released
 from mformer_jax import train
 from mformer_jax.analysis import stride_sweep
 from mformer_jax.data import config as data_config_lib
 from mformer_jax.data import pipeline, sampling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from configs import motion_twins, released  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_full_scale_strides_resolve():

@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 
+from configs import demo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A Motionformer with one trajectory block on 8 frames of 32 px (64 tokens); the data is the
@@ -34,8 +36,6 @@ FUSED = {'model.scan_blocks': True, 'train.fused_update': True}
 
 def config(**overrides):
   """configs/demo.py with TINY and `overrides` ('a.b': value) applied."""
-  sys.path.insert(0, ROOT)
-  from configs import demo  # pylint: disable=g-import-not-at-top
   cfg = demo.get_config()
   for key, value in {**TINY, **overrides}.items():
     *parents, leaf = key.split('.')
