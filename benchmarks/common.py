@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def out_arg(ap, benchmark: str, flag: str = '--out') -> None:
 def new_results(out, benchmark: str):
   """(the results dict a script fills, the path it writes: `out` or its default)."""
   m = machine()
-  results = {'machine': m, 'command': ' '.join(sys.argv), 'runs': []}
+  results = {'machine': m, 'command': shlex.join(sys.argv), 'runs': []}
   return results, results_path(benchmark, m) if out is None else out
 
 

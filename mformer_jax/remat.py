@@ -3,8 +3,8 @@
 `jax.checkpoint` ties each block's recomputation to the block's output cotangent with an
 optimization barrier, but XLA:CPU's pipeline expands those barriers before scheduling; its
 scheduler then starts every block's recomputation early (and defers weight gradients), so
-12 blocks' MLP intermediates are live at once and remat saves nothing on CPU (measured:
-benchmarks/results.md). Here the whole backward of a block (recompute + transpose, weight
+12 blocks' MLP intermediates are live at once and remat saves nothing on CPU (`--xla_dump_to`
+live ranges at the peak). Here the whole backward of a block (recompute + transpose, weight
 gradients included) runs inside one `lax.cond`, whose branches XLA executes as a unit, and the
 cond's operands include the cotangent, so it cannot start early. Both branches are the same
 function, so the (run-time) predicate does not affect the result.

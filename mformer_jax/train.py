@@ -234,7 +234,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   model = make_model(config.model)
   if model.cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
     logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
-                    'float32, even where the CPU has AMX (benchmarks/results.md, Intel section): '
+                    'float32, even where the CPU has AMX (benchmarks/results/intel-spr-2core/): '
                     '--config.model.dtype=float32 is faster on a CPU.')
   evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
