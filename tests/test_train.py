@@ -36,6 +36,31 @@ def test_step_schedule_matches_official_epochs():
   np.testing.assert_allclose([float(constant(s)) for s in (0, 10**9)], [1e-4, 1e-4], rtol=1e-6)
 
 
+def _plain_lr(step, base, boundaries, decay, warmup):
+  """The step schedule in plain Python floats."""
+  lr = base * decay ** sum(step >= b for b in boundaries)
+  return lr * min(1.0, (step + 1) / warmup) if warmup else lr
+
+
+def test_step_schedule_is_the_plain_python_schedule_at_every_step():
+  # Dyadic numbers, so float32 holds every value exactly: equal, not close. A boundary inside
+  # the warm-up, one given twice, one at step 0 and none at all.
+  for boundaries, warmup in (((2, 6, 6), 4), ((0, 5), 0), ((), 8), ((3,), 1)):
+    schedule = optim.step_schedule(0.75, boundaries, 0.5, warmup)
+    got = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(12)))
+    assert got.dtype == np.float32
+    assert got.tolist() == [_plain_lr(s, 0.75, boundaries, 0.5, warmup) for s in range(12)]
+  # In epochs: the boundaries and the warm-up at round(epochs * steps_per_epoch).
+  by_epochs = optim.lr_schedule(_recipe(base_lr=0.75, lr_decay=0.5, lr_boundaries=(0.5, 1.5, 1.5),
+                                        warmup_epochs=1.0), 4)
+  assert [float(by_epochs(s)) for s in range(12)] == [
+      _plain_lr(s, 0.75, (2, 6, 6), 0.5, 4) for s in range(12)]
+  # The recipe's own numbers, where float32 rounds: within one rounding of each operation.
+  paper = optim.step_schedule(1e-4, (5, 9), 0.1, 4)
+  np.testing.assert_allclose(np.asarray(jax.vmap(paper)(jnp.arange(12))),
+                             [_plain_lr(s, 1e-4, (5, 9), 0.1, 4) for s in range(12)], rtol=3e-7)
+
+
 def test_weight_decay_everywhere_or_matrices_only():
   params = {'cls_token': jnp.ones((1, 1, 4)), 'head': {'kernel': jnp.ones((4, 3)),
                                                         'bias': jnp.ones((3,))}}
@@ -213,9 +238,9 @@ def test_fused_update_resumes_bitwise(tmp_path):
   (optimizer state, step count and per-block RNG all come back)."""
   over = {**tf_.FUSED, 'model.depth': 2, 'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
   train.train_and_evaluate(tf_.config(**over, **{'train.max_steps': 4}), str(tmp_path / 'split'))
-  assert checkpointing.latest_params(str(tmp_path / 'split'))[0] == 4
+  assert checkpointing.manager(str(tmp_path / 'split'), read_only=True).all_steps() == [4]
   train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'split'))
   train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'straight'))
   a, b = tf_.final_params(tmp_path / 'split'), tf_.final_params(tmp_path / 'straight')
-  assert checkpointing.latest_params(str(tmp_path / 'split'))[0] == 8
+  assert checkpointing.manager(str(tmp_path / 'split'), read_only=True).latest_step() == 8
   assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
