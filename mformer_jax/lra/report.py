@@ -1,18 +1,13 @@
 r"""Collects the LRA runs and the layer benchmark into paper/lra_accuracy.json + markdown tables.
 
-  python -m benchmarks.lra_report --runs='workdirs/lra/cpu_*' --layer=paper/lra_layer.json
+  python -m mformer_jax.lra.report --runs='workdirs/lra/cpu_*' --layer=paper/lra_layer.json
 """
+import argparse
 import glob
 import json
 import math
 import os
 import statistics
-
-from absl import app, flags
-
-_RUNS = flags.DEFINE_string('runs', 'workdirs/lra/cpu_*', 'Glob of run workdirs.')
-_LAYER = flags.DEFINE_string('layer', 'paper/lra_layer.json', 'benchmarks.lra_layer output.')
-_OUT = flags.DEFINE_string('out', 'paper/lra_accuracy.json', 'Collected run results.')
 
 TYPES = ('exact', 'orthoformer', 'nystrom', 'performer')
 # Paper Table 5 (ListOps accuracy %, GFLOPs, memory MB), Nystromformer-repository model.
@@ -20,16 +15,25 @@ PAPER = {'exact': (36.69, 1.21, 4579), 'performer': (36.69, 0.49, 885),
          'nystrom': (36.90, 0.62, 745), 'orthoformer': (33.87, 0.24, 344)}
 
 
-def main(argv):
-  del argv
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--runs', default='workdirs/lra/cpu_*', help='Glob of run workdirs.')
+  p.add_argument('--layer', default='paper/lra_layer.json',
+                 help='mformer_jax.lra.layer_scaling output.')
+  p.add_argument('--out', default='paper/lra_accuracy.json', help='Collected run results.')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
   runs = []
-  for d in sorted(glob.glob(_RUNS.value)):
+  for d in sorted(glob.glob(args.runs)):
     if os.path.exists(os.path.join(d, 'results.json')):
       with open(os.path.join(d, 'results.json')) as f:
         runs.append({'workdir': d, **json.load(f)})
-  with open(_OUT.value, 'w') as f:
+  with open(args.out, 'w') as f:
     json.dump(runs, f, indent=1)
-  with open(_LAYER.value) as f:
+  with open(args.layer) as f:
     layer = json.load(f)
   gflops = layer['gflops_per_example_len2048']
   print('| attention | test acc. % (final) | test acc. % at best val | seeds | majority % | '
@@ -62,4 +66,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()

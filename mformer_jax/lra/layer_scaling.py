@@ -1,6 +1,6 @@
 r"""One LRA encoder layer, forward + backward, vs sequence length, for every attention type.
 
-  python -m benchmarks.lra_layer --out=paper/lra_layer.json --plot=paper/lra_layer.png
+  python -m mformer_jax.lra.layer_scaling --out=paper/lra_layer.json --plot=paper/lra_layer.png
 
 The Nystromformer-repository layer (dim 64, 2 heads, FFN 128) at batch 1, with the paper's
 approximation sizes (Orthoformer-64, Nystrom-128, Performer-256). Time: median of `--reps` runs
@@ -9,6 +9,7 @@ Peak memory: XLA's buffer assignment for the compiled step (arguments + outputs 
 which on CPU is exact and noise-free. Sizes whose estimate exceeds --max_gb are skipped. Also
 writes GFLOPs per example of the whole ListOps model (length 2000 and 2048) from the MAC counter.
 """
+import argparse
 import json
 import os
 import platform
@@ -17,16 +18,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
 
 from mformer_jax.lra import model
-
-_OUT = flags.DEFINE_string('out', 'paper/lra_layer.json', 'Results JSON.')
-_PLOT = flags.DEFINE_string('plot', '', 'Optional PNG of time and memory vs length.')
-_LENGTHS = flags.DEFINE_list('lengths', ['1024', '2048', '4096', '8192', '16384'], 'Tokens.')
-_REPS = flags.DEFINE_integer('reps', 3, 'Timed runs per point (median).')
-_MAX_GB = flags.DEFINE_float('max_gb', 8.0, 'Skip points whose peak memory would exceed this.')
-_GFLOPS_ONLY = flags.DEFINE_bool('gflops_only', False, 'Only (re)compute the GFLOPs in --out.')
 
 TYPES = {'exact': {}, 'orthoformer': {'num_landmarks': 64}, 'nystrom': {'num_landmarks': 128},
          'performer': {'performer_features': 256}}
@@ -74,30 +67,42 @@ def plot(results, path):
   fig.savefig(path, dpi=80)
 
 
-def main(argv):
-  del argv
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--out', default='paper/lra_layer.json', help='Results JSON.')
+  p.add_argument('--plot', default='', help='Optional PNG of time and memory vs length.')
+  p.add_argument('--lengths', default='1024,2048,4096,8192,16384', help='Tokens (comma list).')
+  p.add_argument('--reps', type=int, default=3, help='Timed runs per point (median).')
+  p.add_argument('--max_gb', type=float, default=8.0,
+                 help='Skip points whose peak memory would exceed this.')
+  p.add_argument('--gflops_only', action='store_true', help='Only (re)compute the GFLOPs in --out.')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
   # 2000 tokens as LRA; 2048 as the Nystromformer code, which pads ListOps with 48 zeros.
   gflops = {f'gflops_per_example_len{n}': model_gflops(n) for n in (2000, 2048)}
-  if _GFLOPS_ONLY.value:
-    with open(_OUT.value) as f:
+  if args.gflops_only:
+    with open(args.out) as f:
       out = json.load(f)
-    with open(_OUT.value, 'w') as f:
+    with open(args.out, 'w') as f:
       json.dump({**out, **gflops}, f, indent=1)
     print(json.dumps(gflops))
     return
   results = []
-  for n in map(int, _LENGTHS.value):
+  for n in map(int, args.lengths.split(',')):
     for a in TYPES:
-      compiled, args, peak = layer_step(a, n)
+      compiled, inputs, peak = layer_step(a, n)
       row = {'attention': a, 'tokens': n, 'peak_mb': peak / 2**20}
-      if peak > _MAX_GB.value * 2**30:
-        row['skipped'] = f'peak {peak / 2**30:.1f} GB > {_MAX_GB.value} GB'
+      if peak > args.max_gb * 2**30:
+        row['skipped'] = f'peak {peak / 2**30:.1f} GB > {args.max_gb} GB'
       else:
-        jax.block_until_ready(compiled(*args))  # warm-up
+        jax.block_until_ready(compiled(*inputs))  # warm-up
         times = []
-        for _ in range(_REPS.value):
+        for _ in range(args.reps):
           t0 = time.perf_counter()
-          jax.block_until_ready(compiled(*args))
+          jax.block_until_ready(compiled(*inputs))
           times.append(time.perf_counter() - t0)
         row['time_ms'] = 1e3 * statistics.median(times)
       print(json.dumps(row), flush=True)
@@ -106,12 +111,12 @@ def main(argv):
          'machine': {'cpu': platform.processor() or platform.machine(),
                      'cores': os.cpu_count(), 'load_avg_at_end': os.getloadavg(),
                      'jax': jax.__version__, 'backend': jax.default_backend()}}
-  with open(_OUT.value, 'w') as f:
+  with open(args.out, 'w') as f:
     json.dump(out, f, indent=1)
-  if _PLOT.value:
-    plot(results, _PLOT.value)
+  if args.plot:
+    plot(results, args.plot)
   print(json.dumps(gflops))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()
