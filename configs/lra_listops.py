@@ -53,7 +53,7 @@ def get_config(arg: str = ''):
       pooling='mean', max_length=2000, num_landmarks=64, performer_features=256, pinv_iters=6))
   c.model.update(ATTENTION[attention])
 
-  # optim.make_optimizer's fields; epochs of data.num_train examples.
+  # optim.step_schedule's fields (in steps) and optim.adamw's.
   c.train = ml_collections.ConfigDict(dict(
       batch_size=32, num_steps=5000, base_lr=1e-4, warmup_steps=1000, lr_decay=0.1,
       lr_boundary_steps=(), weight_decay=0.0, decay_norms_and_biases=False, grad_clip_norm=0.0))

@@ -65,6 +65,17 @@ def summarize(metrics) -> dict:
   return {k: float(s) / float(c) for k, (s, c) in metrics.items()}
 
 
+def check_finite(summary: dict, first: int, last: int, mngr,
+                 hint='train.grad_clip_norm>0 or model.dtype=float32') -> None:
+  """The NaN guard, called before anything of steps first..last is saved: NonFiniteLossError
+  unless every metric summed over them is finite."""
+  if not all(np.isfinite(v) for v in summary.values()):
+    raise NonFiniteLossError(
+        f'non-finite loss/gradient between steps {first} and {last} ({summary}). '
+        f'Stopped without saving; the last good checkpoint is step '
+        f'{mngr.latest_step()} in {mngr.directory}. Try a lower train.base_lr, {hint}.')
+
+
 def schedule_lengths(config, num_train: int) -> dict:
   """Every step count of the run, derived from the dataset size and the global batch."""
   train_cfg = config.train
@@ -281,12 +292,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
         checkpointing.check(mngr)  # a failed asynchronous save ends the run now
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
-        if not all(np.isfinite(v) for v in summary.values()):
-          raise NonFiniteLossError(
-              f'non-finite loss/gradient between steps {acc_from + 1} and {step} ({summary}). '
-              f'Stopped without saving; the last good checkpoint is step '
-              f'{mngr.latest_step()} in {mngr.directory}. Try a lower train.base_lr, '
-              f'train.grad_clip_norm>0 or model.dtype=float32.')
+        check_finite(summary, acc_from + 1, step, mngr)
         writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
         acc, acc_from = None, step
       if eval_now:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mformer_jax import train as trainer
 from mformer_jax.lra import listops, model, train
 
 _spec = importlib.util.spec_from_file_location(
@@ -108,6 +109,15 @@ def test_train_resumes_exactly(tmp_path):
   with open(tmp_path / 'a' / 'history.json') as fa, open(tmp_path / 'b' / 'history.json') as fb:
     assert json.load(fa) == json.load(fb)
   assert 0 < straight['test_majority_rate'] < 1 and straight['steps'] == 8
+
+
+def test_a_diverged_run_stops_at_the_trainers_nan_guard_before_saving(tmp_path):
+  c = _tiny_config(tmp_path, 'exact', 4)
+  c.train.update(base_lr=1e30, warmup_steps=0)  # step 1 is finite, every later loss is not
+  with pytest.raises(trainer.NonFiniteLossError, match='between steps 1 and 2 .*last good '
+                     'checkpoint is step None.*Try a lower train.base_lr, train.grad_clip_norm>0'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not os.listdir(tmp_path / 'w' / 'checkpoints')
 
 
 def test_missing_data_is_one_clear_error(tmp_path):

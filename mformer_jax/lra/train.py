@@ -2,28 +2,34 @@ r"""Train and evaluate the LRA ListOps encoder: a small sibling of mformer_jax/t
 
   python -m mformer_jax.lra.train --config=configs/lra_listops.py:orthoformer,cpu --workdir=W
 
-One jitted step on one device, CLU metric writers (TensorBoard + log), orbax checkpoints; a
-restarted run resumes from the latest checkpoint with the same parameters, optimizer state and
-data position (batches are a function of (seed, step)), so it continues the uninterrupted run.
-Evaluates on validation and test every `eval_every_steps`; reports the final test accuracy and
-the test accuracy at the best validation accuracy (the LRA convention) in WORKDIR/results.json.
+One jitted step on one device, CLU metric writers (TensorBoard + log), the trainer's checkpoints
+(checkpointing.py, with the evaluation history in their metadata); a restarted run resumes from
+the latest checkpoint with the same parameters, optimizer state and data position (batches are a
+function of (seed, step)), so it continues the uninterrupted run. Evaluates on validation and
+test every `eval_every_steps`; reports the final test accuracy and the test accuracy at the best
+validation accuracy (the LRA convention) in WORKDIR/results.json.
+
+A loop of its own rather than train.train_and_evaluate: another task and model (token sequences
+held in memory with integer labels, the Encoder, whole-split evaluation), where the trainer runs
+Motionformer on the clip pipeline. The pieces are the trainer's: optim.adamw around
+optim.step_schedule, train.check_finite (the NaN guard), train.summarize and the checkpoint
+manager.
 """
 import json
 import os
 import sys
 import time
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from clu import metric_writers, periodic_actions
 from ml_collections import config_flags
 
-from mformer_jax import optim
+from mformer_jax import checkpointing, optim
+from mformer_jax import train as trainer
 from mformer_jax.lra import listops
 from mformer_jax.lra.model import Encoder
 
@@ -72,14 +78,10 @@ def loss_and_metrics(logits, labels):
 
 
 def make_optimizer(t):
-  """optim.make_optimizer with one 'epoch' = one step: our schedule is in steps. No boundary is
-  given as one at num_steps (never reached): optim's own 'none' marker overflows int32."""
-  recipe = types.SimpleNamespace(base_lr=t.base_lr, lr_decay=t.lr_decay,
-                                 lr_boundaries=list(t.lr_boundary_steps) or [t.num_steps],
-                                 warmup_epochs=t.warmup_steps, weight_decay=t.weight_decay,
-                                 decay_norms_and_biases=t.decay_norms_and_biases,
-                                 grad_clip_norm=t.grad_clip_norm)
-  return optim.make_optimizer(recipe, steps_per_epoch=1)
+  """(optax transform, schedule): the recipe's AdamW and step schedule, given in steps."""
+  schedule = optim.step_schedule(t.base_lr, t.lr_boundary_steps, t.lr_decay, t.warmup_steps)
+  return optim.adamw(schedule, t.weight_decay, t.decay_norms_and_biases,
+                     t.grad_clip_norm), schedule
 
 
 def make_steps(model, tx, seed: int):
@@ -114,7 +116,7 @@ def evaluate(eval_step, params, data, batch_size: int) -> dict:
     for k, (s, c) in m.items():
       s0, c0 = sums.get(k, (0.0, 0))
       sums[k] = (s0 + float(s), c0 + int(c))
-  return {k: s / c for k, (s, c) in sums.items()}
+  return trainer.summarize(sums)
 
 
 def majority_rate(labels) -> float:
@@ -131,44 +133,47 @@ def train_and_evaluate(config, workdir: str) -> dict:
   tx, schedule = make_optimizer(config.train)
   params = model.init(jax.random.key(config.seed), data['train'][0][:1])['params']
   state = dict(params=params, opt_state=tx.init(params), step=jnp.asarray(0, jnp.int32))
-  mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
-                               options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  mngr = checkpointing.manager(workdir)  # the latest checkpoint only
+  on_device = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
+  start, restored = checkpointing.restore_newest(
+      mngr, lambda step: checkpointing.restore(mngr, step, state, on_device), quarantine=True)
   history = {'evals': []}
-  if mngr.latest_step() is not None:
-    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(state))
-    if os.path.exists(os.path.join(workdir, 'history.json')):
-      with open(os.path.join(workdir, 'history.json')) as f:
-        history = json.load(f)
-    logging.info('Resumed from step %d', int(state['step']))
+  if start is not None:
+    state, history = restored[0], restored[1]['history']
+    logging.info('Resumed from step %d', start)
   train_step, eval_step = make_steps(model, tx, config.seed)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   num_steps = config.train.num_steps
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   bs = config.train.batch_size
-  sums, start, t0 = {}, int(state['step']), time.perf_counter()
-  for step in range(start + 1, num_steps + 1):
-    tokens, labels = train_batch(data['train'], config.seed, step - 1, bs)
-    state, metrics = train_step(state, tokens, labels)
-    sums = jax.tree.map(lambda a, b: a + b, sums, metrics) if sums else metrics
-    progress(step)
-    if step % config.log_every_steps == 0 or step == num_steps:
-      scalars = {f'train_{k}': float(s) / float(c) for k, (s, c) in sums.items()}
-      scalars['lr'] = float(schedule(step - 1))
-      if not np.isfinite(scalars['train_loss']):
-        raise FloatingPointError(f'non-finite training loss at step {step}')
-      writer.write_scalars(step, scalars)
-      sums = {}
-    if step % config.eval_every_steps == 0 or step == num_steps:
-      res = {f'{s}_{k}': v for s in ('val', 'test') for k, v in
-             evaluate(eval_step, state['params'], data[s], config.eval_batch_size).items()}
-      writer.write_scalars(step, res)
-      history['evals'].append({'step': step, **res})
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
-      mngr.save(step, args=ocp.args.StandardSave(state))
-      mngr.wait_until_finished()
-      with open(os.path.join(workdir, 'history.json'), 'w') as f:
-        json.dump(history, f)
-  mngr.wait_until_finished()
+  sums, acc_from, t0 = {}, int(state['step']), time.perf_counter()
+  try:
+    for step in range(acc_from + 1, num_steps + 1):
+      tokens, labels = train_batch(data['train'], config.seed, step - 1, bs)
+      state, metrics = train_step(state, tokens, labels)
+      sums = jax.tree.map(lambda a, b: a + b, sums, metrics) if sums else metrics
+      progress(step)
+      eval_now = step % config.eval_every_steps == 0 or step == num_steps
+      save_now = step % config.checkpoint_every_steps == 0 or step == num_steps
+      if step % config.log_every_steps == 0 or eval_now or save_now:
+        checkpointing.check(mngr)
+        summary = trainer.summarize(jax.device_get(sums))
+        trainer.check_finite(summary, acc_from + 1, step, mngr, hint='train.grad_clip_norm>0')
+        writer.write_scalars(step, {**{f'train_{k}': v for k, v in summary.items()},
+                                    'lr': float(schedule(step - 1))})
+        sums, acc_from = {}, step
+      if eval_now:
+        res = {f'{s}_{k}': v for s in ('val', 'test') for k, v in
+               evaluate(eval_step, state['params'], data[s], config.eval_batch_size).items()}
+        writer.write_scalars(step, res)
+        history['evals'].append({'step': step, **res})
+      if save_now:
+        checkpointing.save(mngr, state, {'step': step, 'history': history})
+        with open(os.path.join(workdir, 'history.json'), 'w') as f:
+          json.dump(history, f)
+  finally:
+    checkpointing.finish(mngr)
+    mngr.close()
   writer.flush()
   if not history['evals']:
     raise ValueError(f'{workdir} holds a finished run with no evaluations')
