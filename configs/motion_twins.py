@@ -15,7 +15,8 @@ Data: the demo's four translation classes (right/left/down/up; chance 25 %), one
 distractors, still background: the full 11-class set keeps models this small at chance for
 >1,500 steps, these four leave it within a few hundred. Model: the demo's Motionformer made
 smaller (depth 2) so that a cell trains in minutes on a 2-core CPU. The learning rate was chosen
-by `benchmarks/twin_search.py` (every lr x schedule x stride x seed cell on one accelerator).
+by `mformer_jax/analysis/twin_search.py` (every lr x schedule x stride x seed cell on one
+accelerator).
 """
 from mformer_jax import config_lib
 from mformer_jax.analysis import single_frame

@@ -1,20 +1,57 @@
-"""benchmarks/twin_search.py trains the motion twins' recipe as vmapped lanes: its schedule
-must be the trainer's (configs/motion_twins.py through optim.lr_schedule)."""
+"""mformer_jax/analysis/twin_search.py trains the motion twins' recipe as vmapped lanes: each lane's
+schedule and optimiser must be the trainer's (configs/motion_twins.py through optim)."""
+import json
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from benchmarks import twin_search
 from configs import motion_twins
-from mformer_jax import optim
+from mformer_jax import errors, optim
+from mformer_jax.analysis import twin_search
+
+LANES = [(2.5e-4, 512, 1.0, 0), (1e-3, 768, 2.0, 1)]  # (lr, steps, stride, seed)
 
 
-def test_lane_schedule_is_the_twin_recipes_schedule():
-  for steps in (512, 768):
-    config = motion_twins.get_config(f'steps={steps}')
-    spe = optim.steps_per_epoch(config.data.synthetic.num_train, config.train.batch_size)
-    reference = optim.lr_schedule(config.train, spe)
-    t = jnp.arange(steps)
-    ours = twin_search.lr_at(t, config.train.base_lr, steps, config.train.lr_decay)
-    np.testing.assert_allclose(ours, [reference(int(i)) for i in t], rtol=1e-6)
-    assert float(twin_search.lr_at(steps, config.train.base_lr, steps, 0.1)) == 0.0
+@pytest.fixture(scope='module')
+def spec(tmp_path_factory):
+  path = tmp_path_factory.mktemp('spec') / 'spec.json'
+  twin_search.make_spec(str(path), ['trajectory'], '', [512, 768])
+  return json.loads(path.read_text())['trajectory']
 
+
+def _trainer(lr, steps):
+  """The trainer's (optimizer, schedule) for the twin config of `steps` steps at `lr`."""
+  config = motion_twins.get_config(f'steps={steps}')
+  config.train.base_lr = lr
+  spe = optim.steps_per_epoch(config.data.synthetic.num_train, config.train.batch_size)
+  return optim.make_optimizer(config.train, spe)
+
+
+def test_lane_schedules_are_the_twin_configs_schedules_then_zero(spec):
+  got = np.asarray(twin_search.lane_lrs(spec, LANES, 896))
+  for row, (lr, steps, _, _) in zip(got, LANES):
+    _, schedule = _trainer(lr, steps)
+    np.testing.assert_array_equal(row[:steps], jax.vmap(schedule)(jnp.arange(steps)))
+    assert not row[steps:].any()
+  with pytest.raises(errors.ConfigError, match=r"schedules for \['512', '768'\] steps, not 1536"):
+    twin_search.lane_lrs(spec, [(1e-3, 1536, 1.0, 0)], 1536)
+
+
+def _apply(tx, params, grads):
+  p, state = params, tx.init(params)
+  for g in grads:
+    updates, state = tx.update(g, state, p)
+    p = jax.tree.map(jnp.add, p, updates)
+  return p
+
+
+def test_vmapped_lane_updates_are_the_trainers_updates(spec):
+  params = {'kernel': jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), 'bias': jnp.ones((4,))}
+  grads = [jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 2.0)), params) for k in range(3)]
+  got = jax.vmap(lambda lr_row: _apply(twin_search.lane_optimizer(spec, lr_row), params, grads))(
+      twin_search.lane_lrs(spec, LANES, 896))
+  for i, (lr, steps, _, _) in enumerate(LANES):
+    want = _apply(_trainer(lr, steps)[0], params, grads)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b), got, want)

@@ -4,18 +4,25 @@ The CPU twins (configs/motion_twins.py) take minutes per cell, so choosing their
 on the CPU costs hours. Here every (learning rate, schedule length, stride, seed) cell of one
 attention type trains at once as a lane of one vmapped, scanned program with all clips on the
 device; the test top-1 of every lane is recorded every 128 steps. The model, the optimiser
-(AdamW, decay on every parameter, x0.1 at 80 % and 95 % of the steps, linear warm-up over 1/16)
-and the data are the twin's own; only the data order differs (a permutation per epoch from the
-seed, as the trainer does, but not the trainer's exact order). Matmuls run at full float32
-precision, as on the CPU.
+(the trainer's optim.adamw with each lane's optim.step_schedule: the twin config's schedule for
+its step count, at its learning rate) and the data are the twin's own; only the data order
+differs (a permutation per epoch from the seed, as the trainer does, but not the trainer's exact
+order). Matmuls run at full float32 precision, as on the CPU.
 
-  # here (needs the project's config code): the twin's model configs
-  python -m benchmarks.twin_search --make_spec=twin_spec.json
+Its own loop, not train.train_and_evaluate: the lanes (each a recipe and seed with its own
+parameters, optimiser state and schedule) train as one vmapped program from clips held on the
+device, which the trainer's one-model, input-pipeline loop cannot do. The loss is the trainer's at
+the twins' label_smoothing=0, cross-entropy, written out: mformer_jax.train would bring the
+TensorFlow input pipeline onto the accelerator. No checkpoints (a run takes minutes), and a lane
+that diverges is a result (chance top-1), not an error.
+
+  # here (needs the project's config code): the twin's model and schedule configs
+  python -m mformer_jax.analysis.twin_search --make_spec=twin_spec.json --totals=768,1536
   # on the accelerator (needs only jax, flax, optax, numpy)
-  python -m benchmarks.twin_search --spec=twin_spec.json --out=twin_search.json
+  python -m mformer_jax.analysis.twin_search --spec=twin_spec.json --out=twin_search.json
   # summary; every lane as CSV
-  python -m benchmarks.twin_search --report=twin_search.json
-  python -m benchmarks.twin_search --csv=OUT.csv --csv_from batch32=twin_search.json ...
+  python -m mformer_jax.analysis.twin_search --report=twin_search.json
+  python -m mformer_jax.analysis.twin_search --csv=OUT.csv --csv_from batch32=twin_search.json ...
 """
 import argparse
 import itertools
@@ -24,20 +31,31 @@ import time
 
 import numpy as np
 
+from mformer_jax import errors, optim
+
 CLASSES = 'move_right,move_left,move_down,move_up'
 CHUNK = 128  # Steps between evaluations.
 
 
-def make_spec(path, attentions, overrides):
-  """The twin's model config and data options for each attention (from configs/motion_twins.py)."""
+def make_spec(path, attentions, overrides, totals):
+  """The twin's model config, data options and optimiser for each attention, and its schedule
+  in steps for each step count in `totals` (from configs/motion_twins.py)."""
   from configs import motion_twins  # pylint: disable=g-import-not-at-top
   spec = {}
   for attention in attentions:
-    config = motion_twins.get_config(f'attention={attention}' + (f',{overrides}' if overrides else ''))
-    s = config.data.synthetic
+    configs = {total: motion_twins.get_config(
+        f'attention={attention},steps={total}' + (f',{overrides}' if overrides else ''))
+               for total in totals}
+    config = configs[totals[0]]
+    s, t = config.data.synthetic, config.train
     spec[attention] = dict(
-        model=config.model.to_dict(), batch_size=config.train.batch_size,
-        weight_decay=config.train.weight_decay, lr_decay=config.train.lr_decay,
+        model=config.model.to_dict(), batch_size=t.batch_size,
+        optimizer=dict(weight_decay=t.weight_decay,
+                       decay_norms_and_biases=t.decay_norms_and_biases,
+                       grad_clip_norm=t.grad_clip_norm),
+        schedules={str(total): optim.schedule_steps(
+            c.train, optim.steps_per_epoch(s.num_train, t.batch_size))
+                   for total, c in configs.items()},
         data=dict(num_frames=config.data.num_frames, size=config.data.crop_size,
                   variant=s.variant, classes=s.classes, num_distractors=s.num_distractors,
                   background_speed=s.background_speed, seed=s.seed,
@@ -47,14 +65,25 @@ def make_spec(path, attentions, overrides):
   print(f'wrote {path}: {sorted(spec)}')
 
 
-def lr_at(step, base, total, decay):
-  """The twin's `optim.lr_schedule` (x decay at 80 % and 95 % of `total` steps, linear warm-up
-  over 1/16) with traced `base` and `total`, so lanes can differ; 0 after `total`."""
+def lane_lrs(a, lanes, num_steps: int):
+  """(lanes, num_steps) learning rates of the spec entry `a`: each lane's optim.step_schedule at
+  its lr, 0 after its step count (its parameters then stay as they are)."""
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  b1, b2 = jnp.round(0.8 * total), jnp.round(0.95 * total)
-  lr = base * decay ** ((step >= b1).astype(jnp.float32) + (step >= b2))
-  lr = lr * jnp.minimum(1.0, (step + 1) / jnp.round(total / 16))
-  return jnp.where(step < total, lr, 0.0)
+  steps = jnp.arange(num_steps)
+  rows = []
+  for lr, total, *_ in lanes:
+    if str(total) not in a['schedules']:
+      raise errors.ConfigError(f'the spec has schedules for {sorted(a["schedules"], key=int)} '
+                               f'steps, not {total}: make it with --totals including {total}')
+    schedule = optim.step_schedule(lr, **a['schedules'][str(total)])
+    rows.append(jnp.where(steps < total, jax.vmap(schedule)(steps), 0.0))
+  return jnp.stack(rows)
+
+
+def lane_optimizer(a, lr_row):
+  """The trainer's AdamW for one lane: its learning rates `lr_row` indexed by update count."""
+  return optim.adamw(lambda count: lr_row[count], **a['optimizer'])
 
 
 def render(data, split, speed):
@@ -96,23 +125,19 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
     model = Motionformer(ModelConfig.from_config(a['model']))
     batch, num_train = a['batch_size'], x_train.shape[1]
     spe = num_train // batch
-    wd, decay = a['weight_decay'], a['lr_decay']
 
-    lane_lr = jnp.asarray([l[0] for l in lanes], jnp.float32)
-    lane_total = jnp.asarray([l[1] for l in lanes], jnp.int32)
+    lane_lr = lane_lrs(a, lanes, -(-steps // CHUNK) * CHUNK)
     lane_stride = jnp.asarray([strides.index(l[2]) for l in lanes], jnp.int32)
     lane_seed = jnp.asarray([l[3] for l in lanes], jnp.uint32)
-    adam = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-                       optax.add_decayed_weights(wd))
 
-    def init(seed):
+    def init(seed, lr):
       params = init_variables(model, jax.random.key(seed), random_tubelet=True)['params']
-      return params, adam.init(params)
+      return params, lane_optimizer(a, lr).init(params)
 
     def clips(x):  # the twins' synthetic data is RGB
       return to_model_input(x)
 
-    def lane_step(params, opt_state, step, base, total, stride, seed):
+    def lane_step(params, opt_state, step, lr, stride, seed):
       epoch, pos = step // spe, step % spe
       perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_train)
       idx = jax.lax.dynamic_slice(perm, (pos * batch,), (batch,))
@@ -125,17 +150,15 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
         return loss, (jnp.argmax(logits, -1) == y).mean()
 
       (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-      updates, opt_state = adam.update(grads, opt_state, params)
-      lr = lr_at(step, base, total, decay)
-      params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-      return params, opt_state, loss, acc
+      updates, opt_state = lane_optimizer(a, lr).update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state, loss, acc
 
     @jax.jit
     def train_chunk(params, opt_state, start):
       def body(carry, step):
         p, o = carry
-        p, o, loss, acc = jax.vmap(lane_step, in_axes=(0, 0, None, 0, 0, 0, 0))(
-            p, o, step, lane_lr, lane_total, lane_stride, lane_seed)
+        p, o, loss, acc = jax.vmap(lane_step, in_axes=(0, 0, None, 0, 0, 0))(
+            p, o, step, lane_lr, lane_stride, lane_seed)
         return (p, o), (loss, acc)
       (params, opt_state), (loss, acc) = jax.lax.scan(
           body, (params, opt_state), start + jnp.arange(CHUNK))
@@ -149,7 +172,7 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
         return (jnp.argmax(logits.reshape(-1, logits.shape[-1]), -1) == y_test[stride]).mean()
       return jax.vmap(lane)(params, lane_stride)
 
-    params, opt_state = jax.jit(jax.vmap(init))(lane_seed)
+    params, opt_state = jax.jit(jax.vmap(init))(lane_seed, lane_lr)
     curve = []
     t0 = time.time()
     for start in range(0, steps, CHUNK):
@@ -204,18 +227,22 @@ def main():
   p.add_argument('--csv', help='write every lane of --csv_from as CSV rows')
   p.add_argument('--csv_from', nargs='*', default=[], help='LABEL=RESULTS.json ...')
   p.add_argument('--lrs', default='1e-3,2e-3,4e-3')
-  p.add_argument('--totals', default='768,1536')
+  p.add_argument('--totals', default='768,1536', help='step counts (--make_spec: those to '
+                 'hold schedules for)')
   p.add_argument('--strides', default='1,2,4')
   p.add_argument('--seeds', default='0,1,2')
   p.add_argument('--attentions', default='trajectory,divided,joint')
   args = p.parse_args()
-  attentions = args.attentions.split(',')
-  if args.make_spec:
-    make_spec(args.make_spec, attentions, args.overrides)
-  elif args.spec:
-    search(args.spec, args.out, [float(v) for v in args.lrs.split(',')],
-           [int(v) for v in args.totals.split(',')], [float(v) for v in args.strides.split(',')],
-           [int(v) for v in args.seeds.split(',')], attentions)
+  attentions, totals = args.attentions.split(','), [int(v) for v in args.totals.split(',')]
+  try:
+    if args.make_spec:
+      make_spec(args.make_spec, attentions, args.overrides, totals)
+    elif args.spec:
+      search(args.spec, args.out, [float(v) for v in args.lrs.split(',')], totals,
+             [float(v) for v in args.strides.split(',')],
+             [int(v) for v in args.seeds.split(',')], attentions)
+  except errors.UserError as e:
+    errors.exit_with(e, prog='twin_search')
   if args.report:
     report(args.report)
   if args.csv:
