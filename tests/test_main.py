@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import checkpointing, convert, evaluate, train
+from mformer_jax import checkpointing, convert, evaluate
 from mformer_jax.model import init_variables, make_model
 from mformer_jax.data import synthetic, video
 
@@ -30,22 +30,15 @@ def test_unknown_config_key_is_an_error(tmp_path):
   assert proc.returncode != 0 and 'batchsize' in proc.stderr
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('trained')
-  results = train.train_and_evaluate(tf_.config(), str(workdir))
-  return workdir, results
-
-
 @pytest.mark.slow
 def test_eval_mode_reproduces_the_final_training_evaluation(trained):
-  workdir, results = trained
+  workdir, results, _ = trained
   again = evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))
   assert again['top1'] == results['top1'] and again['num_videos'] == 13
 
 
 def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
-  workdir, _ = trained
+  workdir = trained.workdir
   clip = synthetic.generate(1, num_frames=8, size=32, split='test').videos[0]
   path = str(tmp_path / 'clip.mp4')
   video.write_video(path, clip)
@@ -60,7 +53,7 @@ def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
 
 
 def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
-  workdir, _ = trained
+  workdir = trained.workdir
   _, trained_params = checkpointing.latest_params(str(workdir))
   # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
   cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})

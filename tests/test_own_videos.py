@@ -40,16 +40,6 @@ def converted_checkpoint(root):
   return out, params
 
 
-def _apply(config, overrides):
-  for key, value in overrides.items():
-    *parents, leaf = key.split('.')
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
 @pytest.mark.slow
 def test_own_videos_prepare_finetune_evaluate(tmp_path):
   make_class_folders(tmp_path / 'videos')
@@ -59,7 +49,7 @@ def test_own_videos_prepare_finetune_evaluate(tmp_path):
                   '--out', prep, '--workers', '1'])
   checkpoint, released = converted_checkpoint(tmp_path)
 
-  config = _apply(own_videos.get_config(prep), {**TINY, 'init.checkpoint': checkpoint})
+  config = tf_.override(own_videos.get_config(prep), {**TINY, 'init.checkpoint': checkpoint})
   assert config.model.num_classes == 2 and config.init.reset_head  # From PREP/train.json.
   assert config.data.data_dir == prep and config.data.label_keys == ('label',)
   results = train.train_and_evaluate(config, str(tmp_path / 'work'))

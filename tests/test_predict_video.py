@@ -14,11 +14,6 @@ from mformer_jax.data import video
 from mformer_jax.model import make_model
 
 
-@pytest.fixture(scope='module')
-def converted(tmp_path_factory):
-  return real_footage.converted_tiny(tmp_path_factory.mktemp('predict_video') / 'converted')
-
-
 def _band_diff(out, ref, band, clear):
   """Mean |out - ref| in the bottom-left band x band corner (inside the three label lines at
   any size) and in the rows above the bottom `clear` rows (far from them)."""
@@ -27,10 +22,10 @@ def _band_diff(out, ref, band, clear):
 
 
 @pytest.mark.slow
-def test_predict_writes_labelled_video(converted, tmp_path):
+def test_predict_writes_labelled_video(converted_tiny, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'labelled.mp4')
-  cfg = tf_.config(**{'init.checkpoint': converted, 'video': carphone, 'predict_output': out})
+  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out})
   top = evaluate.predict(cfg, str(tmp_path / 'work'))
   names = [n for n, _ in top['label']]
   assert sorted(names) == sorted(cfg.data.synthetic.classes.split(','))
@@ -48,13 +43,13 @@ def test_predict_writes_labelled_video(converted, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_query_overlays_attention(converted, tmp_path):
+def test_predict_query_overlays_attention(converted_tiny, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'attention.mp4')
-  cfg = tf_.config(**{'init.checkpoint': converted, 'video': carphone, 'predict_output': out,
+  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out,
                       'predict_query': '0,20,12'})
   top = evaluate.predict(cfg, str(tmp_path / 'work'))
-  model_cfg, params = convert.load_params(converted)
+  model_cfg, params = convert.load_params(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   assert panels.shape == (4, 256, 256, 3)  # 8 frames / tubelet 2 = 4 slots, 256 px panels.
   got, fps = video.read_video(out)
@@ -67,14 +62,14 @@ def test_predict_query_overlays_attention(converted, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_truncated_video_is_one_line(converted, tmp_path):
+def test_predict_truncated_video_is_one_line(converted_tiny, tmp_path):
   data = open(real_footage.clip('carphone_pristine.mp4'), 'rb').read()
   truncated = str(tmp_path / 'carphone_truncated.mp4')
   with open(truncated, 'wb') as f:  # The header intact, the frames cut off.
     f.write(data[:len(data) // 4])
   proc = subprocess.run(
       tf_.main_cmd(str(tmp_path / 'work'),
-                   **{'mode': 'predict', 'video': truncated, 'init.checkpoint': converted}),
+                   **{'mode': 'predict', 'video': truncated, 'init.checkpoint': converted_tiny}),
       cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=240)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr and proc.stdout == ''
@@ -96,9 +91,10 @@ def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem
 
 
 @pytest.mark.slow
-def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(converted, tmp_path):
+def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(converted_tiny,
+                                                                              tmp_path):
   out = tmp_path / 'attention.gif'
-  cfg = tf_.config(**{'init.checkpoint': converted, 'predict_output': str(out),
+  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'predict_output': str(out),
                       'video': real_footage.clip('carphone_pristine.mp4'),
                       'predict_query': '0,20,12'})
   seen = []
@@ -107,7 +103,7 @@ def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(con
   assert seen == [(top, False)]  # the answer came first, the file after it
   gif = Image.open(out)
   assert (gif.n_frames, gif.size, gif.info['duration'], gif.info['loop']) == (4, (256, 256), 500, 0)
-  model_cfg, params = convert.load_params(converted)
+  model_cfg, params = convert.load_params(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   gif.seek(0)
   first = np.asarray(gif.convert('RGB'), np.float32)

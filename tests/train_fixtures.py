@@ -34,16 +34,20 @@ ON_CLIPS = {
 FUSED = {'model.scan_blocks': True, 'train.fused_update': True}
 
 
-def config(**overrides):
-  """configs/demo.py with TINY and `overrides` ('a.b': value) applied."""
-  cfg = demo.get_config()
-  for key, value in {**TINY, **overrides}.items():
+def override(cfg, overrides):
+  """`cfg` with `overrides` ({'a.b': value}) set in place, as --config.a.b=value would."""
+  for key, value in overrides.items():
     *parents, leaf = key.split('.')
     node = cfg
     for p in parents:
       node = node[p]
     node[leaf] = value
   return cfg
+
+
+def config(**overrides):
+  """configs/demo.py with TINY and `overrides` ('a.b': value) applied."""
+  return override(demo.get_config(), {**TINY, **overrides})
 
 
 def flags(**overrides):
