@@ -168,6 +168,7 @@ def test_figure_bad_input(tmp_path, kwargs, message):
                           output=str(tmp_path), **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_and_status_2(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

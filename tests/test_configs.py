@@ -179,6 +179,7 @@ def test_finalize_derives_label_keys_from_the_model_heads():
   assert config_lib.finalize(config).data.label_keys == ('label',)
 
 
+@pytest.mark.slow
 def test_a_mismatch_through_main_is_one_line_and_status_2(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
                          f'--workdir={tmp_path}', '--config.data.crop_size=16'], cwd=ROOT,

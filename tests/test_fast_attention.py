@@ -106,6 +106,7 @@ def _temp_bytes(fn, *args):
   return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_chunked_never_holds_the_score_matrix():
   """XLA scratch of forward+backward stays below one (heads, N, N) float32 matrix."""
   b, f, p, h, d = 1, 8, 128, 4, 16
@@ -140,6 +141,7 @@ def test_orthoformer_selection_is_a_compiled_loop():
   assert abs(sizes[64] - sizes[4]) < 10         # no per-landmark unrolling
 
 
+@pytest.mark.slow
 def test_orthoformer_memory_is_n_by_l():
   """Scratch of forward+backward grows linearly in N (an (N, N) term would quadruple it)."""
   bh, f, d, lm = 4, 8, 16, 16

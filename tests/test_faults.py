@@ -149,6 +149,7 @@ def _one_error_line(proc, *fragments):
   return errors[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flag,key', [('--config.no_such_key=1', 'config.no_such_key'),
                                       ('--config.train.no_such=1', 'config.train.no_such'),
                                       ('--config.train.batchsize=4', 'batch_size')])

@@ -81,6 +81,7 @@ def _equals_grad_plus_optax(cfg):
                  params['blocks']['mlp']['fc1']['kernel']))
 
 
+@pytest.mark.slow
 def test_decay_mask_judges_stacked_blocks_per_block():
   params = Motionformer(dataclasses.replace(CFG, scan_blocks=False)).init(
       jax.random.key(0), _data(1)[0])['params']

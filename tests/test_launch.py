@@ -58,6 +58,7 @@ def test_documented_command_resolves_to_a_valid_config(script):
   assert config.data.data_dir.endswith('k400_prepared') and config.init.imagenet
 
 
+@pytest.mark.slow
 def test_slurm_exports_the_distributed_variables_and_forwards_the_arguments(tmp_path):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
@@ -79,6 +80,7 @@ def test_slurm_exports_the_distributed_variables_and_forwards_the_arguments(tmp_
   assert _resolve([args[0], args[2]]).data.data_dir == '/shared/k400_prepared'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('status', [0, 1, preemption.EXIT_STATUS])
 def test_slurm_signals_before_the_limit_and_requeues_a_preempted_run(tmp_path, status):
   header = open(os.path.join(LAUNCH, 'slurm.sh')).read()
@@ -101,6 +103,7 @@ def test_slurm_signals_before_the_limit_and_requeues_a_preempted_run(tmp_path, s
           else not requeued.exists())
 
 
+@pytest.mark.slow
 def test_tpu_pod_runs_main_with_multihost_on_every_worker(tmp_path):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()

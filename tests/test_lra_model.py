@@ -56,6 +56,7 @@ def test_performer_approaches_exact_with_more_features(tokens):
   assert errs[0] > errs[1] > errs[2] and errs[2] < 0.08
 
 
+@pytest.mark.slow
 def test_orthoformer_approaches_exact_with_more_landmarks(tokens):
   # Softmax(Q L^T) softmax(L K^T) is not exact even with every query a landmark, but with sharp
   # attention it comes close; flat attention (the uniform mixing) is the trivial baseline.

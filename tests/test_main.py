@@ -12,6 +12,7 @@ from mformer_jax.model import init_variables, make_model
 from mformer_jax.data import synthetic, video
 
 
+@pytest.mark.slow
 def test_k400_without_data_says_how_to_prepare_kinetics(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/k400_base.py',
                          f'--workdir={tmp_path}'], cwd=tf_.ROOT, env=tf_.env(),
@@ -23,6 +24,7 @@ def test_k400_without_data_says_how_to_prepare_kinetics(tmp_path):
   assert 'python -m mformer_jax.data.prepare kinetics' in proc.stderr
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_an_error(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
                          f'--workdir={tmp_path}', '--config.train.batchsize=4'],
@@ -37,6 +39,7 @@ def test_eval_mode_reproduces_the_final_training_evaluation(trained):
   assert again['top1'] == results['top1'] and again['num_videos'] == 13
 
 
+@pytest.mark.slow
 def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
   workdir = trained.workdir
   clip = synthetic.generate(1, num_frames=8, size=32, split='test').videos[0]

@@ -102,6 +102,7 @@ def test_posembed_square_grid_keeps_the_official_single_scale():
     ModelConfig(pos_embed_resize='nearest')
 
 
+@pytest.mark.slow
 def test_posembed_non_square_clip_runs_end_to_end():
   """A 24x40 clip (3x5 patches) on a model whose table is 2x2: tokens per slot follow the grid."""
   cfg = ModelConfig(**TINY)
@@ -165,6 +166,7 @@ def test_dead_value_projection_gets_no_gradient():
   assert jnp.abs(kv[:, d:]).max() == 0
 
 
+@pytest.mark.slow
 def test_orthoformer_gradient_flows_through_queries_not_selection():
   """Gradient = derivative with the landmarks held fixed (they are constants, stop_gradient)."""
   with jax.enable_x64(True):
@@ -209,6 +211,7 @@ def _orthoformer_moving_landmarks(q, k, v, idx, f):
 # ----------------------------------------------------------------------------------------------
 # Train-only randomness, dtypes, variants
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dropout_and_droppath_only_in_training():
   cfg = ModelConfig(**{**TINY, 'depth': 3}, drop_path=0.5, dropout=0.3, head_dropout=0.3)
   model = Motionformer(cfg)
@@ -241,6 +244,7 @@ def test_bfloat16_compute_float32_params():
   np.testing.assert_allclose(out16, out32, atol=0.1 * float(jnp.abs(out32).max()) + 1e-2)
 
 
+@pytest.mark.slow
 def test_space_only_model_keeps_frames_apart():
   """'space' attention: a patch token's block output ignores the other frames' patches."""
   cfg = ModelConfig(**{**TINY, 'depth': 1}, attention='space')
@@ -287,6 +291,7 @@ def _exact(q, k, v, f):
   return x[:, :, :, 0]
 
 
+@pytest.mark.slow
 def test_nystrom_exact_when_landmarks_equal_tokens():
   with jax.enable_x64(True):  # the 16x16 softmax kernel is ill-conditioned; check the maths in f64
     q, k, v = (x.astype(jnp.float64) for x in _qkv())
@@ -299,6 +304,7 @@ def test_nystrom_exact_when_landmarks_equal_tokens():
     assert 1e-4 < err < float(jnp.abs(exact).mean())
 
 
+@pytest.mark.slow
 def test_performer_converges_to_exact():
   q, k, v = _qkv(scale=0.5)
   exact = _exact(q, k, v, 3)
@@ -307,6 +313,7 @@ def test_performer_converges_to_exact():
   assert errs[2] < errs[1] < errs[0] and errs[2] < 0.02
 
 
+@pytest.mark.slow
 def test_orthoformer_close_to_exact_with_many_landmarks():
   """More landmarks, smaller error; and at half the tokens as landmarks the error is well below
   that of uniform attention (the per-frame mean of the values), the no-information baseline."""

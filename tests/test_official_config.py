@@ -86,6 +86,7 @@ def test_yaml_defaults_are_the_official_ones(tmp_path):
     convert.load_official(_golden()[0], cfg={'VIT': {}, 'num_heads': 4})
 
 
+@pytest.mark.slow
 def test_cli_official_config(tmp_path, capsys):
   sd, clip, logits = _golden()
   np.savez(tmp_path / 'bare.npz', **sd)

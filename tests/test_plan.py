@@ -145,6 +145,7 @@ def test_a_plan_that_does_not_fit_says_by_how_much_and_exits_2(tmp_path):
   assert got['hbm_bytes_per_chip'] == got['compiler_oom']['available_bytes']
 
 
+@pytest.mark.slow
 @needs_libtpu
 @pytest.mark.parametrize('args,message', [
     (['--topology=v5e:3x3', '--batch_per_chip=1'], "unknown TPU topology 'v5e:3x3'"),

@@ -84,6 +84,7 @@ def test_cells_skip_when_done_csv_png_and_eval_only(tmp_path, monkeypatch):
   assert (tmp_path / 'eval_trajectory_2_seed0' / 'result.json').exists()
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exits_2(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'mformer_jax.analysis.stride_sweep', '--config=configs/motion_twins.py',
