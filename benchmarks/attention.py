@@ -84,7 +84,7 @@ def jax_worker(spec):
       ref = ModelConfig(num_frames=s['frames'], img_size=s['crop'])
       sd = convert.export_official(jax.jit(Motionformer(ref).init)(key, x), ref)
       mod, variables = convert.load_official(sd, {'dtype': dtype} if dtype != 'float32' else None)
-      spec = {**spec, 'trajectory_impl': mod.cfg.trajectory_impl}
+      spec = {**spec, 'trajectory_impl': mod.cfg.trajectory_kernel}
     else:
       cfg = ModelConfig(num_frames=s['frames'], img_size=s['crop'], attention=attn,
                         approx=approx, num_landmarks=lm or 128, trajectory_impl=impl,

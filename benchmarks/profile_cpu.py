@@ -120,7 +120,7 @@ def jax_worker(spec):
     model, variables = convert.load_official(sd)
     fn = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, clip).compile()
     call = lambda: fn(variables, clip).block_until_ready()
-    impl, hlo = model.cfg.trajectory_impl, fn.as_text()
+    impl, hlo = model.cfg.trajectory_kernel, fn.as_text()
   else:
     model = Motionformer(ModelConfig(num_frames=16, img_size=224, trajectory_impl='chunked'))
     config = config_lib.make_config('kinetics400')

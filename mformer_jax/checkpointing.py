@@ -1,16 +1,20 @@
-"""Checkpoints: the run's own orbax CheckpointManager, and loading weights from elsewhere.
+"""Checkpoints: the run's own orbax CheckpointManager, and loading weights from anywhere.
 
-Three ways to get parameters (initialising is `model.init_variables`):
-* `restore` / `latest_params`: our own checkpoints (a workdir of this trainer);
-* `import_params`: foreign weights onto a fresh model (an official .pyth/.npz, a
-  `mformer_jax.convert` folder, another run's workdir, or ImageNet ViT weights);
-* `load_model`: (model, variables) of any of those, ready to apply (analysis, notebooks).
+Loading (initialising is `model.init_variables`):
+* `load(source, cfg, like=, dont_load=)`: the one loader, and the one place that decides what a
+  source is: a workdir of this trainer (what `python -m mformer_jax.convert` writes too) or a
+  foreign file (official .pyth/.pth/.npz; a timm ViT for ImageNet initialisation). Every path
+  ends in the one mismatch check, `convert.check_fit`.
+* `load_model(source)` / `convert.load_official(source, cfg)`: (model, variables) ready to apply.
+* `restore` / `restore_params`: one step of an open manager straight into given shardings (the
+  trainer's resume, the evaluator's eval.step).
 
 Layout: WORKDIR/checkpoints/<step>/{params, train, meta}. `train` holds the optimizer state, the
 step and the base RNG key; the data position is the step itself (the input pipeline restarts at
-`start_step`). Orbax writes each step into a temporary folder and renames it when complete, so a
-kill -9 at any moment leaves the previous checkpoints intact; the half-written folder is removed
-when the next run opens the manager.
+`start_step`). Converted weights (`save_params`) are step 0 with `params` and `meta` alone
+({'params_only': True}; a trainer refuses to resume them). Orbax writes each step into a
+temporary folder and renames it when complete, so a kill -9 at any moment leaves the previous
+checkpoints intact; the half-written folder is removed when the next run opens the manager.
 
 Verification: `meta` records every saved array's shape, dtype and a checksum (computed on the
 devices, so it costs one pass over the state and works for sharded arrays alike). Every restore
@@ -24,6 +28,8 @@ checksums existed are checked for finiteness only.
 import contextlib
 import gc
 import logging as std_logging
+import os
+import re
 import sys
 
 import jax
@@ -37,10 +43,12 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from mformer_jax import convert, workdir as workdir_lib
-from mformer_jax.errors import UserError
+from mformer_jax.errors import ConfigError, InputError, MissingInputError, UserError
 from mformer_jax.model import HEAD_PARAMS, ModelConfig, Motionformer
 
 HEAD_KEYS = tuple(HEAD_PARAMS.values())
+# `load(dont_load=HEAD_PATTERNS)` keeps the fresh classifier(s): fine-tuning to a new label set.
+HEAD_PATTERNS = (f'({"|".join(HEAD_KEYS)})/.*',)
 BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that failed to restore
 path = workdir_lib.path
 
@@ -192,14 +200,27 @@ def _storage_errors(mngr):
 
 
 def save(mngr, state, meta: dict, metrics=None) -> None:
-  """Async save of the full train state (all hosts call it; orbax coordinates who writes), with
-  every array's checksum in `meta`."""
+  """Async save of the train state (all hosts call it; orbax coordinates who writes), with
+  every array's checksum in `meta`. A state of params alone writes no `train` item."""
   rest = {k: v for k, v in state.items() if k != 'params'}
-  meta = {**meta, 'arrays': {'params': _record(state['params']), 'train': _record(rest)}}
+  items = {'params': state['params'], **({'train': rest} if rest else {})}
+  meta = {**meta, 'arrays': {k: _record(v) for k, v in items.items()}}
   with _storage_errors(mngr):
     mngr.save(int(meta['step']), metrics=metrics, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(state['params']), train=ocp.args.StandardSave(rest),
-        meta=ocp.args.JsonSave(meta)))
+        **{k: ocp.args.StandardSave(v) for k, v in items.items()}, meta=ocp.args.JsonSave(meta)))
+
+
+def save_params(workdir: str, params, cfg: ModelConfig, **meta) -> None:
+  """WORKDIR/checkpoints/0: `params` alone, with the metadata a trainer's step has (the model
+  config; `meta` adds fields), so that everything reading a workdir reads it. What
+  `python -m mformer_jax.convert` writes; WORKDIR must hold no checkpoint yet."""
+  with manager(workdir) as mngr:
+    if mngr.all_steps():
+      raise InputError(f'{path(workdir)} already holds checkpoints (steps '
+                       f'{list(mngr.all_steps())}); write the weights to a new folder')
+    save(mngr, {'params': params},
+         {'step': 0, 'model': dict(cfg.__dict__), 'params_only': True, **meta})
+    finish(mngr)
 
 
 def finish(mngr) -> None:
@@ -252,14 +273,8 @@ def _target(mngr, step, item: str, meta: dict, abstract, shardings):
   recorded = meta.get('arrays', {}).get(item)
   if recorded is None:  # written before checksums: as before
     return _abstract(abstract, shardings)
-  want = dict(_flat(abstract))
-  problems = [f'missing {n}' for n in want if n not in recorded]
-  problems += [f'unexpected {n}' for n in recorded if n not in want]
-  problems += [f'{n}: checkpoint {tuple(r[0])} vs config {tuple(want[n].shape)}'
-               for n, r in recorded.items() if n in want and tuple(r[0]) != tuple(want[n].shape)]
-  if problems:
-    raise convert.CheckpointMismatchError(
-        f'{_where(mngr, step)} does not fit the config ({item}):\n  ' + '\n  '.join(problems))
+  convert.check_fit({n: r[0] for n, r in recorded.items()},
+                    {n: x.shape for n, x in _flat(abstract)}, f'{_where(mngr, step)} ({item})')
   return jax.tree_util.tree_map_with_path(
       lambda kp, x, s: jax.ShapeDtypeStruct(x.shape, jnp.dtype(recorded[_name(kp)][1]),
                                             sharding=s), abstract, shardings)
@@ -272,6 +287,10 @@ def _cast(tree, abstract):
 def restore(mngr, step: int, abstract_state, shardings):
   """(state, meta) at `step`, verified, placed directly into `shardings` (no host copy)."""
   meta = read_meta(mngr, step)
+  if meta.get('params_only'):
+    raise InputError(
+        f'{_where(mngr, step)} holds weights alone (converted), no training state to resume; '
+        f'train in a new workdir from them: --config.init.checkpoint={mngr.directory.parent}')
   split = lambda t: {'params': t['params'], 'train': {k: v for k, v in t.items() if k != 'params'}}
   abstract, sh = split(abstract_state), split(shardings)
   targets = {k: _target(mngr, step, k, meta, abstract[k], sh[k]) for k in abstract}
@@ -353,47 +372,9 @@ def _quarantine(mngr, steps) -> None:
   mngr.reload()
 
 
-def import_params(fresh_params, cfg: ModelConfig, *, checkpoint: str = '', imagenet: str = '',
-                  reset_head: bool = False, log=print, strict: bool = False):
-  """Foreign weights (numpy) onto the structure of `fresh_params` (our model's init).
-
-  checkpoint: an official .pyth/.pth/.npz, a `mformer_jax.convert` folder or a workdir of this
-  trainer; every tensor must exist with the right shape, else one error lists the differences.
-  reset_head keeps the freshly initialised classifier (K400 -> SSv2 fine-tuning).
-  imagenet: a timm ViT-B/16 state dict, loaded by the official same-key-and-shape rule.
-  strict: a workdir's broken newest checkpoint is an error rather than a fallback
-  (`restore_newest`).
-  """
-  if checkpoint and imagenet:
-    raise ValueError('set init.checkpoint or init.imagenet, not both')
-  if imagenet:
-    return convert.init_from_imagenet({'params': fresh_params}, imagenet, cfg, log=log)[0]['params']
-  log(f'Initialising from {checkpoint} (reset_head={reset_head})')
-  fresh = traverse_util.flatten_dict(jax.device_get(fresh_params))
-  if (path(checkpoint) / 'checkpoints').is_dir():
-    loaded = latest_params(checkpoint, strict=strict)[1]
-  elif path(checkpoint).is_dir():
-    loaded = convert.load_params(checkpoint)[1]
-  else:
-    loaded = convert.read_official(checkpoint)[1]['params']
-  loaded = traverse_util.flatten_dict(convert.blocks_layout(loaded, cfg))  # stacked or not
-  if reset_head:
-    loaded = {k: v for k, v in loaded.items() if k[0] not in HEAD_KEYS}
-  problems = [f'missing {"/".join(k)}' for k in fresh
-              if k not in loaded and not (reset_head and k[0] in HEAD_KEYS)]
-  problems += [f'{"/".join(k)}: checkpoint {loaded[k].shape} vs model {v.shape}'
-               for k, v in fresh.items() if k in loaded and loaded[k].shape != v.shape]
-  if problems:
-    hint = ('' if reset_head else
-            ' (fine-tuning to a new label set? add --config.init.reset_head=True)')
-    raise convert.CheckpointMismatchError(
-        f'{checkpoint} does not fit the model{hint}:\n  ' + '\n  '.join(problems))
-  out = {k: np.asarray(loaded.get(k, v), v.dtype) for k, v in fresh.items()}
-  return traverse_util.unflatten_dict(out)
-
-
-def _newest_params(workdir: str, strict: bool):
-  """(step, numpy params, meta) of a run's newest readable checkpoint, in the layout written."""
+def _newest_params(workdir: str, strict: bool, step=None):
+  """(step, numpy params, meta) of a run's newest readable checkpoint (or `step`), verified, in
+  the layout written."""
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def read(step):
@@ -413,35 +394,117 @@ def _newest_params(workdir: str, strict: bool):
     return jax.device_get(params), meta
 
   with manager(workdir, read_only=True) as mngr:
+    if step is not None:
+      if step not in mngr.all_steps():
+        raise MissingInputError(f'no checkpoint step {step} in {mngr.directory} (it holds steps '
+                                f'{list(mngr.all_steps())})')
+      return (step, *read(step))
     step, value = restore_newest(mngr, read, strict=strict)
   if step is None:
-    raise FileNotFoundError(f'{workdir}/checkpoints holds no finished checkpoint')
+    raise MissingInputError(f'{workdir}/checkpoints holds no finished checkpoint')
   return (step, *value)
 
 
-def latest_params(workdir: str, *, strict: bool = False):
-  """(step, numpy params) of a run's newest readable checkpoint (verified; a broken newer one
-  is skipped with a warning, or with strict an error), whatever its head or device layout."""
-  return _newest_params(workdir, strict)[:2]
+def _names(flat) -> dict:
+  return {'/'.join(k): v for k, v in flat.items()}
 
 
-def load_model(source: str, **overrides):
-  """(model, {'params': numpy params}) from any trained or converted model, ready to apply.
+def _source(source, cfg, step, strict, log):
+  """(ModelConfig, numpy params fitting it, in its layout): where what a source is is decided."""
+  if isinstance(source, (str, os.PathLike)) and (path(source) / 'checkpoints').is_dir():
+    step, params, meta = _newest_params(os.fspath(source), strict, step)
+    log(f'Loading {source}: checkpoint step {step}')
+    if isinstance(cfg, (str, os.PathLike)) or (
+        cfg and not isinstance(cfg, ModelConfig) and convert.is_official_config(cfg)):
+      raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
+                        'official config applies to an official checkpoint file only')
+    own = (cfg if isinstance(cfg, ModelConfig)
+           else ModelConfig.from_config({**meta['model'], **(cfg or {})}))
+    flat = traverse_util.flatten_dict(convert.blocks_layout(params, own))
+    convert.check_fit(_names({k: v.shape for k, v in flat.items()}),
+                      _names(convert.param_shapes(own)), f'{source} (step {step})')
+    return own, traverse_util.unflatten_dict(
+        {k: np.asarray(v, own.param_dtype) for k, v in flat.items()})
+  if step is not None:
+    raise ConfigError(f'step={step}: {source} is no workdir with checkpoint steps')
+  if isinstance(source, (str, os.PathLike)) and path(source).is_dir():
+    if convert.is_old_format(source):
+      raise InputError(
+          f'{source} was written by an earlier mformer_jax.convert (params/ and '
+          'model_config.json), which is read no more; rewrite it as a workdir checkpoint: '
+          f'python -m mformer_jax.convert --input={source} --output={source}')
+    raise MissingInputError(f'{source} holds no checkpoint (no checkpoints/ folder): a workdir '
+                            'of this trainer, a python -m mformer_jax.convert output or an '
+                            'official .pyth/.pth/.npz file was expected')
+  log(f'Loading {source if isinstance(source, (str, os.PathLike)) else "a state dict"}')
+  model, variables = convert.read_official(source, cfg)
+  return model.cfg, variables['params']
 
-  source: a workdir of this trainer (its latest checkpoint; the model config saved with it), a
-  `mformer_jax.convert` folder, or an official .pyth/.pth/.npz. overrides replace ModelConfig
-  fields that do not change the parameters (e.g. dtype='float64', trajectory_impl='einsum');
-  the parameters come in the layout the (overridden) config asks for (stacked or per block).
+
+def _merge(params, cfg: ModelConfig, like, dont_load, what: str):
+  """`params` in the structure and dtypes of `like`; names matching a dont_load pattern keep
+  like's values (big_vision's merge_params), the rest must fit exactly."""
+  patterns = [re.compile(p) for p in dont_load]
+  fresh = _names(traverse_util.flatten_dict(jax.device_get(like)))
+  got = _names(traverse_util.flatten_dict(convert.blocks_layout(params, cfg)))
+  unused = [p.pattern for p in patterns if not any(p.fullmatch(n) for n in fresh)]
+  if unused:
+    raise ConfigError(f'dont_load pattern(s) {unused} match no parameter of the model')
+  kept = lambda n: any(p.fullmatch(n) for p in patterns)
+  head = lambda n: n.split('/')[0] in HEAD_KEYS
+  heads_differ = {(n, v.shape) for n, v in got.items() if head(n)} != {
+      (n, v.shape) for n, v in fresh.items() if head(n)}
+  hint = (' (fine-tuning to a new label set? keep the fresh head: dont_load=HEAD_PATTERNS, '
+          '--config.init.reset_head=True)' if heads_differ and not patterns else '')
+  convert.check_fit({n: v.shape for n, v in got.items() if not kept(n)},
+                    {n: v.shape for n, v in fresh.items() if not kept(n)}, what, hint)
+  out = {tuple(n.split('/')): v if kept(n) else np.asarray(got[n], v.dtype)
+         for n, v in fresh.items()}
+  return traverse_util.unflatten_dict(out)
+
+
+def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool = False,
+         imagenet: bool = False, log=logging.info):
+  """(ModelConfig, numpy params) of `source`, checked: the one loader.
+
+  source: a workdir of this trainer (it has WORKDIR/checkpoints; `python -m mformer_jax.convert`
+    writes one): its newest readable step, verified, with the model config saved in its
+    metadata. Anything else is a foreign file: an official .pyth/.pth/.npz path or a state dict
+    (the model config from the file's own cfg or, failing that, its shapes: convert.read_official);
+    with imagenet=True a timm ViT state dict. A folder of the earlier converted format is an
+    InputError saying how to rewrite it.
+  cfg: None: the source's own config. A ModelConfig: the model the parameters are for. A mapping
+    of ModelConfig fields replaces the source's own (e.g. {'dtype': 'float64'}); for a foreign
+    file also an official config (the nested yacs dict, or the path of its YAML file).
+  like: the fresh parameters of the model `cfg` (then a ModelConfig) to load into: the result
+    has their structure, block layout and dtypes. Without it, the layout `cfg` builds.
+  dont_load: regular expressions (full match) on '/'-joined parameter names of `like` that keep
+    their fresh values, whatever the source holds there (HEAD_PATTERNS: a new label set).
+  step: that step of a workdir (default: the newest readable; a broken newer one is skipped with
+    a warning, or with strict an error naming the readable ones).
+  imagenet: copy the ViT's tensors onto `like` by the official same-key-and-shape rule and
+    inflate its patch kernel (convert.init_from_imagenet); the rest stays fresh.
+
+  Whatever the source, the parameters go through the one mismatch check (convert.check_fit): a
+  CheckpointMismatchError lists every missing, unexpected and mis-shaped name.
   """
-  if (path(source) / 'checkpoints').is_dir():
-    _, params, meta = _newest_params(source, strict=False)
-    fields = meta['model']
-  elif path(source).is_dir():
-    cfg, params = convert.load_params(source)
-    fields = dict(cfg.__dict__)
-  else:
-    model, variables = convert.load_official(source, overrides or None)
-    return model, variables
-  cfg = ModelConfig.from_config({**fields, **overrides})
-  params = jax.tree.map(lambda x: np.asarray(x, cfg.param_dtype), convert.blocks_layout(params, cfg))
-  return Motionformer(cfg), jax.device_put({'params': params})  # as convert.load_official
+  if like is not None and not isinstance(cfg, ModelConfig):
+    raise ValueError('like= needs cfg=, the ModelConfig of the model it belongs to')
+  if (dont_load or imagenet) and like is None:
+    raise ValueError('dont_load= and imagenet= need like=, the fresh parameters')
+  what = source if isinstance(source, (str, os.PathLike)) else 'the state dict'
+  if imagenet:
+    log(f'Initialising from the ImageNet ViT {what}')
+    params = convert.init_from_imagenet({'params': like}, source, cfg, log=log)[0]['params']
+    return cfg, _merge(params, cfg, like, dont_load, what)
+  if like is None:
+    return _source(source, cfg, step, strict, log)
+  # Read as the source's own model, then fitted onto `like` (whose head may differ).
+  return cfg, _merge(_source(source, None, step, strict, log)[1], cfg, like, dont_load, what)
+
+
+def load_model(source, **overrides):
+  """(model, {'params': device arrays}) of anything `load` reads, ready to apply (analysis,
+  notebooks). overrides replace ModelConfig fields that do not change the parameters (e.g.
+  dtype='float64', trajectory_impl='einsum', scan_blocks=True: the layout follows)."""
+  return convert.load_official(source, overrides or None)

@@ -2,7 +2,7 @@
 
 Python API:
     model, variables = load_official('k400_motionformer_224_16x4.pyth')   # or .npz / a dict
-    logits = model.apply(variables, clip, train=False)    # trajectory: the chunked exact kernel
+    logits = model.apply(variables, clip, train=False)    # trajectory_impl 'auto': chunked, exact
     state_dict = export_official(variables, model.cfg)                     # exact round trip
 
     model, variables = load_official(path, {'trajectory_impl': 'einsum'})  # op-for-op reference
@@ -10,11 +10,16 @@ Python API:
     model, variables = load_official(state_dict, cfg='configs/K400/motionformer_224_16x4.yaml')
     model, variables = load_official(state_dict, cfg={'VIT': {...}, 'MODEL': {...}, ...})
 
-CLI (writes an orbax checkpoint the trainer/evaluator can start from):
+`load_official` is `checkpointing.load` (the one loader, which also reads our workdirs) with the
+parameters placed on the device; `read_official` is its reader of foreign files.
+
+CLI (writes an ordinary workdir checkpoint, DIR/checkpoints/0, that everything reading a workdir
+reads: `checkpointing.load_model(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features):
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4.pyth --output=/ckpts/k400_mf
     python -m mformer_jax.convert --input=x.npz --output=DIR --override=num_heads=12,img_size=336
     python -m mformer_jax.convert --input=x.pth --output=DIR \
         --official_config=configs/K400/motionformer_224_16x4.yaml
+    python -m mformer_jax.convert --input=OLD --output=OLD   # a folder of the earlier format
 
 Weight surgery table (flax path -> official key, transform):
 
@@ -37,7 +42,6 @@ blocks_{0..depth-1}/<...> (`stack_blocks` / `unstack_blocks`); every function he
 returns the layout of the config it is given, and the table applies to the unstacked form.
 """
 
-from mformer_jax.errors import UserError
 import dataclasses
 import json
 import os
@@ -50,7 +54,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from mformer_jax import torch_pickle
+from mformer_jax import errors, torch_pickle
+from mformer_jax.errors import ConfigError, MissingInputError, UserError
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
 
 StateDict = Mapping[str, np.ndarray]
@@ -58,6 +63,22 @@ StateDict = Mapping[str, np.ndarray]
 
 class CheckpointMismatchError(UserError, ValueError):
   """The state dict does not fit the model: names the missing/unexpected/mis-shaped keys."""
+
+
+def check_fit(got: Mapping[str, Any], want: Mapping[str, Any], what: str, hint: str = '') -> None:
+  """The one mismatch check of loaded weights ({name: shape} of what was read and of what the
+  model needs): a CheckpointMismatchError listing every missing, unexpected and mis-shaped name,
+  or nothing when they fit."""
+  missing = sorted(set(want) - set(got))
+  unexpected = sorted(set(got) - set(want))
+  misshaped = [f'{k}: checkpoint {tuple(got[k])} vs model {tuple(want[k])}'
+               for k in sorted(set(want) & set(got)) if tuple(got[k]) != tuple(want[k])]
+  if missing or unexpected or misshaped:
+    lines = [f'{what} does not fit the model{hint}:']
+    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
+      if keys:
+        lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
+    raise CheckpointMismatchError('\n'.join(lines))
 
 
 class UnreadableCheckpointError(CheckpointMismatchError, torch_pickle.UnsupportedCheckpointError):
@@ -149,7 +170,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
   (its `model_state`, and `cfg` as YAML), a timm/DeiT {'model': state dict}, or a bare state dict.
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(f'checkpoint not found: {path}')
+    raise MissingInputError(f'checkpoint not found: {path}')
   if path.endswith('.npz'):
     try:
       with np.load(path, allow_pickle=False) as z:
@@ -190,7 +211,7 @@ def is_official_config(cfg: Mapping[str, Any]) -> bool:
   False for ModelConfig fields, which are lower case; a mix of both is an error."""
   upper = [k for k in cfg if isinstance(k, str) and k.isupper()]
   if upper and len(upper) != len(cfg):
-    raise ValueError(f'config mixes official sections {sorted(upper)} with other keys '
+    raise ConfigError(f'config mixes official sections {sorted(upper)} with other keys '
                      f'{sorted(set(map(str, cfg)) - set(upper))}; pass one or the other')
   return bool(upper)
 
@@ -199,16 +220,16 @@ def read_official_config(path: Union[str, os.PathLike]) -> dict[str, Any]:
   """The nested dict of an official YAML config (as in the official repository's configs/)."""
   import yaml  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'official config not found: {path}')
+    raise MissingInputError(f'official config not found: {path}')
   with open(path) as f:
     try:
       cfg = yaml.safe_load(f)
     except yaml.YAMLError as e:  # One line: the problem and where, not PyYAML's excerpt.
       mark = getattr(e, 'problem_mark', None)
       where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
-      raise ValueError(f'{path} is not valid YAML{where}: {getattr(e, "problem", e)}') from e
+      raise ConfigError(f'{path} is not valid YAML{where}: {getattr(e, "problem", e)}') from e
   if not isinstance(cfg, dict) or not cfg or not is_official_config(cfg):
-    raise ValueError(f'{path} is not an official Motionformer config (expected upper-case '
+    raise ConfigError(f'{path} is not an official Motionformer config (expected upper-case '
                      'sections such as VIT, MODEL, DATA)')
   return cfg
 
@@ -218,11 +239,11 @@ def config_from_official(cfg: Mapping[str, Any]) -> dict[str, Any]:
   official defaults (slowfast/config/defaults.py)."""
   vit, data = cfg.get('VIT', {}), cfg.get('DATA', {})
   if vit.get('POS_EMBED', 'separate') != 'separate':
-    raise ValueError(f"POS_EMBED={vit['POS_EMBED']!r} is not supported (no released model uses it)")
+    raise ConfigError(f"POS_EMBED={vit['POS_EMBED']!r} is not supported (no released model uses it)")
   if not vit.get('USE_MLP', False) or vit.get('HEAD_ACT', 'tanh') != 'tanh':
-    raise ValueError('only the released head (pre_logits Linear + tanh) is supported')
+    raise ConfigError('only the released head (pre_logits Linear + tanh) is supported')
   if vit.get('PATCH_SIZE_TEMP', 2) < 2:
-    raise ValueError('PATCH_SIZE_TEMP=1 (2D per-frame embedding) is not supported')
+    raise ConfigError('PATCH_SIZE_TEMP=1 (2D per-frame embedding) is not supported')
   kt = vit.get('PATCH_SIZE_TEMP', 2)
   out = dict(
       num_classes=cfg.get('MODEL', {}).get('NUM_CLASSES', 400),
@@ -277,32 +298,27 @@ def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Import / export
 # ----------------------------------------------------------------------------------------------
+def param_shapes(cfg: ModelConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """Flax path -> shape of the parameters `cfg` builds, in its layout (shapes only)."""
+  shapes = jax.eval_shape(lambda: init_variables(Motionformer(cfg), jax.random.key(0)))
+  return {p: tuple(v.shape) for p, v in traverse_util.flatten_dict(shapes['params']).items()}
+
+
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   """Official key -> shape for a model config (no computation, shapes only)."""
-  shapes = jax.eval_shape(lambda: init_variables(Motionformer(_unscanned(cfg)), jax.random.key(0)))
-  flat = traverse_util.flatten_dict(shapes['params'])
-  return {official_key(p): tuple(_to_official(p, np.zeros(v.shape, np.int8)).shape)
-          for p, v in flat.items()}
+  return {official_key(p): tuple(_to_official(p, np.zeros(shape, np.int8)).shape)
+          for p, shape in param_shapes(_unscanned(cfg)).items()}
 
 
 def params_from_state_dict(sd: StateDict, cfg: ModelConfig) -> dict:
   """Strict import: every key present, none extra, every shape right, else one error."""
   sd = _strip_prefix(sd)
-  want = expected_shapes(cfg)
-  missing = sorted(set(want) - set(sd))
-  unexpected = sorted(set(sd) - set(want))
-  misshaped = sorted(f'{k}: file {tuple(sd[k].shape)} vs model {want[k]}'
-                     for k in set(want) & set(sd) if tuple(sd[k].shape) != want[k])
-  if missing or unexpected or misshaped:
-    lines = [f'checkpoint does not match the model ({cfg.attention}, depth {cfg.depth}, '
-             f'dim {cfg.embed_dim}, {cfg.num_frames} frames):']
-    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
-      if keys:
-        lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
-    raise CheckpointMismatchError('\n'.join(lines))
-  shapes = jax.eval_shape(lambda: init_variables(Motionformer(_unscanned(cfg)), jax.random.key(0)))
-  flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype)
-          for p in traverse_util.flatten_dict(shapes['params'])}
+  paths = param_shapes(_unscanned(cfg))
+  check_fit({k: v.shape for k, v in sd.items()},
+            {official_key(p): _to_official(p, np.zeros(s, np.int8)).shape for p, s in paths.items()},
+            'the checkpoint', f' ({cfg.attention}, depth {cfg.depth}, dim {cfg.embed_dim}, '
+            f'{cfg.num_frames} frames)')
+  flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype) for p in paths}
   return blocks_layout(traverse_util.unflatten_dict(flat), cfg)
 
 
@@ -315,23 +331,10 @@ def export_official(variables, cfg: ModelConfig) -> dict[str, np.ndarray]:
           for p, v in flat.items()}
 
 
-# The trajectory kernel load_official picks when the caller names none. 'chunked' equals the
-# einsum reference in values and gradients (tests/test_fast_attention.py; the official goldens
-# run through it, tests/test_goldens.py) and is the fastest exact path on CPU/TPU while never
-# holding the N x N scores. It has no attention dropout, so such configs keep the reference.
-FAST_EXACT_TRAJECTORY_IMPL = 'chunked'
-
-
-def fast_exact_trajectory(cfg: ModelConfig) -> ModelConfig:
-  """cfg with FAST_EXACT_TRAJECTORY_IMPL where it computes what einsum does, else unchanged."""
-  if cfg.attention != 'trajectory' or cfg.attn_dropout:
-    return cfg
-  return dataclasses.replace(cfg, trajectory_impl=FAST_EXACT_TRAJECTORY_IMPL)
-
-
 def load_official(path_or_state_dict: Union[str, StateDict],
                   cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
-  """(model, variables) from an official checkpoint file or state dict.
+  """(model, variables) from an official checkpoint file or state dict (or, as
+  `checkpointing.load` is underneath, a workdir of this trainer).
 
   cfg: None reads the model config from the file's own `cfg` (yaml in .pyth, `meta__json` in
   golden .npz) or, failing that, from the state dict's shapes; a ModelConfig is used as is;
@@ -339,19 +342,21 @@ def load_official(path_or_state_dict: Union[str, StateDict],
   of its YAML file) replaces the file's own; any other mapping overrides fields of whatever was
   read (e.g. {'dtype': 'float64', 'img_size': 336}).
 
-  Unless a ModelConfig or a mapping sets `trajectory_impl`, trajectory attention runs the
-  fastest exact kernel (`fast_exact_trajectory`: 'chunked' where it equals the reference);
-  {'trajectory_impl': 'einsum'} selects the reference, op for op like the official code.
-  The parameters are placed on the default device: a jitted apply given host (numpy) arrays
-  copies every parameter to the device again on every call.
+  Trajectory attention runs what `ModelConfig.trajectory_kernel` resolves (trajectory_impl
+  'auto': the exact chunked kernel where it equals the reference); {'trajectory_impl': 'einsum'}
+  selects the reference, op for op like the official code. The parameters are placed on the
+  default device: a jitted apply given host (numpy) arrays copies every parameter to the device
+  again on every call.
   """
-  model, variables = read_official(path_or_state_dict, cfg)
-  return model, jax.device_put(variables)
+  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top (imports us)
+  model_cfg, params = checkpointing.load(path_or_state_dict, cfg)
+  return Motionformer(model_cfg), jax.device_put({'params': params})
 
 
 def read_official(path_or_state_dict: Union[str, StateDict],
                   cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
-  """`load_official` with the parameters left on the host as numpy arrays (for weight surgery)."""
+  """(model, {'params': numpy}) of an official file or state dict (cfg as `load_official`'s):
+  the reader of foreign files behind `checkpointing.load`, for weight surgery too."""
   file_cfg = None
   if isinstance(path_or_state_dict, (str, os.PathLike)):
     sd, file_cfg = read_checkpoint(os.fspath(path_or_state_dict))
@@ -362,13 +367,10 @@ def read_official(path_or_state_dict: Union[str, StateDict],
   if isinstance(cfg, ModelConfig):
     model_cfg = cfg
   elif cfg is not None and is_official_config(cfg):
-    model_cfg = fast_exact_trajectory(ModelConfig.from_config(config_from_official(cfg)))
+    model_cfg = ModelConfig.from_config(config_from_official(cfg))
   else:
     fields = config_from_official(file_cfg) if file_cfg else config_from_state_dict(_strip_prefix(sd))
-    overrides = dict(cfg or {})
-    model_cfg = ModelConfig.from_config({**fields, **overrides})
-    if 'trajectory_impl' not in overrides:  # the caller's choice wins, einsum included
-      model_cfg = fast_exact_trajectory(model_cfg)
+    model_cfg = ModelConfig.from_config({**fields, **(cfg or {})})
   model = Motionformer(model_cfg)
   return model, {'params': params_from_state_dict(sd, model_cfg)}
 
@@ -421,32 +423,26 @@ def _format_report(report) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Own format: orbax params + model_config.json
+# The CLI: a foreign file (or a folder of the earlier converted format) -> a workdir checkpoint
 # ----------------------------------------------------------------------------------------------
-def save_params(directory: str, params, cfg: ModelConfig) -> None:
-  """Writes DIR/params (orbax) and DIR/model_config.json; the trainer's `init.checkpoint`."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(directory, 'params'), params, force=True)
-  with open(os.path.join(directory, 'model_config.json'), 'w') as f:
-    json.dump(dataclasses.asdict(cfg), f, indent=1)
+OLD_FORMAT_FILES = ('params', 'model_config.json')  # DIR/params (orbax) + DIR/model_config.json
 
 
-def load_params(directory: str):
-  """(ModelConfig, params) written by `save_params` (numpy leaves)."""
+def is_old_format(directory) -> bool:
+  """A folder written by an earlier `python -m mformer_jax.convert`, not a workdir."""
+  return (os.path.isdir(directory) and not os.path.isdir(os.path.join(directory, 'checkpoints'))
+          and all(os.path.exists(os.path.join(directory, f)) for f in OLD_FORMAT_FILES))
+
+
+def _read_old_format(directory: str, overrides: Mapping[str, Any]):
+  """(ModelConfig, numpy params) of an earlier converted folder: read only to rewrite it."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   directory = os.path.abspath(directory)
-  cfg_path = os.path.join(directory, 'model_config.json')
-  if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f'{directory} is not a converted checkpoint (no model_config.json); '
-                            'create one with python -m mformer_jax.convert')
-  with open(cfg_path) as f:
-    cfg = ModelConfig.from_config(json.load(f))
+  with open(os.path.join(directory, 'model_config.json')) as f:
+    cfg = ModelConfig.from_config({**json.load(f), **overrides})
   with ocp.StandardCheckpointer() as ckptr:
     params = ckptr.restore(os.path.join(directory, 'params'))
-  return cfg, params
+  return cfg, blocks_layout(jax.device_get(params), cfg)
 
 
 def _parse_overrides(text: str) -> dict[str, Any]:
@@ -463,27 +459,33 @@ def _parse_overrides(text: str) -> dict[str, Any]:
 def main(argv=None):
   import argparse  # pylint: disable=g-import-not-at-top
   ap = argparse.ArgumentParser(prog='python -m mformer_jax.convert', description=__doc__.split('\n')[0])
-  ap.add_argument('--input', required=True, help='official .pyth/.pth or .npz state dict')
-  ap.add_argument('--output', required=True, help='directory for the orbax checkpoint')
+  ap.add_argument('--input', required=True, help='official .pyth/.pth or .npz state dict (or a '
+                  'folder of the earlier converted format, to rewrite)')
+  ap.add_argument('--output', required=True,
+                  help='workdir for the checkpoint (OUTPUT/checkpoints/0; none there yet)')
   ap.add_argument('--override', default='', help='ModelConfig fields, e.g. num_heads=12,img_size=336')
   ap.add_argument('--export_npz', default='', help='also write the official-format state dict here')
   ap.add_argument('--official_config', default='',
                   help="official YAML config (their configs/); replaces the checkpoint's own cfg")
   args = ap.parse_args(argv)
+  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top (imports us)
   try:
     fields = (config_from_official(read_official_config(args.official_config))
               if args.official_config else {})
     overrides = {**fields, **_parse_overrides(args.override)}
-    model, variables = load_official(args.input, overrides or None)
-  except (CheckpointMismatchError, ImportError, FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  save_params(args.output, variables['params'], model.cfg)
-  n = sum(x.size for x in jax.tree.leaves(variables))
-  print(f'converted {args.input}: {model.cfg.attention} attention, {model.cfg.num_frames} frames, '
-        f'{n / 1e6:.2f}M parameters -> {args.output}')
+    if is_old_format(args.input):
+      cfg, params = _read_old_format(args.input, overrides)
+    else:
+      model, variables = read_official(args.input, overrides or None)
+      cfg, params = model.cfg, variables['params']
+    checkpointing.save_params(args.output, params, cfg, converted_from=os.path.abspath(args.input))
+  except UserError as e:
+    return errors.report(e)
+  n = sum(x.size for x in jax.tree.leaves(params))
+  print(f'converted {args.input}: {cfg.attention} attention, {cfg.num_frames} frames, '
+        f'{n / 1e6:.2f}M parameters -> {args.output} (a workdir: checkpoints/0)')
   if args.export_npz:
-    np.savez(args.export_npz, **export_official(variables, model.cfg))
+    np.savez(args.export_npz, **export_official({'params': params}, cfg))
     print(f'exported official state dict -> {args.export_npz}')
   return 0
 

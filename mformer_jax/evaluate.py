@@ -175,9 +175,8 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
     raise MissingInputError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
-  params = checkpointing.import_params(jax.jit(init)(), model.cfg,
-                                       checkpoint=config.init.checkpoint, log=logging.info,
-                                       strict=config.checkpoint.strict_restore)
+  _, params = checkpointing.load(config.init.checkpoint, model.cfg,
+                                 strict=config.checkpoint.strict_restore)
   return jax.device_put(params, shardings), 'pretrained'
 
 

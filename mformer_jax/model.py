@@ -75,7 +75,7 @@ class ModelConfig:
   head_dropout: float = 0.0
   dtype: str = 'float32'             # compute dtype; params are float32 (float64 for x64 checks)
   remat: str = 'none'                # none | full | dots | tied: recompute per block (remat.py)
-  trajectory_impl: str = 'einsum'    # einsum (reference) | frames | chunked (exact, memory-lean)
+  trajectory_impl: str = 'auto'      # auto | einsum (reference) | frames | chunked (exact, lean)
   query_chunk: int = 0               # chunked: queries per chunk (0 = one frame)
   attention_backend: str = 'xla'     # frames: dot_product_attention impl, xla | cudnn | auto
   scan_blocks: bool = False          # one lax.scan over the blocks; params['blocks'] stacked
@@ -83,7 +83,8 @@ class ModelConfig:
   def __post_init__(self):
     checks = [('attention', ATTENTIONS), ('approx', APPROXIMATIONS), ('dtype', tuple(DTYPES)),
               ('trajectory_values', ('original', 'projected')), ('remat', tuple(REMAT_POLICIES)),
-              ('trajectory_impl', fast_attention.IMPLS), ('attention_backend', fast_attention.BACKENDS),
+              ('trajectory_impl', ('auto', *fast_attention.IMPLS)),
+              ('attention_backend', fast_attention.BACKENDS),
               ('pos_embed_resize', posembed.RULES)]
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
@@ -92,7 +93,7 @@ class ModelConfig:
       raise ConfigError(f'num_frames={self.num_frames} is not a multiple of tubelet_size')
     if self.approx != 'none' and self.attention != 'trajectory':
       raise ConfigError('approx applies to trajectory attention only')
-    if self.trajectory_impl != 'einsum' and self.attn_dropout:
+    if self.trajectory_impl not in ('auto', 'einsum') and self.attn_dropout:
       raise ConfigError(f'trajectory_impl={self.trajectory_impl!r} has no attention dropout')
     if self.query_chunk < 0:
       raise ConfigError(f'query_chunk={self.query_chunk} must be >= 0 (0 = one frame)')
@@ -101,6 +102,17 @@ class ModelConfig:
   def temporal_slots(self) -> int:
     """F = T / tubelet_size token slots in time."""
     return self.num_frames // self.tubelet_size
+
+  @property
+  def trajectory_kernel(self) -> str:
+    """The trajectory attention implementation that runs: `trajectory_impl`, where 'auto' (the
+    default, kept as such in configs so that a later attn_dropout override still works) is
+    'chunked' wherever that computes exactly what the einsum reference does (trajectory
+    attention without attention dropout; values and gradients, tests/test_fast_attention.py),
+    and 'einsum' otherwise. The one place this rule lives."""
+    if self.trajectory_impl != 'auto':
+      return self.trajectory_impl
+    return 'chunked' if self.attention == 'trajectory' and not self.attn_dropout else 'einsum'
 
   @property
   def heads(self) -> dict[str, int]:
@@ -176,7 +188,7 @@ class Block(nn.Module):
       attn = attention.TrajectoryAttention(
           c.num_heads, f, values=c.trajectory_values, approx=c.approx, num_landmarks=c.num_landmarks,
           nystrom_iters=c.nystrom_iters, performer_features=c.performer_features,
-          attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, impl=c.trajectory_impl,
+          attn_dropout=c.attn_dropout, qkv_bias=c.qkv_bias, impl=c.trajectory_kernel,
           query_chunk=c.query_chunk, backend=c.attention_backend, name='attn', **kw)
       attn_fn = functools.partial(attn, train=train, first_landmarks=first_landmarks)
     elif c.attention == 'joint':

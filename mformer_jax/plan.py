@@ -348,7 +348,7 @@ def plan(config, topology: str, batch_per_chip: int, mode: str = 'train', device
       'topology': topology, 'chips': chips, 'device_kind': kind, 'hbm_bytes_per_chip': hbm,
       'mode': mode, 'experiment': config.experiment, 'batch_per_chip': batch_per_chip,
       'global_batch': batch_per_chip * chips,
-      'setting': {'trajectory_impl': m.trajectory_impl, 'remat': m.remat,
+      'setting': {'trajectory_impl': _trajectory_kernel(m), 'remat': m.remat,
                   'scan_blocks': m.scan_blocks, 'dtype': m.dtype, 'fsdp': config.mesh.fsdp,
                   'fused_update': config.train.fused_update},
       'per_chip_bytes': mem, 'compiler_oom': oom,
@@ -417,6 +417,12 @@ def _size(n: int) -> str:
   return f'{n / 2**30:.2f} GiB' if abs(n) >= 2**28 else f'{n / 2**20:.1f} MiB'
 
 
+def _trajectory_kernel(model_config) -> str:
+  """The kernel that runs ('auto' resolved by ModelConfig.trajectory_kernel, its one rule)."""
+  from mformer_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
+  return ModelConfig.from_config(model_config).trajectory_kernel
+
+
 def advice(result: dict, config) -> str:
   """Why it does not fit and what to try, in one line."""
   mem, oom, gib = result['per_chip_bytes'], result['compiler_oom'], _size
@@ -424,7 +430,7 @@ def advice(result: dict, config) -> str:
   m = config.model
   if m.remat != 'full':
     tries.append('--config.model.remat=full')
-  if m.attention == 'trajectory' and m.trajectory_impl != 'chunked':
+  if m.attention == 'trajectory' and _trajectory_kernel(m) != 'chunked':
     tries.append('--config.model.trajectory_impl=chunked')
   if not config.mesh.fsdp:
     tries.append('--config.mesh.fsdp=True')

@@ -187,11 +187,13 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
     params = jax.jit(lambda k: init_variables(model, k, random_tubelet=config.init.random_tubelet)
                      ['params'], out_shardings=shardings['params'])(jax.random.key(config.seed))
     init = config.init
+    if init.checkpoint and init.imagenet:
+      raise ConfigError('set init.checkpoint or init.imagenet, not both')
     if init.checkpoint or init.imagenet:
-      loaded = checkpointing.import_params(
-          sharding.to_host(params), model.cfg, checkpoint=init.checkpoint,
-          imagenet=init.imagenet, reset_head=init.reset_head, log=logging.info,
-          strict=config.checkpoint.strict_restore)
+      _, loaded = checkpointing.load(
+          init.checkpoint or init.imagenet, model.cfg, like=sharding.to_host(params),
+          imagenet=bool(init.imagenet), strict=config.checkpoint.strict_restore,
+          dont_load=checkpointing.HEAD_PATTERNS if init.reset_head else ())
       params = jax.device_put(loaded, shardings['params'])
     state = jax.jit(lambda p: create_train_state(p, tx, config.seed),
                     out_shardings=shardings)(params)

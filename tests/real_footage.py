@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 import train_fixtures as tf_
-from mformer_jax import convert
+from mformer_jax import checkpointing
 from mformer_jax.model import init_variables, make_model
 
 
@@ -29,7 +29,7 @@ def tiny_params():
 
 
 def converted_tiny(directory):
-  """tiny_params() written by convert.save_params (a `python -m mformer_jax.convert` folder)."""
+  """tiny_params() as `python -m mformer_jax.convert` writes them (a workdir, step 0)."""
   model, params = tiny_params()
-  convert.save_params(str(directory), params, model.cfg)
+  checkpointing.save_params(str(directory), params, model.cfg)
   return str(directory)

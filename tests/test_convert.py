@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import torch_files
-from mformer_jax import convert
+from mformer_jax import checkpointing, convert
 
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
 DATA = os.path.join(os.path.dirname(__file__), 'data')
@@ -40,7 +40,7 @@ def test_round_trip_is_exact():
     (lambda sd: sd.__setitem__('blocks.0.attn.extra.weight', np.zeros(3)),
      ['unexpected (1)', 'blocks.0.attn.extra.weight']),
     (lambda sd: sd.__setitem__('temp_embed', np.zeros((1, 8, 64), np.float32)),
-     ['mis-shaped (1)', 'temp_embed: file (1, 8, 64) vs model (1, 4, 64)']),
+     ['mis-shaped (1)', 'temp_embed: checkpoint (1, 8, 64) vs model (1, 4, 64)']),
 ])
 def test_strict_import_names_the_keys(mutate, expect):
   sd, cfg, _, _ = _golden_state_dict()
@@ -60,28 +60,31 @@ def test_state_dict_without_cfg_and_ddp_prefix():
   np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5)
 
 
-def test_default_trajectory_impl_is_chunked_and_einsum_stays_selectable():
-  """load_official runs the fast exact kernel unless the caller names one; same numbers."""
+def test_default_trajectory_impl_is_auto_and_einsum_stays_selectable():
+  """load_official leaves trajectory_impl as the config says ('auto' unless named): the model
+  runs the chunked kernel, with the numbers of the einsum reference."""
   sd, official_cfg, clip, logits = _golden_state_dict()
   model, variables = convert.load_official(ORIG)
   ref_model, ref_variables = convert.load_official(ORIG, {'trajectory_impl': 'einsum'})
-  assert (model.cfg.trajectory_impl, ref_model.cfg.trajectory_impl) == ('chunked', 'einsum')
+  assert (model.cfg.trajectory_impl, model.cfg.trajectory_kernel) == ('auto', 'chunked')
+  assert (ref_model.cfg.trajectory_impl, ref_model.cfg.trajectory_kernel) == ('einsum', 'einsum')
   assert dataclasses.replace(model.cfg, trajectory_impl='einsum') == ref_model.cfg
   jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)  # same parameters
   out, ref = model.apply(variables, jnp.asarray(clip)), ref_model.apply(ref_variables, jnp.asarray(clip))
   np.testing.assert_allclose(out, ref, atol=1e-6, rtol=0)
   np.testing.assert_allclose(out, logits, atol=1e-5, rtol=0)
   # An official config gets the same default; a ModelConfig is used as is.
-  assert convert.load_official(sd, official_cfg)[0].cfg.trajectory_impl == 'chunked'
+  assert convert.load_official(sd, official_cfg)[0].cfg.trajectory_impl == 'auto'
   for impl in ('einsum', 'frames'):
     given = convert.ModelConfig.from_config({**convert.config_from_official(official_cfg),
                                              'trajectory_impl': impl})
     assert convert.load_official(sd, given)[0].cfg == given
-  # chunked has no attention dropout: such a config keeps the reference.
-  assert convert.load_official(ORIG, {'attn_dropout': 0.1})[0].cfg.trajectory_impl == 'einsum'
-  # Only trajectory attention has the option: a joint model's config is left alone.
+  # chunked has no attention dropout: 'auto' then runs the reference.
+  assert convert.load_official(ORIG, {'attn_dropout': 0.1})[0].cfg.trajectory_kernel == 'einsum'
+  # Only trajectory attention has the option: a joint model runs its one kernel.
   joint = convert.load_official(os.path.join(GOLDENS, 'model_joint.npz'))[0].cfg
-  assert joint.attention == 'joint' and joint.trajectory_impl == 'einsum'
+  assert (joint.attention, joint.trajectory_impl, joint.trajectory_kernel) == ('joint', 'auto',
+                                                                              'einsum')
 
 
 def test_pyth_file_with_yaml_cfg(tmp_path):
@@ -177,18 +180,31 @@ def test_imagenet_init(attention_type, tmp_path):
   assert 'loaded' in logged[0] and 'freshly initialised' in logged[0]
 
 
-def test_cli_writes_orbax_checkpoint(tmp_path, capsys):
+def test_cli_writes_a_workdir_checkpoint(tmp_path, capsys):
+  """OUTPUT/checkpoints/0 with params and meta alone (the trainer's writer): read as a workdir,
+  the same config and parameters as the file itself."""
   out = tmp_path / 'ckpt'
   assert convert.main(['--input', ORIG, '--output', str(out),
                        '--export_npz', str(tmp_path / 'back.npz')]) == 0
-  cfg, params = convert.load_params(str(out))
+  assert sorted(os.listdir(out / 'checkpoints')) == ['0']
+  assert {'params', 'meta'} <= set(os.listdir(out / 'checkpoints' / '0'))
+  assert 'train' not in os.listdir(out / 'checkpoints' / '0')
+  cfg, params = checkpointing.load(str(out))
   model, variables = convert.load_official(ORIG)
   assert cfg == model.cfg
   jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(variables['params']))
+  with checkpointing.manager(str(out), read_only=True) as mngr:
+    meta = checkpointing.read_meta(mngr, 0)
+  assert (meta['step'], meta['params_only'], meta['converted_from']) == (0, True, ORIG)
+  assert meta['model'] == dataclasses.asdict(model.cfg)
   with np.load(tmp_path / 'back.npz') as back, np.load(ORIG) as z:
     for k in back.files:
       np.testing.assert_array_equal(back[k], z[k])
-  assert 'converted' in capsys.readouterr().out
+  assert f'-> {out} (a workdir: checkpoints/0)' in capsys.readouterr().out
+  # A second conversion into the same workdir is refused, in one line; nothing is changed.
+  assert convert.main(['--input', ORIG, '--output', str(out)]) == 2
+  assert capsys.readouterr().err == (f'error: {out} already holds checkpoints (steps [0]); '
+                                     'write the weights to a new folder\n')
 
 
 def test_cli_reports_errors(tmp_path, capsys):

@@ -67,7 +67,7 @@ TINY = dict(num_classes=5, num_frames=4, img_size=32, patch_size=8, embed_dim=32
 def test_model_impls_match_einsum(extra, impls):
   clip = jax.random.normal(jax.random.key(3), (2, 4, extra.get('img_size', 32),
                                                extra.get('img_size', 32), 3))
-  ref = Motionformer(ModelConfig(**{**TINY, **extra}))
+  ref = Motionformer(ModelConfig(**{**TINY, **extra, 'trajectory_impl': 'einsum'}))
   variables = init_variables(ref, jax.random.key(0))
   kw = dict(train=True, rngs={'dropout': jax.random.key(5), 'landmarks': jax.random.key(6)})
   (_, y0), g0 = _loss(ref, **kw)(variables, clip)

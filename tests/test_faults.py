@@ -69,8 +69,8 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
                                                                        capfd, caplog):
   copy = _copy(trained, tmp_path)
   CORRUPTIONS[kind](copy / 'checkpoints' / '8')
-  step, params = checkpointing.latest_params(str(copy))
-  assert step == 4
+  _, params = checkpointing.load(str(copy))
+  jax.tree.map(np.testing.assert_array_equal, params, checkpointing.load(str(copy), step=4)[1])
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
   broken = [r.getMessage() for r in caplog.records
             if r.levelname == 'ERROR' and r.pathname.endswith('checkpointing.py')]
@@ -81,7 +81,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
   # The strict-minded stop, naming what is readable; nothing was moved or deleted.
   with pytest.raises(checkpointing.CorruptCheckpointError,
                      match='checkpoint step 8 .*strict_restore=True.*readable steps: 4$'):
-    checkpointing.latest_params(str(copy), strict=True)
+    checkpointing.load(str(copy), strict=True)
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
@@ -130,8 +130,8 @@ def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
 def test_a_checkpoint_of_another_model_is_a_mismatch_not_corruption(trained, tmp_path):
   copy = _copy(trained, tmp_path)
   with pytest.raises(convert.CheckpointMismatchError,
-                     match=r'(?s)does not fit the config \(params\):\n.*: checkpoint \(32,\) '
-                           r'vs config \(64,\)'):
+                     match=r'(?s)step 8 in .* \(params\) does not fit the model:\n.*: '
+                           r'checkpoint \(32,\) vs model \(64,\)'):
     evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 

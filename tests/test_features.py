@@ -8,7 +8,7 @@ import pytest
 
 import real_footage
 import train_fixtures as tf_
-from mformer_jax import convert, evaluate, features
+from mformer_jax import checkpointing, evaluate, features
 from mformer_jax.data import pipeline, video
 from mformer_jax.model import make_model
 
@@ -38,7 +38,7 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
     np.testing.assert_array_equal(z['features'], z['views'].mean(1))
     first = z['features']
   # The model's own pre-logits output on the evaluation views of the clip.
-  model_cfg, params = convert.load_params(cfg.init.checkpoint)
+  model_cfg, params = checkpointing.load(cfg.init.checkpoint)
   _, want = make_model(model_cfg.__dict__).apply(
       {'params': params}, pipeline.load_video_views(carphone, cfg.data), train=False,
       return_features=True)

@@ -2,8 +2,8 @@
 
 Everything goes through the public API: `convert.load_official(path)` reads the state dict and the
 file's own cfg, `model.apply` gives logits. Tolerances: float32 1e-5, float64 1e-10. The logits
-are checked through load_official's default (the chunked kernel for trajectory attention) and
-through the einsum reference it keeps selectable.
+are checked through the default trajectory_impl 'auto' (ModelConfig.trajectory_kernel: the
+chunked kernel for trajectory attention) and through the einsum reference it keeps selectable.
 """
 import os
 
@@ -50,7 +50,7 @@ def _logit_pairs(z, out, suffix=''):
   return [(np.asarray(out), z[f'io__logits{suffix}'])]
 
 
-# None: load_official's default; 'einsum': the reference, op for op like the official code.
+# None: the default ('auto'); 'einsum': the reference, op for op like the official code.
 IMPLS = [None, 'einsum']
 
 
@@ -61,7 +61,7 @@ def _impl_overrides(impl, **overrides):
 def _assert_impl(model, variant, impl):
   """The kernel that actually ran: the default is chunked for trajectory attention only."""
   default = 'chunked' if model.cfg.attention == 'trajectory' else 'einsum'
-  assert model.cfg.trajectory_impl == (impl or default), (variant, impl)
+  assert model.cfg.trajectory_kernel == (impl or default), (variant, impl)
 
 
 @pytest.mark.parametrize('impl', IMPLS)

@@ -57,22 +57,23 @@ def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
 
 def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
   workdir = trained.workdir
-  _, trained_params = checkpointing.latest_params(str(workdir))
+  _, trained_params = checkpointing.load(str(workdir))
   # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
   cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})
   model = make_model(cfg.model)
   fresh = init_variables(model, jax.random.key(1))['params']
   with pytest.raises(convert.CheckpointMismatchError, match='reset_head=True'):
-    checkpointing.import_params(fresh, model.cfg, checkpoint=str(workdir))
-  params = checkpointing.import_params(fresh, model.cfg, checkpoint=str(workdir), reset_head=True)
+    checkpointing.load(str(workdir), model.cfg, like=fresh)
+  _, params = checkpointing.load(str(workdir), model.cfg, like=fresh,
+                                 dont_load=checkpointing.HEAD_PATTERNS)
   np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])
   np.testing.assert_array_equal(params['blocks_0']['attn']['qkv']['kernel'],
                                 trained_params['blocks_0']['attn']['qkv']['kernel'])
-  # The `python -m mformer_jax.convert` format, as used for released checkpoints.
+  # What `python -m mformer_jax.convert` writes, as used for released checkpoints.
   same = make_model(tf_.config().model)
-  convert.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
-  loaded = checkpointing.import_params(init_variables(same, jax.random.key(1))['params'],
-                                       same.cfg, checkpoint=str(tmp_path / 'converted'))
+  checkpointing.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
+  _, loaded = checkpointing.load(str(tmp_path / 'converted'), same.cfg,
+                                 like=init_variables(same, jax.random.key(1))['params'])
   np.testing.assert_array_equal(loaded['head']['kernel'], trained_params['head']['kernel'])
 
 
@@ -84,8 +85,8 @@ def test_init_from_imagenet_vit_weights(tmp_path):
   vit = {k: v for k, v in convert.export_official({'params': donor}, model.cfg).items()
          if not k.startswith(('patch_embed_3d', 'blocks.0.attn.proj_', 'temp_embed', 'head'))}
   np.savez(tmp_path / 'vit.npz', **vit)
-  params = checkpointing.import_params(fresh, model.cfg, imagenet=str(tmp_path / 'vit.npz'),
-                                       log=lambda _: None)
+  _, params = checkpointing.load(str(tmp_path / 'vit.npz'), model.cfg, like=fresh,
+                                 imagenet=True, log=lambda _: None)
   np.testing.assert_array_equal(params['blocks_0']['mlp']['fc1']['kernel'],
                                 donor['blocks_0']['mlp']['fc1']['kernel'])
   np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mformer_jax import convert
+from mformer_jax import checkpointing, convert
 
 ORIG = os.path.join(os.path.dirname(__file__), 'goldens', 'model_trajectory_orig.npz')
 
@@ -72,8 +72,8 @@ def test_the_golden_files_own_nested_cfg_is_accepted():
 
 
 def test_official_config_replaces_the_checkpoints_own():
-  with pytest.raises(convert.CheckpointMismatchError, match=r'head.weight: file \(5, 64\) vs '
-                     r'model \(7, 64\)'):
+  with pytest.raises(convert.CheckpointMismatchError, match=r'head.weight: checkpoint \(5, 64\) '
+                     r'vs model \(7, 64\)'):
     convert.load_official(ORIG, cfg=_official(num_classes=7))
 
 
@@ -92,7 +92,7 @@ def test_cli_official_config(tmp_path, capsys):
   np.savez(tmp_path / 'bare.npz', **sd)
   args = ['--input', str(tmp_path / 'bare.npz'), '--output', str(tmp_path / 'out')]
   assert convert.main(args + ['--official_config', _write(tmp_path, _official())]) == 0
-  model_cfg, params = convert.load_params(str(tmp_path / 'out'))
+  model_cfg, params = checkpointing.load(str(tmp_path / 'out'))
   model = convert.Motionformer(model_cfg)
   np.testing.assert_allclose(model.apply({'params': params}, jnp.asarray(clip)), logits,
                              atol=1e-5, rtol=0)

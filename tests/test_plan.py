@@ -343,8 +343,8 @@ def test_max_batch_search_finds_the_largest_that_fits(monkeypatch, fixed, per_cl
 def test_model_tflops_per_step_is_the_papers_count():
   """369.4 GMACs per Mformer-B view (the README, flops.py), x 2 x 3 x the global batch."""
   from configs import released  # pylint: disable=g-import-not-at-top
-  config = released.get_config('k400_motionformer_224_16x4')  # chunked, bfloat16: counted as einsum
-  macs = flops.model_macs(ModelConfig())  # the reference (einsum) Mformer-B, one view
+  config = released.get_config('k400_motionformer_224_16x4')  # auto, bfloat16: counted as einsum
+  macs = flops.model_macs(ModelConfig(trajectory_impl='einsum'))  # the reference Mformer-B, one view
   assert round(macs / 1e9, 1) == 369.4
   assert plan.model_tflops_per_step(config, 64, 'train') == macs * 2 * 3 * 64 / 1e12
   assert plan.model_tflops_per_step(config, 64, 'eval') == macs * 2 * 64 / 1e12

@@ -9,7 +9,7 @@ from PIL import Image
 
 import real_footage
 import train_fixtures as tf_
-from mformer_jax import convert, evaluate, overlay
+from mformer_jax import checkpointing, evaluate, overlay
 from mformer_jax.data import video
 from mformer_jax.model import make_model
 
@@ -49,7 +49,7 @@ def test_predict_query_overlays_attention(converted_tiny, tmp_path):
   cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out,
                       'predict_query': '0,20,12'})
   top = evaluate.predict(cfg, str(tmp_path / 'work'))
-  model_cfg, params = convert.load_params(converted_tiny)
+  model_cfg, params = checkpointing.load(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   assert panels.shape == (4, 256, 256, 3)  # 8 frames / tubelet 2 = 4 slots, 256 px panels.
   got, fps = video.read_video(out)
@@ -103,7 +103,7 @@ def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(con
   assert seen == [(top, False)]  # the answer came first, the file after it
   gif = Image.open(out)
   assert (gif.n_frames, gif.size, gif.info['duration'], gif.info['loop']) == (4, (256, 256), 500, 0)
-  model_cfg, params = convert.load_params(converted_tiny)
+  model_cfg, params = checkpointing.load(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   gif.seek(0)
   first = np.asarray(gif.convert('RGB'), np.float32)

@@ -31,7 +31,8 @@ def _pair(**kw):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('kw', [
-    dict(attention='trajectory'), dict(attention='trajectory', trajectory_impl='chunked'),
+    dict(attention='trajectory', trajectory_impl='einsum'),
+    dict(attention='trajectory', trajectory_impl='chunked'),
     dict(attention='joint'), dict(attention='divided'),
     dict(attention='trajectory', approx='orthoformer', num_landmarks=4)])
 def test_forward_equals_unrolled(kw):
@@ -95,19 +96,19 @@ def test_golden_logits_through_stacked_layout():
     np.testing.assert_array_equal(sd[k], ref[k])
 
 
-def test_layout_round_trip_and_import_params(tmp_path):
+def test_layout_round_trip_and_load(tmp_path):
   loop, scan, params, stacked = _pair()
   back = convert.unstack_blocks(stacked)
   jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(params))
   assert convert.unstack_blocks(back).keys() == back.keys()          # no-op when unstacked
   # A converted (unstacked) checkpoint starts a stacked model, and the other way round.
-  convert.save_params(str(tmp_path / 'loop'), params, loop.cfg)
+  checkpointing.save_params(str(tmp_path / 'loop'), params, loop.cfg)
   fresh = scan.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.import_params(fresh, scan.cfg, checkpoint=str(tmp_path / 'loop'))
+  got = checkpointing.load(str(tmp_path / 'loop'), scan.cfg, like=fresh)[1]
   jax.tree.map(np.testing.assert_array_equal, got, stacked)
-  convert.save_params(str(tmp_path / 'scan'), stacked, scan.cfg)
+  checkpointing.save_params(str(tmp_path / 'scan'), stacked, scan.cfg)
   fresh = loop.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.import_params(fresh, loop.cfg, checkpoint=str(tmp_path / 'scan'))
+  got = checkpointing.load(str(tmp_path / 'scan'), loop.cfg, like=fresh)[1]
   jax.tree.map(np.testing.assert_array_equal, got, jax.device_get(params))
 
 

@@ -77,7 +77,7 @@ def final_params(workdir):
   """Flat {path: numpy} of the latest checkpoint's parameters in `workdir`."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  return traverse_util.flatten_dict(checkpointing.latest_params(workdir)[1])
+  return traverse_util.flatten_dict(checkpointing.load(str(workdir))[1])
 
 
 def max_abs_diff(a, b):
