@@ -6,7 +6,8 @@ preparation workers import `video`/`layouts` only.
 
 from mformer_jax.errors import ConfigError, UserError
 
-# The exact preparation commands, kept in sync with data/README.md. Placeholders in caps.
+# The exact preparation commands, kept in sync with mformer_jax/data/README.md (the dataset
+# preparation guide). Placeholders in caps.
 PREPARE_COMMANDS = {
     'kinetics400': ('python -m mformer_jax.data.prepare kinetics --videos K400/train --split train '
                     '--out OUT --short-side 320  (and --videos K400/val --split test)'),
@@ -73,9 +74,9 @@ class DatasetNotFoundError(UserError, ValueError):
   """A real dataset was requested but `data_dir` holds no prepared split."""
 
   def __init__(self, name: str, data_dir: str, split: str):
-    cmd = PREPARE_COMMANDS.get(name, 'see data/README.md')
+    cmd = PREPARE_COMMANDS.get(name, 'see mformer_jax/data/README.md')
     where = repr(data_dir) if data_dir else 'config.data.data_dir (not set)'
     super().__init__(
         f'{name}: no prepared {split!r} split in {where}. Prepare it once with\n  {cmd}\n'
-        f'then pass --config.data.data_dir=OUT (details: data/README.md). '
+        f'then pass --config.data.data_dir=OUT (details: mformer_jax/data/README.md). '
         f'Or use --config.data.name=synthetic_motion, which needs no files.')

@@ -62,7 +62,7 @@ def _synthetic(cfg):
     raise ConfigError(f'data.source={cfg.source!r}; expected synthetic, prepared or tfds')
   if cfg.source == 'tfds' and cfg.name != 'synthetic_motion':
     raise ConfigError(f"data.source='tfds' reads synthetic_motion only; {cfg.name} reads the "
-                      "prepared shards (data.source='prepared', why: data/README.md)")
+                      "prepared shards (data.source='prepared', why: mformer_jax/data/README.md)")
   return cfg.source != 'prepared'
 
 
@@ -317,7 +317,7 @@ class BadRecords:
           f'{len(self.found)} of {self.share} {self.split} records '
           f'({100 * len(self.found) / self.share:.1f} %) are unreadable, more than '
           f'data.max_bad_fraction={self.max_fraction:g} allows: {listed}. Prepare the split '
-          'again (data/README.md) or raise --config.data.max_bad_fraction')
+          'again (mformer_jax/data/README.md) or raise --config.data.max_bad_fraction')
 
 
 class TrainBatches:

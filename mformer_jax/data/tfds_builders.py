@@ -17,7 +17,7 @@ Importing this module registers two builders with TFDS:
 
 Training reads `synthetic_motion` through TFDS with `--config.data.source=tfds` (random access
 by index from ArrayRecord files, see `pipeline.py`); why the video datasets keep reading the
-prepared shards directly is in data/README.md.
+prepared shards directly is in mformer_jax/data/README.md.
 """
 
 import dataclasses
@@ -156,7 +156,7 @@ class PreparedVideos(_Builder):
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   manual_dir is the --out folder of `python -m mformer_jax.data.prepare <layout> ... --split
-  train` and `--split test` (see data/README.md): it holds train.json, test.json and the
+  train` and `--split test` (see mformer_jax/data/README.md): it holds train.json, test.json and the
   train-*/test-*.tfrecord shards.
   """
 
