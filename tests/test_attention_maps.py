@@ -135,20 +135,35 @@ def test_orthoformer_maps_are_the_models(replay):
     np.testing.assert_allclose(maps['temporal'][i], sown, atol=1e-6)
 
 
-def test_figure_synthetic_and_video(tmp_path):
+def test_figure_synthetic_and_video(tmp_path, monkeypatch):
+  """The files hold the rendered panels: the PNG strip exactly, the GIF (256 colours) and the
+  MP4 (h264) as their lossy codings keep them (close on average)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import synthetic, video  # pylint: disable=g-import-not-at-top
+  rendered, render = [], attention_maps.render
+  monkeypatch.setattr(attention_maps, 'render',
+                      lambda *a, **kw: rendered.append(render(*a, **kw)) or rendered[-1])
   path = os.path.join(GOLDENS, 'model_maps_trajectory.npz')
   png, gif = attention_maps.figure(path, synthetic_seed=0, output=str(tmp_path / 'syn'))
-  assert Image.open(png).size == (4 * 256, 256)     # one panel per temporal slot
-  assert Image.open(gif).n_frames == 4
+  panels = rendered[-1]
+  assert panels.shape == (4, 256, 256, 3)            # one panel per temporal slot
+  np.testing.assert_array_equal(np.asarray(Image.open(png)), np.concatenate(list(panels), 1))
+  with Image.open(gif) as im:
+    assert im.n_frames == 4
+    for k in range(4):
+      im.seek(k)
+      assert np.abs(np.asarray(im.convert('RGB'), np.float32) - panels[k]).mean() < 3
   clip = synthetic.generate(1, num_frames=8, size=32, num_distractors=0).videos[0]
   video.write_video(tmp_path / 'clip.mp4', clip, fps=30)
   png, mp4 = attention_maps.figure(path, video_path=str(tmp_path / 'clip.mp4'), query='2,20,5',
                                    layer=0, head=1, sampling_rate=1, fmt='mp4',
                                    output=str(tmp_path / 'vid'))
-  assert png.endswith('attention_layer0_head1_query2-20-5.png') and os.path.getsize(mp4) > 0
-  assert len(video.read_video(mp4)[0]) == 4
+  panels = rendered[-1]
+  assert png.endswith('attention_layer0_head1_query2-20-5.png')
+  np.testing.assert_array_equal(np.asarray(Image.open(png)), np.concatenate(list(panels), 1))
+  frames = np.stack(video.read_video(mp4)[0])
+  assert frames.shape == panels.shape
+  assert np.abs(frames.astype(np.float32) - panels).mean() < 3
 
 
 @pytest.mark.parametrize('kwargs,message', [

@@ -81,6 +81,29 @@ def test_sequence_evaluation_and_csvs_equal_the_official_tool(ref):
   assert per_seq == str(ref['eval/per-sequence_results-val.csv'])
 
 
+def test_j_and_f_of_a_case_known_by_hand():
+  """Two 4x4 squares in 5 frames of 16x16 (frames 0 and 4 unscored): object 1 predicted exactly
+  (J = F = 1), object 2 missed (J = F = 0) but in frame 2, where its left half is found:
+  J = 8/16. F: the square's boundary map (pixels differing from their east, south or south-east
+  neighbour) has 16 pixels, the half's 12; within the tolerance (radius ceil(0.008 * 22.6) = 1:
+  the 4-neighbours) 11 of the half's lie near the square's (P = 11/12) and 11 of the square's
+  near the half's (R = 11/16): F = 2PR / (P + R) = 11/14. Globally J = (1 + 1/6) / 2 = 7/12,
+  F = (1 + 11/42) / 2 = 53/84, J&F = 17/28 (means over objects)."""
+  gt = np.zeros((5, 16, 16), np.uint8)
+  gt[:, 2:6, 2:6], gt[:, 9:13, 9:13] = 1, 2
+  pred = np.where(gt == 1, 1, 0).astype(np.uint8)
+  pred[2, 9:13, 9:11] = 2
+  j, f = davis.evaluate_sequence(gt, pred)
+  np.testing.assert_array_equal(j, [[1, 1, 1], [0, 0.5, 0]])
+  np.testing.assert_allclose(f, [[1, 1, 1], [0, 11 / 14, 0]], rtol=0, atol=1e-15)
+  assert davis.boundary_map(gt[2] == 2).sum() == 16 and davis.boundary_map(pred[2] == 2).sum() == 12
+  g = davis.summarise({'seq': (j, f)})['global']
+  assert [g['J&F-Mean'], g['J-Mean'], g['F-Mean']] == pytest.approx([17 / 28, 7 / 12, 53 / 84],
+                                                                    abs=1e-15)
+  assert davis.results_csvs(davis.summarise({'seq': (j, f)}))[0].splitlines()[1].startswith(
+      '0.607,0.583,')
+
+
 def test_prediction_with_an_unknown_object_is_an_error(ref):
   gt = ref['eval_beta/gt']
   with pytest.raises(ValueError, match='first frame only 2 objects'):
@@ -351,10 +374,14 @@ def test_end_to_end_model_features(twin, tmp_path):
   assert davis.main(['--davis_root', str(root), '--init_config=configs/demo.py',
                      '--tubelets=sliding', '--layer=1', '--sequences', names[0],
                      '--short_side=0', '--out', str(out)]) == 0
-  summary = (out / 'global_results-val.csv').read_text().splitlines()[1].split(',')
-  assert 0.0 < float(summary[0]) <= 1.0
-  pred = _read_ids(out / names[0] / '00007.png')
-  assert pred.shape == (32, 32) and set(np.unique(pred)) <= {0, 1, 2}
+  summary = (out / 'global_results-val.csv').read_text().splitlines()[1]
+  # The score is the official evaluation of the PNGs it wrote (an untrained model's: any value).
+  seq = davis.load_sequence(root, names[0])
+  pred = np.stack([_read_ids(out / names[0] / f'{f}.png') for f in seq.frame_names])
+  assert pred.shape == (8, 32, 32) and set(np.unique(pred)) <= {0, 1, 2}
+  want = davis.results_csvs(davis.summarise(
+      {names[0]: davis.evaluate_sequence(seq.annotations, pred)}))[0]
+  assert summary == want.splitlines()[1]
 
 
 # --- frames at their aspect ratio, protocol presets -----------------------------------------

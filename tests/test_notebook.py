@@ -22,8 +22,7 @@ def test_notebook_committed_without_outputs():
   nb = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(nb)
   code = [c for c in nb.cells if c.cell_type == 'code']
-  assert len(code) == 5
-  assert all(c.outputs == [] and c.execution_count is None for c in code)
+  assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
 @pytest.mark.slow
@@ -36,8 +35,10 @@ def test_notebook_runs_offline(tmp_path, monkeypatch):
   nbclient.NotebookClient(nb, timeout=300, kernel_name='python3',
                           resources={'metadata': {'path': str(tmp_path)}}).execute()
   code = [c for c in nb.cells if c.cell_type == 'code']
-  images = [i for i, c in enumerate(code) for o in c.outputs if 'image/png' in o.get('data', {})]
-  assert images == [3, 4], images  # The attention panels, the result's bar chart.
+  images = [c.source for c in code for o in c.outputs if 'image/png' in o.get('data', {})]
+  # Two images: the attention panels, then the last cell's bar chart of the result.
+  assert len(images) == 2 and 'attention_maps.render' in images[0], images
+  assert images[1] == code[-1].source
   text = ''.join(o.get('text', '') for o in code[-1].outputs if o.output_type == 'stream')
   result = json.loads(text.strip().splitlines()[-1])
 
