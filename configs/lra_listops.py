@@ -7,7 +7,7 @@ Options (config_lib.parse_arg): attention, preset (positional; defaults orthofor
   python -m mformer_jax.lra.train --config=configs/lra_listops.py:orthoformer --workdir=W
   # The official LRA ListOps model (4 layers, 512 wide, 8 heads, MLP 1024, CLS pooling):
   python -m mformer_jax.lra.train --config=configs/lra_listops.py:exact,lra --workdir=W
-  # CPU preset (5-10 min on 2 busy cores): SHORTER trees (100 < length < 256 tokens, sequences
+  # CPU preset (minutes on 2 cores): SHORTER trees (100 < length < 256 tokens, sequences
   # of 256), 1000 steps of 32, lr 1e-3, no dropout, landmarks/features scaled with the length:
   python -m mformer_jax.lra.train --config=configs/lra_listops.py:nystrom,cpu --workdir=W
 

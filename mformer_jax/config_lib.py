@@ -1,4 +1,4 @@
-"""The base experiment config; every file in configs/ derives from `make_config`.
+"""The config every file in configs/ builds on: `make_config`, `finalize` and `parse_arg`.
 
 Released models (the Motionformer reference spec, sections 1.8 and 6):
 
@@ -118,7 +118,7 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   data, model = config.get('data'), config.get('model')
   if data is None or model is None or 'crop_size' not in data:
     return config
-  frames = ('data.single_frame=True (clips of 1 frame)' if data.get('single_frame') else
+  frames = ('data.single_frame=True (clips of 1 frame)' if data.single_frame else
             f'data.num_frames={data.num_frames}')
   for a, va, b, vb in (
       (f'data.crop_size={data.crop_size}', data.crop_size,

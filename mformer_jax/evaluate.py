@@ -193,7 +193,7 @@ def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   written after report(result) has shown the answer."""
   if not config.video:
     raise ConfigError('predict needs a video: --config.video=PATH')
-  if config.get('predict_output'):
+  if config.predict_output:
     overlay.check_output(config.predict_output)
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, _ = _params_to_evaluate(config, workdir, model, mesh)
@@ -207,6 +207,6 @@ def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
     result[head] = [(names[head][i], float(probs[i])) for i in best]
   if report is not None:
     report(result)
-  if config.get('predict_output') and jax.process_index() == 0:
+  if config.predict_output and jax.process_index() == 0:
     overlay.write_prediction(config.predict_output, config, model, params, result)
   return result

@@ -121,7 +121,7 @@ def main(argv):
             for name, p in top:
               print(f'  {p:6.3f}  {name}', flush=True)
       evaluate.predict(config, workdir, report=show)
-      if host0 and config.get('predict_output'):
+      if host0 and config.predict_output:
         print(f'{config.video}: labelled video -> {config.predict_output}')
       return
     else:

@@ -258,7 +258,8 @@ class Motionformer(nn.Module):
 
   def _scan_blocks(self, x, train: bool, first_landmarks):
     """All blocks as one lax.scan: XLA compiles one block instead of `depth` copies, so the
-    program (and the process's memory for it) is ~depth x smaller and compiles ~5x faster.
+    program (and the process's memory for it) is ~depth x smaller and compiles faster (the
+    measured compile times: benchmarks/results/).
 
     Under scan every remat policy recomputes inside the loop body ('tied' = 'full': a loop
     cannot hoist recomputation). Sown intermediates come stacked; the Orthoformer's fixed eval

@@ -94,7 +94,7 @@ def check_output(path: str) -> None:
 
 def write_prediction(path: str, config, model, params, top: dict) -> int:
   """Writes the labelled video (module docstring) to `path`; returns its frame count."""
-  if config.get('predict_query'):
+  if config.predict_query:
     frames, fps = attention_panels(model, params, config, config.predict_query), 2
   else:
     frames, fps = video.read_video(config.video)

@@ -17,7 +17,7 @@ RAND_AUGMENT = {'ssv2': 'rand-m20-mstd0.5-inc1', 'epic_kitchens': 'rand-m15-mstd
 def clip_frames(cfg) -> int:
   """Frames per clip the model gets: data.num_frames, or 1 for the single-frame model (here, not
   in the pipeline, so that config_lib.finalize checks it without TensorFlow)."""
-  return 1 if cfg.get('single_frame', False) else cfg.num_frames
+  return 1 if cfg.single_frame else cfg.num_frames
 
 
 def data_config(dataset: str, *, num_frames: int, sampling_rate: int,

@@ -195,7 +195,7 @@ def frame_indices(n, fps, cfg, *, train_seed=None):
   """`_window_indices`, then for the single-frame model one of its frames (random in training,
   the middle one of each test clip): (1,) or (test_num_clips, 1)."""
   idx = _window_indices(n, fps, cfg, train_seed=train_seed)
-  if not cfg.get('single_frame', False):
+  if not cfg.single_frame:
     return idx
   if train_seed is None:
     return idx[:, cfg.num_frames // 2:cfg.num_frames // 2 + 1]
@@ -215,7 +215,7 @@ def _window_indices(n, fps, cfg, *, train_seed=None):
   if cfg.sampler == 'segment':
     u = (tf.random.stateless_uniform([cfg.num_frames], train_seed, dtype=tf.float64)
          if train else None)
-    span = cfg.get('segment_span', 1.0)
+    span = cfg.segment_span
     if span == 1.0:
       idx = augment.segment_indices(n, fps, cfg.num_frames, u, cfg.target_fps)
     else:  # segments over a window of span x the video: random in training, centred at test
@@ -255,7 +255,7 @@ def _synthetic_kwargs(cfg, split):
   s = cfg.synthetic
   return dict(num_frames=cfg.num_frames, size=cfg.crop_size, variant=s.variant, seed=s.seed,
               split=split, classes=s.classes, num_distractors=s.num_distractors,
-              background_speed=s.background_speed, with_masks=False, speed=s.get('speed', 1.0))
+              background_speed=s.background_speed, with_masks=False, speed=s.speed)
 
 
 class _SyntheticSource:
@@ -401,7 +401,7 @@ def _synthetic_batches(cfg, stream, batch_size, lo, hi):
   while True:
     items = [next(stream) for _ in range(batch_size)]
     videos, labels = source.get(np.array([index[0] for index, _ in items]))
-    if cfg.get('single_frame', False):  # one random frame per clip, from the example's seed
+    if cfg.single_frame:  # one random frame per clip, from the example's seed
       pick = [np.random.default_rng([*seed, 2]).integers(cfg.num_frames) for _, seed in items]
       videos = videos[np.arange(batch_size), pick][:, None]
     yield dict(clip=to_model_input(videos, cfg.bgr), label=labels)
@@ -445,7 +445,7 @@ class EvalDataset:
         videos, labels = source.get(np.arange(start, min(start + 64, self.hi)))
         for i, label in enumerate(labels):
           clip = videos[i:i + 1]
-          if cfg.get('single_frame', False):  # the middle frame, as frame_indices
+          if cfg.single_frame:  # the middle frame, as frame_indices
             clip = clip[:, cfg.num_frames // 2:cfg.num_frames // 2 + 1]
           yield dict(clip=to_model_input(clip, cfg.bgr),
                      label=np.array([label]), video_index=np.array([start + i], np.int32))

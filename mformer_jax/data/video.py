@@ -1,4 +1,4 @@
-"""PyAV/PIL helpers (no TensorFlow: these run in the preparation worker processes)."""
+"""Video and image files in and out with PyAV/PIL (no TensorFlow: preparation workers run it)."""
 
 import fractions
 import io
