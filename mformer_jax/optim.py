@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from mformer_jax import fused
+from mformer_jax.errors import ConfigError
 
 
 def step_schedule(base_lr: float, boundaries=(), decay: float = 0.1, warmup_steps: int = 0):
@@ -76,8 +77,8 @@ def make_optimizer(t, steps_per_epoch: int):
 def make_fused_optimizer(t, steps_per_epoch: int):
   """The same recipe as `make_optimizer`, applied inside the backward pass (fused.py)."""
   if t.grad_clip_norm > 0:
-    raise ValueError('train.fused_update=True cannot clip by global norm (it never holds every '
-                     'gradient at once): set train.grad_clip_norm=0')
+    raise ConfigError('train.fused_update=True cannot clip by global norm (it never holds every '
+                      'gradient at once): set train.grad_clip_norm=0')
   schedule = lr_schedule(t, steps_per_epoch)
   return fused.AdamW(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=t.weight_decay,
                      mask=None if t.decay_norms_and_biases else decay_mask), schedule
@@ -86,5 +87,5 @@ def make_fused_optimizer(t, steps_per_epoch: int):
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   """Full batches per pass over the training set (the official loader drops the last one)."""
   if num_examples < batch_size:
-    raise ValueError(f'train.batch_size={batch_size} exceeds the {num_examples} training clips')
+    raise ConfigError(f'train.batch_size={batch_size} exceeds the {num_examples} training clips')
   return num_examples // batch_size

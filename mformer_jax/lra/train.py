@@ -17,7 +17,6 @@ manager.
 """
 import json
 import os
-import sys
 import time
 
 import jax
@@ -30,6 +29,7 @@ from ml_collections import config_flags
 
 from mformer_jax import checkpointing, optim
 from mformer_jax import train as trainer
+from mformer_jax.errors import InputError, UserError, exit_with
 from mformer_jax.lra import listops
 from mformer_jax.lra.model import Encoder
 
@@ -52,7 +52,7 @@ def load_data(config) -> dict:
   out = {s: listops.load_split(path, s, config.model.max_length) for s in sizes}
   for s, (tokens, _) in out.items():
     if len(tokens) < sizes[s]:
-      raise ValueError(f'{listops.split_path(path, s)} has {len(tokens)} expressions; the config '
+      raise InputError(f'{listops.split_path(path, s)} has {len(tokens)} expressions; the config '
                        f'asks for data.num_{s}={sizes[s]}')
   return {s: (tokens[:sizes[s]], labels[:sizes[s]]) for s, (tokens, labels) in out.items()}
 
@@ -176,7 +176,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     mngr.close()
   writer.flush()
   if not history['evals']:
-    raise ValueError(f'{workdir} holds a finished run with no evaluations')
+    raise InputError(f'{workdir} holds a finished run with no evaluations')
   best = max(history['evals'], key=lambda e: e['val_accuracy'])
   results = {
       'experiment': config.experiment, 'attention': config.model.attention, 'seed': config.seed,
@@ -199,9 +199,8 @@ def main(argv):
                  or f'{os.sep}orbax{os.sep}' not in r.pathname))
   try:
     results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-  except (OSError, ValueError) as e:  # missing/malformed data, bad config: one clear message
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except UserError as e:  # missing/malformed data, bad config: one clear message
+    exit_with(e)
   print(json.dumps(results, indent=1))
 
 
