@@ -418,6 +418,9 @@ def _source(source, cfg, step, strict, log):
         cfg and not isinstance(cfg, ModelConfig) and convert.is_official_config(cfg)):
       raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
                         'official config applies to an official checkpoint file only')
+    if not isinstance(cfg, ModelConfig) and 'model' not in meta:
+      raise InputError(f'{source} (step {step}) records no model config: no Motionformer run '
+                       'of this trainer (give cfg=, the ModelConfig it is for)')
     own = (cfg if isinstance(cfg, ModelConfig)
            else ModelConfig.from_config({**meta['model'], **(cfg or {})}))
     flat = traverse_util.flatten_dict(convert.blocks_layout(params, own))

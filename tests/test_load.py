@@ -94,6 +94,15 @@ def test_step_and_layout_of_a_workdir(tmp_path):
   run = _write_run(tmp_path / 'run', want, cfg, steps=(1, 2))
   _assert_same(checkpointing.load(run)[1], want)
   _assert_same(checkpointing.load(run, step=1)[1], jax.tree.map(lambda x: x + np.float32(-1), want))
+  with checkpointing.manager(str(tmp_path / 'other')) as mngr:  # a run of another model
+    checkpointing.save(mngr, {'params': want}, {'step': 1})
+    checkpointing.finish(mngr)
+  with pytest.raises(InputError) as err:
+    checkpointing.load(str(tmp_path / 'other'))
+  assert str(err.value) == (f'{tmp_path / "other"} (step 1) records no model config: no '
+                            'Motionformer run of this trainer (give cfg=, the ModelConfig it is '
+                            'for)')
+  _assert_same(checkpointing.load(str(tmp_path / 'other'), cfg)[1], want)
   with pytest.raises(MissingInputError) as err:
     checkpointing.load(run, step=3)
   assert str(err.value) == f'no checkpoint step 3 in {run}/checkpoints (it holds steps [1, 2])'
