@@ -85,3 +85,18 @@ def test_cli(setup, tmp_path):
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 2 and 'Traceback' not in proc.stderr
   assert 'error: no video list, folder or video at missing.txt' in proc.stderr
+
+
+def test_video_list_reads_a_folder_a_list_or_one_video(tmp_path):
+  (tmp_path / 'clips' / 'sub').mkdir(parents=True)
+  for name in ('b.mp4', 'a.WEBM', 'notes.txt', 'sub/c.mkv'):
+    (tmp_path / 'clips' / name).write_bytes(b'')
+  folder = tmp_path / 'clips'
+  assert features.video_list(str(folder)) == [str(folder / 'a.WEBM'), str(folder / 'b.mp4'),
+                                               str(folder / 'sub' / 'c.mkv')]
+  listing = tmp_path / 'list.txt'
+  listing.write_text('# comment\nclips/b.mp4\n\n/abs/x.mp4\n')
+  assert features.video_list(str(listing)) == [str(tmp_path / 'clips' / 'b.mp4'), '/abs/x.mp4']
+  assert features.video_list(str(folder / 'b.mp4')) == [str(folder / 'b.mp4')]
+  with pytest.raises(features.MissingInputError, match='no video list, folder or video at '):
+    features.video_list(str(tmp_path / 'none'))
