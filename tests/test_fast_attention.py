@@ -31,6 +31,7 @@ CASES = [((2, 4, 6, 4, 8), 'original', [('frames', 0), ('chunked', 5)]),
          ((1, 6, 3, 2, 16), 'projected', [('chunked', 0)])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape,values,impls', CASES)
 def test_layer_impls_match_einsum(shape, values, impls):
   b, f, p, h, d = shape

@@ -112,6 +112,7 @@ def test_train_resumes_exactly(tmp_path):
   assert 0 < straight['test_majority_rate'] < 1 and straight['steps'] == 8
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_at_the_trainers_nan_guard_before_saving(tmp_path):
   c = _tiny_config(tmp_path, 'exact', 4)
   c.train.update(base_lr=1e30, warmup_steps=0)  # step 1 is finite, every later loss is not

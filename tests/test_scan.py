@@ -96,6 +96,7 @@ def test_golden_logits_through_stacked_layout():
     np.testing.assert_array_equal(sd[k], ref[k])
 
 
+@pytest.mark.slow
 def test_layout_round_trip_and_load(tmp_path):
   loop, scan, params, stacked = _pair()
   back = convert.unstack_blocks(stacked)
