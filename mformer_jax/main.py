@@ -22,12 +22,15 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Logs, checkpoints and evaluation reports.')
-_MULTIHOST = flags.DEFINE_bool('multihost', False,
-                               'Call jax.distributed.initialize() with auto-detection (TPU pods).')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+def _define_flags():
+  """The command's flags, defined when it runs (not on import: `result_table` and the rest stay
+  importable beside other commands that define --config)."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Logs, checkpoints and evaluation reports.')
+  flags.DEFINE_bool('multihost', False,
+                    'Call jax.distributed.initialize() with auto-detection (TPU pods).')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def result_table(results: dict, num_classes, wall_s: float) -> str:
@@ -95,7 +98,7 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
-  sharding.initialize_distributed(force=_MULTIHOST.value)
+  sharding.initialize_distributed(force=flags.FLAGS.multihost)
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
@@ -103,7 +106,7 @@ def main(argv):
   from mformer_jax import preemption, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
 
-  config, workdir = _CONFIG.value, _WORKDIR.value
+  config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
   logging.info('%s on %d devices (%d processes), workdir %s', config.mode, jax.device_count(),
                jax.process_count(), workdir)
   host0 = jax.process_index() == 0
@@ -138,4 +141,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main, flags_parser=_parse_flags)

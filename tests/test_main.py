@@ -93,3 +93,19 @@ def test_init_from_imagenet_vit_weights(tmp_path):
   # The 2D patch kernel goes into the centre temporal slice of the tubelet kernel.
   np.testing.assert_array_equal(params['patch_embed_3d_kernel'][1], donor['patch_embed_kernel'])
 
+
+
+def test_result_table_is_the_runs_summary():
+  from mformer_jax import main  # pylint: disable=g-import-not-at-top  (defines no flags on import)
+  results = {'top1': 0.979, 'top5': 1.0, 'num_videos': 512, 'views_per_video': 1,
+             'num_unreadable': 2, 'num_bad_train_records': 3, 'report_dir': 'W/eval/step_8',
+             'train_clips_per_s': 321.96, 'workdir': 'W'}
+  assert main.result_table(results, 4, wall_s=222.0).splitlines() == [
+      '  top-1                     97.9 %',
+      '  chance (top-1)            25.0 %',
+      '  test videos               512 x 1 views, 2 unreadable',
+      '  skipped training records  3 (listed in W/eval/step_8/metrics.json)',
+      '  training speed            322.0 clips/s',
+      '  wall time                 3.7 min',
+      '  TensorBoard               tensorboard --logdir W',
+      '  confusion matrix          W/eval/step_8']
