@@ -1,4 +1,4 @@
-"""The official optimisation recipe (spec section 6.3) as optax: AdamW + step schedule.
+"""The official optimisation recipe (its configs and optimiser code) in optax: AdamW, step LR.
 
 Everything is in steps, derived from epochs with `steps_per_epoch` (dataset size / global batch),
 so no config holds a hand-entered step count. `step_schedule` is the one schedule: the trainer

@@ -21,7 +21,7 @@ def _load(name, arg=None):
   return module.get_config(arg) if arg else module.get_config()
 
 
-# (frames, rate, crop) per dataset and variant: spec section 1.8 (K400 HR is 16x8, others 16x4).
+# (frames, rate, crop) per dataset and variant: the official repository's configs/ (K400 HR is 16x8, others 16x4).
 EXPECTED = {
     ('k400', 'motionformer_hr'): (16, 8, 336), ('k600', 'motionformer_hr'): (16, 4, 336),
     ('ssv2', 'motionformer_hr'): (16, 4, 336), ('ek', 'motionformer_hr'): (16, 4, 336)}
