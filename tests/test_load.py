@@ -122,6 +122,7 @@ def test_the_mismatch_check_names_every_key():
   convert.check_fit({'a': [2]}, {'a': (2,)}, 'SRC')  # lists and tuples alike: it fits
 
 
+@pytest.mark.slow  # trains nothing, but writes and reads two workdirs
 def test_a_workdir_that_does_not_fit_the_model_names_the_keys(tmp_path):
   cfg, want = _golden()
   run = _write_run(tmp_path / 'run', want, cfg)
