@@ -30,7 +30,7 @@ VARIANTS = {
     'ortho16': ('trajectory', 'orthoformer', 16, 'chunked'),
     'ortho64': ('trajectory', 'orthoformer', 64, 'chunked'),
     'ortho128': ('trajectory', 'orthoformer', 128, 'chunked'),
-    # Whole model only: a converted official checkpoint through `convert.load_official`'s
+    # Whole model only: a converted official checkpoint through `weights.load_official`'s
     # default path (what a user who calls model.apply gets); official: its trajectory model.
     'load_official': ('trajectory', 'none', 0, None),
 }
@@ -52,7 +52,7 @@ def jax_worker(spec):
   import jax
   import jax.numpy as jnp
   import flax.linen as nn
-  from mformer_jax import attention
+  from mformer_jax.model import attention
   from mformer_jax.model import Motionformer, ModelConfig
 
   attn, approx, lm, impl = VARIANTS[spec['variant']]
@@ -80,10 +80,10 @@ def jax_worker(spec):
     dtype = spec.get('dtype', 'float32')
     x = jax.random.normal(key, (1, s['frames'], s['crop'], s['crop'], 3))
     if impl is None:  # load_official: export fresh weights, convert them back, default path
-      from mformer_jax import convert
+      from mformer_jax import weights
       ref = ModelConfig(num_frames=s['frames'], img_size=s['crop'])
-      sd = convert.export_official(jax.jit(Motionformer(ref).init)(key, x), ref)
-      mod, variables = convert.load_official(sd, {'dtype': dtype} if dtype != 'float32' else None)
+      sd = weights.export_official(jax.jit(Motionformer(ref).init)(key, x))
+      mod, variables = weights.load_official(sd, {'dtype': dtype} if dtype != 'float32' else None)
       spec = {**spec, 'trajectory_impl': mod.cfg.trajectory_kernel}
     else:
       cfg = ModelConfig(num_frames=s['frames'], img_size=s['crop'], attention=attn,

@@ -3,7 +3,7 @@
     python benchmarks/profile_cpu.py --what=eval,train --repeats=2 \
         [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
-eval = the forward of a converted checkpoint through `convert.load_official`'s default path;
+eval = the forward of a converted checkpoint through `weights.load_official`'s default path;
 train = the trainer's `train.train_step` (chunked attention, no remat, float32, batch 1, 16x224).
 Each (what, flags) runs in its own process: one warm-up call, then `--repeats` traced calls.
 The trace's XLA events (one per executed thunk, on XLA's worker threads) are grouped by kind:
@@ -109,15 +109,15 @@ def jax_worker(spec):
   import functools  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
-  from mformer_jax import config_lib, convert, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import config_lib, weights, train  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, Motionformer  # pylint: disable=g-import-not-at-top
 
   key = jax.random.key(0)
   clip = jax.random.normal(key, (1, 16, 224, 224, 3))
   ref = ModelConfig(num_frames=16, img_size=224)
   if spec['what'] == 'eval':
-    sd = convert.export_official(jax.jit(Motionformer(ref).init)(key, clip), ref)
-    model, variables = convert.load_official(sd)
+    sd = weights.export_official(jax.jit(Motionformer(ref).init)(key, clip))
+    model, variables = weights.load_official(sd)
     fn = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, clip).compile()
     call = lambda: fn(variables, clip).block_until_ready()
     impl, hlo = model.cfg.trajectory_kernel, fn.as_text()

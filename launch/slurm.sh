@@ -8,7 +8,7 @@
 # The workdir and data must be on a filesystem every node sees. The script exports
 # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, the same variables the
 # two-process test (tests/test_distributed.py) sets, so both go through one code path:
-# mformer_jax.sharding.initialize_distributed(). Re-submitting resumes from the latest checkpoint.
+# mformer_jax.run.sharding.initialize_distributed(). Re-submitting resumes from the latest checkpoint.
 # Preemption and the time limit: SLURM sends SIGTERM (--signal below: 120 s before the limit); the
 # trainer finishes its step, saves it and exits with status 75, and the job requeues itself.
 # First-time set-up on a login node: bash launch/setup_env.sh &&

@@ -28,6 +28,8 @@ Any field is then overridden by `--config.FIELD=VALUE`; `import configs.FILE` wo
 repository root (configs/ is a package).
 """
 import dataclasses
+import importlib.util
+import os
 
 import ml_collections
 
@@ -130,6 +132,20 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                         'input, so both must agree')
   data.label_keys = tuple(ModelConfig.from_config(model).heads)
   return config
+
+
+def load_config(spec: str, *, final: bool = True) -> ml_collections.ConfigDict:
+  """The config `--config=SPEC` gives, for code that is not an absl command: SPEC is
+  'path/to/file.py' or 'path/to/file.py:ARG' (ARG goes to its get_config), finalized unless
+  `final=False` (to override fields first, then `finalize`)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise errors.MissingInputError(f'no config file {path}')
+  name = os.path.splitext(os.path.basename(path))[0]
+  module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
+  module.__spec__.loader.exec_module(module)
+  config = module.get_config(arg)
+  return finalize(config) if final else config
 
 
 def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.ConfigDict:

@@ -1,448 +1,25 @@
-"""Official Motionformer checkpoints <-> Flax variables; ImageNet ViT initialisation; CLI.
+"""`python -m mformer_jax.convert`: an official checkpoint file -> a workdir checkpoint.
 
-Python API:
-    model, variables = load_official('k400_motionformer_224_16x4.pyth')   # or .npz / a dict
-    logits = model.apply(variables, clip, train=False)    # trajectory_impl 'auto': chunked, exact
-    state_dict = export_official(variables, model.cfg)                     # exact round trip
-
-    model, variables = load_official(path, {'trajectory_impl': 'einsum'})  # op-for-op reference
-
-    model, variables = load_official(state_dict, cfg='configs/K400/motionformer_224_16x4.yaml')
-    model, variables = load_official(state_dict, cfg={'VIT': {...}, 'MODEL': {...}, ...})
-
-`load_official` is `checkpointing.load` (the one loader, which also reads our workdirs) with the
-parameters placed on the device; `read_official` is its reader of foreign files.
-
-CLI (writes an ordinary workdir checkpoint, DIR/checkpoints/0, that everything reading a workdir
-reads: `checkpointing.load_model(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features):
+Writes DIR/checkpoints/0 (params + metadata with the model config), which everything reading a
+workdir reads: `mf.load(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features.
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4.pyth --output=/ckpts/k400_mf
     python -m mformer_jax.convert --input=x.npz --output=DIR --override=num_heads=12,img_size=336
     python -m mformer_jax.convert --input=x.pth --output=DIR \
         --official_config=configs/K400/motionformer_224_16x4.yaml
-    python -m mformer_jax.convert --input=OLD --output=OLD   # a folder of the earlier format
-
-Weight surgery table (flax path -> official key, transform):
-
-| flax                                   | official                        | transform                |
-| -------------------------------------- | ------------------------------- | ------------------------ |
-| cls_token, pos_embed, temp_embed       | same                            | -                        |
-| patch_embed_3d_kernel (kt,p,p,C,D)     | patch_embed_3d.proj.weight      | (D,C,kt,p,p) -> T(2,3,4,1,0) |
-| patch_embed_3d_bias                    | patch_embed_3d.proj.bias        | -                        |
-| patch_embed_kernel (p,p,C,D) (unused)  | patch_embed.proj.weight         | (D,C,p,p) -> T(2,3,1,0)  |
-| patch_embed_bias                       | patch_embed.proj.bias           | -                        |
-| blocks_{i}/<mod>/<dense>/kernel        | blocks.{i}.<mod>.<dense>.weight | (out,in) -> (in,out)     |
-| blocks_{i}/<mod>/<dense>/bias          | blocks.{i}.<mod>.<dense>.bias   | -                        |
-| blocks_{i}/norm{1,2,3}/scale, bias     | blocks.{i}.norm{1,2,3}.weight, .bias | -                   |
-| norm/scale, norm/bias                  | norm.weight, norm.bias          | -                        |
-| pre_logits/kernel, bias                | pre_logits.fc.weight, .bias     | transpose                |
-| head, head0 (verbs), head1 (nouns)     | head.*, head0.*, head1.*        | transpose                |
-
-Models with `scan_blocks=True` keep the blocks stacked: blocks/<...> with a leading depth axis is
-blocks_{0..depth-1}/<...> (`stack_blocks` / `unstack_blocks`); every function here accepts and
-returns the layout of the config it is given, and the table applies to the unstacked form.
 """
-
-import dataclasses
+import argparse
 import json
 import os
-import re
 import sys
-import zipfile
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 import jax
 import numpy as np
-from flax import traverse_util
 
-from mformer_jax import errors, torch_pickle
-from mformer_jax.errors import ConfigError, MissingInputError, UserError
-from mformer_jax.model import ModelConfig, Motionformer, init_variables
-
-StateDict = Mapping[str, np.ndarray]
-
-
-class CheckpointMismatchError(UserError, ValueError):
-  """The state dict does not fit the model: names the missing/unexpected/mis-shaped keys."""
-
-
-def check_fit(got: Mapping[str, Any], want: Mapping[str, Any], what: str, hint: str = '') -> None:
-  """The one mismatch check of loaded weights ({name: shape} of what was read and of what the
-  model needs): a CheckpointMismatchError listing every missing, unexpected and mis-shaped name,
-  or nothing when they fit."""
-  missing = sorted(set(want) - set(got))
-  unexpected = sorted(set(got) - set(want))
-  misshaped = [f'{k}: checkpoint {tuple(got[k])} vs model {tuple(want[k])}'
-               for k in sorted(set(want) & set(got)) if tuple(got[k]) != tuple(want[k])]
-  if missing or unexpected or misshaped:
-    lines = [f'{what} does not fit the model{hint}:']
-    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
-      if keys:
-        lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
-    raise CheckpointMismatchError('\n'.join(lines))
-
-
-class UnreadableCheckpointError(CheckpointMismatchError, torch_pickle.UnsupportedCheckpointError):
-  """The file is no checkpoint we can read (not torch.save output or .npz, truncated, or a pickle
-  naming code to run); one line naming the file. A CheckpointMismatchError, so that the entry
-  points that report those in one line report this too."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Key table
-# ----------------------------------------------------------------------------------------------
-_TOP = {
-    'cls_token': 'cls_token', 'pos_embed': 'pos_embed', 'temp_embed': 'temp_embed',
-    'patch_embed_3d_kernel': 'patch_embed_3d.proj.weight',
-    'patch_embed_3d_bias': 'patch_embed_3d.proj.bias',
-    'patch_embed_kernel': 'patch_embed.proj.weight', 'patch_embed_bias': 'patch_embed.proj.bias',
-}
-_CONV_PERM = {'patch_embed_3d_kernel': (2, 3, 4, 1, 0), 'patch_embed_kernel': (2, 3, 1, 0)}
-
-
-def official_key(path: tuple[str, ...]) -> str:
-  """Flax parameter path -> official state-dict key."""
-  if len(path) == 1:
-    return _TOP[path[0]]
-  parts = []
-  for part in path[:-1]:
-    m = re.fullmatch(r'blocks_(\d+)', part)
-    parts += ['blocks', m.group(1)] if m else [part]
-  if parts == ['pre_logits']:
-    parts = ['pre_logits', 'fc']
-  leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}[path[-1]]
-  return '.'.join(parts + [leaf])
-
-
-def _to_flax(path, value):
-  if path[-1] in _CONV_PERM:
-    return np.transpose(value, _CONV_PERM[path[-1]])
-  if path[-1] == 'kernel':
-    return np.transpose(value)
-  return value
-
-
-def _to_official(path, value):
-  if path[-1] in _CONV_PERM:
-    return np.transpose(value, np.argsort(_CONV_PERM[path[-1]]))
-  if path[-1] == 'kernel':
-    return np.transpose(value)
-  return value
-
-
-def stack_blocks(params: Mapping) -> dict:
-  """blocks_0 .. blocks_{L-1} -> blocks with a leading depth axis (the scan_blocks layout)."""
-  names = sorted((k for k in params if re.fullmatch(r'blocks_\d+', k)), key=lambda k: int(k[7:]))
-  if not names:
-    return dict(params)
-  out = {k: v for k, v in params.items() if k not in names}
-  out['blocks'] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
-                               *[params[k] for k in names])
-  return out
-
-
-def unstack_blocks(params: Mapping) -> dict:
-  """Inverse of `stack_blocks` (a no-op on unstacked parameters)."""
-  if 'blocks' not in params:
-    return dict(params)
-  stacked = jax.device_get(params['blocks'])
-  out = {k: v for k, v in params.items() if k != 'blocks'}
-  for i in range(jax.tree.leaves(stacked)[0].shape[0]):
-    out[f'blocks_{i}'] = jax.tree.map(lambda a, i=i: a[i], stacked)
-  return out
-
-
-def blocks_layout(params: Mapping, cfg: ModelConfig) -> dict:
-  """`params` (either layout) in the layout that `cfg` builds."""
-  return stack_blocks(params) if cfg.scan_blocks else unstack_blocks(params)
-
-
-def _unscanned(cfg: ModelConfig) -> ModelConfig:
-  return dataclasses.replace(cfg, scan_blocks=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading files
-# ----------------------------------------------------------------------------------------------
-def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
-  """(state_dict as numpy, official cfg dict or None) from a .pyth/.pth/.npz file.
-
-  .pyth/.pth: torch.save output, read without torch (`torch_pickle`): a PySlowFast checkpoint
-  (its `model_state`, and `cfg` as YAML), a timm/DeiT {'model': state dict}, or a bare state dict.
-  """
-  if not os.path.exists(path):
-    raise MissingInputError(f'checkpoint not found: {path}')
-  if path.endswith('.npz'):
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        cfg = json.loads(str(z['meta__json'])).get('cfg') if 'meta__json' in z.files else None
-        sd = {k: z[k] for k in z.files if '__' not in k}  # goldens carry io__/inter__/meta__ extras
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-      raise UnreadableCheckpointError(f'{path}: not a readable .npz state dict ({e})') from e
-    return sd, cfg
-  try:
-    ckpt = torch_pickle.load(path)
-  except torch_pickle.UnsupportedCheckpointError as e:
-    raise UnreadableCheckpointError(str(e)) from None
-  cfg = None
-  if isinstance(ckpt, dict) and 'model_state' in ckpt:
-    sd = ckpt['model_state']
-    if isinstance(ckpt.get('cfg'), str):
-      import yaml  # pylint: disable=g-import-not-at-top
-      cfg = yaml.safe_load(ckpt['cfg'])
-  elif isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict):
-    sd = ckpt['model']  # timm/DeiT style
-  else:
-    sd = ckpt
-  if not isinstance(sd, dict):
-    raise UnreadableCheckpointError(f'{path} holds a {type(sd).__name__}, not a state dict')
-  return {k: v for k, v in sd.items() if isinstance(v, np.ndarray)}, cfg
-
-
-def _strip_prefix(sd: StateDict) -> dict[str, np.ndarray]:
-  """Drop DDP 'module.' prefixes."""
-  return {k[len('module.'):] if k.startswith('module.') else k: np.asarray(v) for k, v in sd.items()}
-
-
-# ----------------------------------------------------------------------------------------------
-# Model config from the official yaml cfg or from the state dict's shapes
-# ----------------------------------------------------------------------------------------------
-def is_official_config(cfg: Mapping[str, Any]) -> bool:
-  """True for an official (yacs) cfg, whose keys are upper-case sections (VIT, MODEL, DATA, ...);
-  False for ModelConfig fields, which are lower case; a mix of both is an error."""
-  upper = [k for k in cfg if isinstance(k, str) and k.isupper()]
-  if upper and len(upper) != len(cfg):
-    raise ConfigError(f'config mixes official sections {sorted(upper)} with other keys '
-                     f'{sorted(set(map(str, cfg)) - set(upper))}; pass one or the other')
-  return bool(upper)
-
-
-def read_official_config(path: Union[str, os.PathLike]) -> dict[str, Any]:
-  """The nested dict of an official YAML config (as in the official repository's configs/)."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  if not os.path.isfile(path):
-    raise MissingInputError(f'official config not found: {path}')
-  with open(path) as f:
-    try:
-      cfg = yaml.safe_load(f)
-    except yaml.YAMLError as e:  # One line: the problem and where, not PyYAML's excerpt.
-      mark = getattr(e, 'problem_mark', None)
-      where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
-      raise ConfigError(f'{path} is not valid YAML{where}: {getattr(e, "problem", e)}') from e
-  if not isinstance(cfg, dict) or not cfg or not is_official_config(cfg):
-    raise ConfigError(f'{path} is not an official Motionformer config (expected upper-case '
-                     'sections such as VIT, MODEL, DATA)')
-  return cfg
-
-
-def config_from_official(cfg: Mapping[str, Any]) -> dict[str, Any]:
-  """ModelConfig fields from an official (yacs) cfg dict; what a YAML file leaves out takes the
-  official defaults (slowfast/config/defaults.py)."""
-  vit, data = cfg.get('VIT', {}), cfg.get('DATA', {})
-  if vit.get('POS_EMBED', 'separate') != 'separate':
-    raise ConfigError(f"POS_EMBED={vit['POS_EMBED']!r} is not supported (no released model uses it)")
-  if not vit.get('USE_MLP', False) or vit.get('HEAD_ACT', 'tanh') != 'tanh':
-    raise ConfigError('only the released head (pre_logits Linear + tanh) is supported')
-  if vit.get('PATCH_SIZE_TEMP', 2) < 2:
-    raise ConfigError('PATCH_SIZE_TEMP=1 (2D per-frame embedding) is not supported')
-  kt = vit.get('PATCH_SIZE_TEMP', 2)
-  out = dict(
-      num_classes=cfg.get('MODEL', {}).get('NUM_CLASSES', 400),
-      epic_kitchens=cfg.get('TRAIN', {}).get('DATASET', '').lower() == 'epickitchens',
-      num_frames=vit.get('TEMPORAL_RESOLUTION', 8) * kt,
-      img_size=data.get('TRAIN_CROP_SIZE', 224),
-      patch_size=vit.get('PATCH_SIZE', 16), tubelet_size=kt,
-      embed_dim=vit.get('EMBED_DIM', 768), depth=vit.get('DEPTH', 12),
-      num_heads=vit.get('NUM_HEADS', 12), mlp_ratio=vit.get('MLP_RATIO', 4),
-      qkv_bias=vit.get('QKV_BIAS', True), attention=vit.get('ATTN_LAYER', 'trajectory'),
-      trajectory_values='original' if vit.get('USE_ORIGINAL_TRAJ_ATTN_CODE', True) else 'projected',
-      approx=vit.get('APPROX_ATTN_TYPE', 'none'), num_landmarks=vit.get('APPROX_ATTN_DIM', 128),
-      dropout=vit.get('DROP', 0.0), attn_dropout=vit.get('ATTN_DROPOUT', 0.0),
-      drop_path=vit.get('DROP_PATH', 0.0), head_dropout=vit.get('HEAD_DROPOUT', 0.0))
-  return out
-
-
-_SHAPE_KEYS = ('cls_token', 'patch_embed_3d.proj.weight', 'temp_embed', 'blocks.0.mlp.fc1.weight')
-
-
-def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
-  """What the shapes determine. num_heads is not visible: ViT convention d=64 is assumed."""
-  missing = [k for k in _SHAPE_KEYS if k not in sd]
-  missing += [] if 'head.weight' in sd or 'head0.weight' in sd else ['head.weight (or head0/1)']
-  if missing:
-    keys = sorted(sd)
-    raise CheckpointMismatchError(
-        'not an official Motionformer state dict, so its shapes say nothing about the model:\n'
-        f'  missing ({len(missing)}): {", ".join(missing)}\n'
-        f'  its keys ({len(keys)}): {", ".join(keys[:12])}{", ..." if len(keys) > 12 else ""}')
-  d = sd['cls_token'].shape[-1]
-  kernel = sd['patch_embed_3d.proj.weight']
-  depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r'blocks\.(\d+)\.', k)))
-  if 'blocks.0.timeattn.qkv.weight' in sd:
-    attention = 'divided'
-  elif 'blocks.0.attn.proj_q.weight' in sd:
-    attention = 'trajectory'
-  else:
-    attention = 'joint'
-  out = dict(embed_dim=d, depth=depth, num_heads=max(d // 64, 1), patch_size=kernel.shape[-1],
-             tubelet_size=kernel.shape[2], num_frames=sd['temp_embed'].shape[1] * kernel.shape[2],
-             mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / d,
-             qkv_bias='blocks.0.attn.qkv.bias' in sd, attention=attention)
-  if 'head0.weight' in sd:
-    out.update(epic_kitchens=True, num_verbs=sd['head0.weight'].shape[0],
-               num_nouns=sd['head1.weight'].shape[0])
-  else:
-    out.update(num_classes=sd['head.weight'].shape[0])
-  return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Import / export
-# ----------------------------------------------------------------------------------------------
-def param_shapes(cfg: ModelConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
-  """Flax path -> shape of the parameters `cfg` builds, in its layout (shapes only)."""
-  shapes = jax.eval_shape(lambda: init_variables(Motionformer(cfg), jax.random.key(0)))
-  return {p: tuple(v.shape) for p, v in traverse_util.flatten_dict(shapes['params']).items()}
-
-
-def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-  """Official key -> shape for a model config (no computation, shapes only)."""
-  return {official_key(p): tuple(_to_official(p, np.zeros(shape, np.int8)).shape)
-          for p, shape in param_shapes(_unscanned(cfg)).items()}
-
-
-def params_from_state_dict(sd: StateDict, cfg: ModelConfig) -> dict:
-  """Strict import: every key present, none extra, every shape right, else one error."""
-  sd = _strip_prefix(sd)
-  paths = param_shapes(_unscanned(cfg))
-  check_fit({k: v.shape for k, v in sd.items()},
-            {official_key(p): _to_official(p, np.zeros(s, np.int8)).shape for p, s in paths.items()},
-            'the checkpoint', f' ({cfg.attention}, depth {cfg.depth}, dim {cfg.embed_dim}, '
-            f'{cfg.num_frames} frames)')
-  flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype) for p in paths}
-  return blocks_layout(traverse_util.unflatten_dict(flat), cfg)
-
-
-def export_official(variables, cfg: ModelConfig) -> dict[str, np.ndarray]:
-  """Flax variables -> official state dict (numpy, PyTorch layouts)."""
-  del cfg  # the key table does not depend on it; kept for a symmetric API
-  params = variables['params'] if 'params' in variables else variables
-  flat = traverse_util.flatten_dict(unstack_blocks(jax.device_get(params)))
-  return {official_key(p): np.ascontiguousarray(_to_official(p, np.asarray(v)))
-          for p, v in flat.items()}
-
-
-def load_official(path_or_state_dict: Union[str, StateDict],
-                  cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
-  """(model, variables) from an official checkpoint file or state dict (or, as
-  `checkpointing.load` is underneath, a workdir of this trainer).
-
-  cfg: None reads the model config from the file's own `cfg` (yaml in .pyth, `meta__json` in
-  golden .npz) or, failing that, from the state dict's shapes; a ModelConfig is used as is;
-  an official config (the nested yacs dict {'VIT': ..., 'MODEL': ..., 'DATA': ...}, or the path
-  of its YAML file) replaces the file's own; any other mapping overrides fields of whatever was
-  read (e.g. {'dtype': 'float64', 'img_size': 336}).
-
-  Trajectory attention runs what `ModelConfig.trajectory_kernel` resolves (trajectory_impl
-  'auto': the exact chunked kernel where it equals the reference); {'trajectory_impl': 'einsum'}
-  selects the reference, op for op like the official code. The parameters are placed on the
-  default device: a jitted apply given host (numpy) arrays copies every parameter to the device
-  again on every call.
-  """
-  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top (imports us)
-  model_cfg, params = checkpointing.load(path_or_state_dict, cfg)
-  return Motionformer(model_cfg), jax.device_put({'params': params})
-
-
-def read_official(path_or_state_dict: Union[str, StateDict],
-                  cfg: Union[None, str, os.PathLike, ModelConfig, Mapping[str, Any]] = None):
-  """(model, {'params': numpy}) of an official file or state dict (cfg as `load_official`'s):
-  the reader of foreign files behind `checkpointing.load`, for weight surgery too."""
-  file_cfg = None
-  if isinstance(path_or_state_dict, (str, os.PathLike)):
-    sd, file_cfg = read_checkpoint(os.fspath(path_or_state_dict))
-  else:
-    sd = _strip_prefix(path_or_state_dict)
-  if isinstance(cfg, (str, os.PathLike)):
-    cfg = read_official_config(cfg)
-  if isinstance(cfg, ModelConfig):
-    model_cfg = cfg
-  elif cfg is not None and is_official_config(cfg):
-    model_cfg = ModelConfig.from_config(config_from_official(cfg))
-  else:
-    fields = config_from_official(file_cfg) if file_cfg else config_from_state_dict(_strip_prefix(sd))
-    model_cfg = ModelConfig.from_config({**fields, **(cfg or {})})
-  model = Motionformer(model_cfg)
-  return model, {'params': params_from_state_dict(sd, model_cfg)}
-
-
-# ----------------------------------------------------------------------------------------------
-# ImageNet ViT initialisation (official `load_pretrained` + centre-slice inflation)
-# ----------------------------------------------------------------------------------------------
-def init_from_imagenet(variables, vit: Union[str, StateDict], cfg: ModelConfig, *, log=print):
-  """Copy every timm ViT tensor whose key and shape match; inflate the 2D patch kernel.
-
-  Returns (new variables, report) with report = {'loaded': [...], 'inflated': [...],
-  'fresh': [...], 'ignored': [...]} of official key names; `log` receives a table.
-  """
-  vit_sd = read_checkpoint(vit)[0] if isinstance(vit, (str, os.PathLike)) else _strip_prefix(vit)
-  vit_sd = dict(vit_sd)
-  if 'patch_embed.proj.weight' in vit_sd:  # timm _conv_filter: (D, 3*p*p) -> (D, 3, p, p)
-    w = vit_sd['patch_embed.proj.weight']
-    p = cfg.patch_size
-    vit_sd['patch_embed.proj.weight'] = w.reshape(w.shape[0], 3, p, p)
-  ours = export_official(variables, cfg)
-  report = {'loaded': [], 'inflated': [], 'fresh': [], 'ignored': []}
-  for key, value in ours.items():
-    if key in vit_sd and tuple(vit_sd[key].shape) == value.shape:
-      ours[key] = vit_sd[key].astype(value.dtype)
-      report['loaded'].append(key)
-    elif not key.startswith('patch_embed_3d'):
-      report['fresh'].append(key)
-  if 'patch_embed.proj.weight' in report['loaded']:
-    kernel = np.zeros_like(ours['patch_embed_3d.proj.weight'])
-    kernel[:, :, cfg.tubelet_size // 2] = ours['patch_embed.proj.weight']  # centre temporal slice
-    ours['patch_embed_3d.proj.weight'] = kernel
-    ours['patch_embed_3d.proj.bias'] = ours['patch_embed.proj.bias']
-    report['inflated'] = ['patch_embed_3d.proj.weight', 'patch_embed_3d.proj.bias']
-  else:
-    report['fresh'] += ['patch_embed_3d.proj.weight', 'patch_embed_3d.proj.bias']
-  report['ignored'] = sorted(k for k in vit_sd if k not in ours or
-                             tuple(vit_sd[k].shape) != ours[k].shape)
-  log(_format_report(report))
-  return {**variables, 'params': params_from_state_dict(ours, cfg)}, report
-
-
-def _format_report(report) -> str:
-  rows = [f"ImageNet ViT initialisation: {len(report['loaded'])} loaded, "
-          f"{len(report['inflated'])} inflated (centre slice), {len(report['fresh'])} freshly "
-          f"initialised, {len(report['ignored'])} ViT tensors ignored"]
-  for status in ('loaded', 'inflated', 'fresh', 'ignored'):
-    for key in report[status]:
-      rows.append(f'  {status:9s} {key}')
-  return '\n'.join(rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# The CLI: a foreign file (or a folder of the earlier converted format) -> a workdir checkpoint
-# ----------------------------------------------------------------------------------------------
-OLD_FORMAT_FILES = ('params', 'model_config.json')  # DIR/params (orbax) + DIR/model_config.json
-
-
-def is_old_format(directory) -> bool:
-  """A folder written by an earlier `python -m mformer_jax.convert`, not a workdir."""
-  return (os.path.isdir(directory) and not os.path.isdir(os.path.join(directory, 'checkpoints'))
-          and all(os.path.exists(os.path.join(directory, f)) for f in OLD_FORMAT_FILES))
-
-
-def _read_old_format(directory: str, overrides: Mapping[str, Any]):
-  """(ModelConfig, numpy params) of an earlier converted folder: read only to rewrite it."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(directory)
-  with open(os.path.join(directory, 'model_config.json')) as f:
-    cfg = ModelConfig.from_config({**json.load(f), **overrides})
-  with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.join(directory, 'params'))
-  return cfg, blocks_layout(jax.device_get(params), cfg)
+from mformer_jax import errors
+from mformer_jax.errors import UserError
+from mformer_jax.run import checkpoints
+from mformer_jax.weights import official
 
 
 def _parse_overrides(text: str) -> dict[str, Any]:
@@ -457,10 +34,8 @@ def _parse_overrides(text: str) -> dict[str, Any]:
 
 
 def main(argv=None):
-  import argparse  # pylint: disable=g-import-not-at-top
   ap = argparse.ArgumentParser(prog='python -m mformer_jax.convert', description=__doc__.split('\n')[0])
-  ap.add_argument('--input', required=True, help='official .pyth/.pth or .npz state dict (or a '
-                  'folder of the earlier converted format, to rewrite)')
+  ap.add_argument('--input', required=True, help='official .pyth/.pth or .npz state dict')
   ap.add_argument('--output', required=True,
                   help='workdir for the checkpoint (OUTPUT/checkpoints/0; none there yet)')
   ap.add_argument('--override', default='', help='ModelConfig fields, e.g. num_heads=12,img_size=336')
@@ -468,24 +43,20 @@ def main(argv=None):
   ap.add_argument('--official_config', default='',
                   help="official YAML config (their configs/); replaces the checkpoint's own cfg")
   args = ap.parse_args(argv)
-  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top (imports us)
   try:
-    fields = (config_from_official(read_official_config(args.official_config))
+    fields = (official.config_from_official(official.read_official_config(args.official_config))
               if args.official_config else {})
     overrides = {**fields, **_parse_overrides(args.override)}
-    if is_old_format(args.input):
-      cfg, params = _read_old_format(args.input, overrides)
-    else:
-      model, variables = read_official(args.input, overrides or None)
-      cfg, params = model.cfg, variables['params']
-    checkpointing.save_params(args.output, params, cfg, converted_from=os.path.abspath(args.input))
+    model, variables = official.read_official(args.input, overrides or None)
+    cfg, params = model.cfg, variables['params']
+    checkpoints.save_params(args.output, params, cfg, converted_from=os.path.abspath(args.input))
   except UserError as e:
     return errors.report(e)
   n = sum(x.size for x in jax.tree.leaves(params))
   print(f'converted {args.input}: {cfg.attention} attention, {cfg.num_frames} frames, '
         f'{n / 1e6:.2f}M parameters -> {args.output} (a workdir: checkpoints/0)')
   if args.export_npz:
-    np.savez(args.export_npz, **export_official({'params': params}, cfg))
+    np.savez(args.export_npz, **official.export_official({'params': params}))
     print(f'exported official state dict -> {args.export_npz}')
   return 0
 

@@ -97,13 +97,15 @@ def main(argv):
   # jax.distributed must be initialised before the first JAX computation.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
-  from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(force=flags.FLAGS.multihost)
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)
-  from mformer_jax import config_lib, errors, evaluate  # pylint: disable=g-import-not-at-top
-  from mformer_jax import preemption, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import config_lib, errors  # pylint: disable=g-import-not-at-top
+  from mformer_jax.eval import evaluator, predict  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import preemption  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, head_prefix  # pylint: disable=g-import-not-at-top
 
   config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
@@ -115,7 +117,7 @@ def main(argv):
     if config.mode == 'train':
       results = train.train_and_evaluate(config, workdir)
     elif config.mode == 'eval':
-      results = evaluate.evaluate_checkpoint(config, workdir)
+      results = evaluator.evaluate_checkpoint(config, workdir)
     elif config.mode == 'predict':
       def show(result):  # the answer first, before any file is written
         for head, top in result.items():
@@ -123,7 +125,7 @@ def main(argv):
             print(f'{config.video}: top-{len(top)} {head_prefix(head).rstrip("_")}')
             for name, p in top:
               print(f'  {p:6.3f}  {name}', flush=True)
-      evaluate.predict(config, workdir, report=show)
+      predict.predict(config, workdir, report=show)
       if host0 and config.predict_output:
         print(f'{config.video}: labelled video -> {config.predict_output}')
       return

@@ -8,7 +8,7 @@ whether it fits in the chips' memory, before the pod is created.
 
 libtpu's compiler runs on this machine against the abstract devices of the slice
 (`jax.experimental.topologies`), with the trainer's own state, shardings and step
-(`train.make_train_step`; eval: `evaluate.eval_step`). The figures are the compiler's memory
+(`train.make_train_step`; eval: `evaluator.eval_step`). The figures are the compiler's memory
 analysis of a program that was compiled, not run. Exit status 2 with one `error:` line when
 the plan does not fit (by how much, what to try), for a bad topology or batch, or without libtpu.
 
@@ -251,7 +251,7 @@ def collectives(hlo: str) -> dict:
 def model_tflops_per_step(config, global_batch: int, mode: str) -> float:
   """The paper's count (flops.reference_macs, 2 FLOPs per MAC), x3 for forward + backward;
   not XLA's cost analysis, which counts a while loop's body once."""
-  from mformer_jax import flops  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import flops  # pylint: disable=g-import-not-at-top
   passes = 3 if mode == 'train' else 1
   return flops.reference_macs(config.model) * 2 * passes * global_batch / 1e12
 
@@ -264,7 +264,9 @@ def compile_step(config, devices, global_batch: int, mode: str):
   on `devices` and compiled by libtpu."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mformer_jax import evaluate, sharding, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.eval import evaluator  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import make_model  # pylint: disable=g-import-not-at-top
 
   mesh = sharding.make_mesh(devices)
@@ -285,7 +287,7 @@ def compile_step(config, devices, global_batch: int, mode: str):
     batch['video_index'] = jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=rows)
     batch['mask'] = jax.ShapeDtypeStruct((global_batch,), jnp.bool_, sharding=rows)
     params = jax.tree.map(with_sh, abstract['params'], state_sh['params'])
-    lowered = evaluate.eval_step(model, mesh).lower(
+    lowered = evaluator.eval_step(model, mesh).lower(
         params, batch, jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh)))
   compiled = lowered.compile()
   return compiled, time.perf_counter() - t0

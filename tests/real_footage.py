@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 import train_fixtures as tf_
-from mformer_jax import checkpointing
+from mformer_jax.run import checkpoints
 from mformer_jax.model import init_variables, make_model
 
 
@@ -31,5 +31,5 @@ def tiny_params():
 def converted_tiny(directory):
   """tiny_params() as `python -m mformer_jax.convert` writes them (a workdir, step 0)."""
   model, params = tiny_params()
-  checkpointing.save_params(str(directory), params, model.cfg)
+  checkpoints.save_params(str(directory), params, model.cfg)
   return str(directory)

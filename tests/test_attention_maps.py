@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mformer_jax import convert
-from mformer_jax.analysis import attention_maps
+from mformer_jax.model import layout
+from mformer_jax import weights
+from mformer_jax.analysis import attention_maps as figures
+from mformer_jax.model import attention_maps
 
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
 
@@ -21,7 +23,7 @@ GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
 def _load(name, **overrides):
   path = os.path.join(GOLDENS, f'model_{name}.npz')
   z = np.load(path)
-  model, variables = convert.load_official(path, overrides)
+  model, variables = weights.load_official(path, overrides)
   dtype = model.cfg.param_dtype if model.cfg.dtype != 'bfloat16' else jnp.float32
   clip = jnp.asarray(z['io__input'], dtype).transpose(0, 2, 3, 4, 1)
   return z, model, variables, clip
@@ -102,7 +104,7 @@ def test_divided_against_numpy():
   assert maps['space'].shape == (2, b, heads, n, 1 + 16)
   for name in ('time', 'space'):
     np.testing.assert_allclose(maps[name].sum(-1), 1.0, atol=1e-12)
-  p = convert.unstack_blocks(jax.device_get(variables['params']))['blocks_0']  # numpy, float64
+  p = layout.unstack_blocks(jax.device_get(variables['params']))['blocks_0']  # numpy, float64
   x = _layer_norm(np.asarray(z['inter__block0_in'], np.float64), p['norm3']['scale'],
                   p['norm3']['bias'])
   qkv = x @ p['timeattn']['qkv']['kernel'] + p['timeattn']['qkv']['bias']
@@ -144,7 +146,7 @@ def test_figure_synthetic_and_video(tmp_path, monkeypatch):
   monkeypatch.setattr(attention_maps, 'render',
                       lambda *a, **kw: rendered.append(render(*a, **kw)) or rendered[-1])
   path = os.path.join(GOLDENS, 'model_maps_trajectory.npz')
-  png, gif = attention_maps.figure(path, synthetic_seed=0, output=str(tmp_path / 'syn'))
+  png, gif = figures.figure(path, synthetic_seed=0, output=str(tmp_path / 'syn'))
   panels = rendered[-1]
   assert panels.shape == (4, 256, 256, 3)            # one panel per temporal slot
   np.testing.assert_array_equal(np.asarray(Image.open(png)), np.concatenate(list(panels), 1))
@@ -155,7 +157,7 @@ def test_figure_synthetic_and_video(tmp_path, monkeypatch):
       assert np.abs(np.asarray(im.convert('RGB'), np.float32) - panels[k]).mean() < 3
   clip = synthetic.generate(1, num_frames=8, size=32, num_distractors=0).videos[0]
   video.write_video(tmp_path / 'clip.mp4', clip, fps=30)
-  png, mp4 = attention_maps.figure(path, video_path=str(tmp_path / 'clip.mp4'), query='2,20,5',
+  png, mp4 = figures.figure(path, video_path=str(tmp_path / 'clip.mp4'), query='2,20,5',
                                    layer=0, head=1, sampling_rate=1, fmt='mp4',
                                    output=str(tmp_path / 'vid'))
   panels = rendered[-1]
@@ -179,7 +181,7 @@ def test_figure_bad_input(tmp_path, kwargs, message):
     (tmp_path / 'clip.mp4').write_bytes(b'not a video')
     kwargs = {**kwargs, 'video_path': str(tmp_path / 'clip.mp4')}
   with pytest.raises((ValueError, video.VideoError), match=message):
-    attention_maps.figure(os.path.join(GOLDENS, 'model_maps_trajectory.npz'),
+    figures.figure(os.path.join(GOLDENS, 'model_maps_trajectory.npz'),
                           output=str(tmp_path), **kwargs)
 
 
@@ -212,7 +214,7 @@ def test_figure_feeds_an_ek_model_bgr_as_the_evaluator(tmp_path, monkeypatch):
                       compute(m, v, clip, **kw))
   monkeypatch.setattr(attention_maps, 'render',
                       lambda frames, *a, **kw: shown.append(frames) or render(frames, *a, **kw))
-  png, _ = attention_maps.figure(path, video_path=footage, query='0,10,20', layer=1,
+  png, _ = figures.figure(path, video_path=footage, query='0,10,20', layer=1,
                                  output=str(tmp_path))
   cfg = data_config('kinetics400', num_frames=8, sampling_rate=4, crop_size=32)
   cfg.test_num_clips = cfg.test_num_crops = 1

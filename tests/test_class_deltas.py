@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from mformer_jax import evaluate, metrics
+from mformer_jax.eval import evaluator, metrics
 from mformer_jax.analysis import class_deltas, single_frame
 
 NAMES = ['spilling', 'pretending', 'putting', 'showing']
@@ -21,7 +21,7 @@ def _report(directory: pathlib.Path, correct):
     scores[rows, c] = 1.0
     scores[rows[correct[c]:], (c + 1) % 4] = 2.0  # the rest predicted as the next class
   head = metrics.head_metrics(scores, labels, NAMES)
-  evaluate.write_report(directory, {'top1': head['top1']}, {'label': head}, {'label': NAMES}, [])
+  evaluator.write_report(directory, {'top1': head['top1']}, {'label': head}, {'label': NAMES}, [])
 
 
 @pytest.fixture

@@ -12,8 +12,11 @@ import pytest
 import yaml
 
 import torch_files
-from mformer_jax import checkpointing, convert
+from mformer_jax import weights, convert
 
+from mformer_jax.run import checkpoints
+from mformer_jax.model import ModelConfig, Motionformer, init_variables
+from mformer_jax.weights import official, torch_pickle
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 ORIG = os.path.join(GOLDENS, 'model_trajectory_orig.npz')
@@ -27,8 +30,8 @@ def _golden_state_dict(name='trajectory_orig'):
 
 def test_round_trip_is_exact():
   sd, _, _, _ = _golden_state_dict('divided')
-  model, variables = convert.load_official(os.path.join(GOLDENS, 'model_divided.npz'))
-  back = convert.export_official(variables, model.cfg)
+  model, variables = weights.load_official(os.path.join(GOLDENS, 'model_divided.npz'))
+  back = weights.export_official(variables)
   assert set(back) == set(sd)
   for k in sd:
     assert back[k].dtype == sd[k].dtype and back[k].shape == sd[k].shape, k
@@ -45,8 +48,8 @@ def test_round_trip_is_exact():
 def test_strict_import_names_the_keys(mutate, expect):
   sd, cfg, _, _ = _golden_state_dict()
   mutate(sd)
-  with pytest.raises(convert.CheckpointMismatchError) as err:
-    convert.load_official(sd, convert.ModelConfig.from_config(convert.config_from_official(cfg)))
+  with pytest.raises(weights.CheckpointMismatchError) as err:
+    weights.load_official(sd, ModelConfig.from_config(official.config_from_official(cfg)))
   for text in expect:
     assert text in str(err.value)
 
@@ -55,7 +58,7 @@ def test_state_dict_without_cfg_and_ddp_prefix():
   """Shapes determine the architecture; heads/crop come from overrides; 'module.' is stripped."""
   sd, _, clip, logits = _golden_state_dict('joint')
   sd = {f'module.{k}': v for k, v in sd.items()}
-  model, variables = convert.load_official(sd, {'num_heads': 4, 'img_size': 32})
+  model, variables = weights.load_official(sd, {'num_heads': 4, 'img_size': 32})
   assert model.cfg.attention == 'joint' and model.cfg.depth == 2 and model.cfg.patch_size == 8
   np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5)
 
@@ -64,8 +67,8 @@ def test_default_trajectory_impl_is_auto_and_einsum_stays_selectable():
   """load_official leaves trajectory_impl as the config says ('auto' unless named): the model
   runs the chunked kernel, with the numbers of the einsum reference."""
   sd, official_cfg, clip, logits = _golden_state_dict()
-  model, variables = convert.load_official(ORIG)
-  ref_model, ref_variables = convert.load_official(ORIG, {'trajectory_impl': 'einsum'})
+  model, variables = weights.load_official(ORIG)
+  ref_model, ref_variables = weights.load_official(ORIG, {'trajectory_impl': 'einsum'})
   assert (model.cfg.trajectory_impl, model.cfg.trajectory_kernel) == ('auto', 'chunked')
   assert (ref_model.cfg.trajectory_impl, ref_model.cfg.trajectory_kernel) == ('einsum', 'einsum')
   assert dataclasses.replace(model.cfg, trajectory_impl='einsum') == ref_model.cfg
@@ -74,15 +77,15 @@ def test_default_trajectory_impl_is_auto_and_einsum_stays_selectable():
   np.testing.assert_allclose(out, ref, atol=1e-6, rtol=0)
   np.testing.assert_allclose(out, logits, atol=1e-5, rtol=0)
   # An official config gets the same default; a ModelConfig is used as is.
-  assert convert.load_official(sd, official_cfg)[0].cfg.trajectory_impl == 'auto'
+  assert weights.load_official(sd, official_cfg)[0].cfg.trajectory_impl == 'auto'
   for impl in ('einsum', 'frames'):
-    given = convert.ModelConfig.from_config({**convert.config_from_official(official_cfg),
+    given = ModelConfig.from_config({**official.config_from_official(official_cfg),
                                              'trajectory_impl': impl})
-    assert convert.load_official(sd, given)[0].cfg == given
+    assert weights.load_official(sd, given)[0].cfg == given
   # chunked has no attention dropout: 'auto' then runs the reference.
-  assert convert.load_official(ORIG, {'attn_dropout': 0.1})[0].cfg.trajectory_kernel == 'einsum'
+  assert weights.load_official(ORIG, {'attn_dropout': 0.1})[0].cfg.trajectory_kernel == 'einsum'
   # Only trajectory attention has the option: a joint model runs its one kernel.
-  joint = convert.load_official(os.path.join(GOLDENS, 'model_joint.npz'))[0].cfg
+  joint = weights.load_official(os.path.join(GOLDENS, 'model_joint.npz'))[0].cfg
   assert (joint.attention, joint.trajectory_impl, joint.trajectory_kernel) == ('joint', 'auto',
                                                                               'einsum')
 
@@ -95,7 +98,7 @@ def test_pyth_file_with_yaml_cfg(tmp_path):
   # tests/torch_files.py, whose data.pkl test_torch_pickle checks byte for byte against torch's.
   torch_files.write_pyth(path, {'epoch': 50, 'model_state': sd, 'optimizer_state': {},
                                 'cfg': yaml.safe_dump(cfg)})
-  model, variables = convert.load_official(str(path))  # config read from the file's own cfg
+  model, variables = weights.load_official(str(path))  # config read from the file's own cfg
   assert model.cfg.epic_kitchens
   with np.load(os.path.join(GOLDENS, 'model_ek_trajectory.npz')) as z:
     out = model.apply(variables, jnp.asarray(clip))
@@ -108,12 +111,12 @@ def test_pyth_needs_no_torch(monkeypatch):
   monkeypatch.setitem(sys.modules, 'torch', None)  # any `import torch` now raises ImportError
   with np.load(os.path.join(DATA, 'torch_slowfast.npz')) as z:
     for name in ('torch_slowfast_zip.pyth', 'torch_slowfast_legacy.pyth'):
-      sd, cfg = convert.read_checkpoint(os.path.join(DATA, name))
+      sd, cfg = weights.read_checkpoint(os.path.join(DATA, name))
       assert cfg['VIT']['EMBED_DIM'] == 8 and cfg['MODEL']['NUM_CLASSES'] == 5
       assert list(sd) == [k[len('model_state/'):] for k in z.files if k.startswith('model_state/')]
       for k, v in sd.items():
         np.testing.assert_array_equal(v, z[f'model_state/{k}'], strict=True)
-  sd, cfg = convert.read_checkpoint(os.path.join(DATA, 'torch_timm.pth'))  # {'model': ...}
+  sd, cfg = weights.read_checkpoint(os.path.join(DATA, 'torch_timm.pth'))  # {'model': ...}
   assert cfg is None and sd['patch_embed.proj.weight'].shape == (8, 3, 4, 4)
 
 
@@ -123,14 +126,14 @@ def test_unreadable_pyth_is_one_error(tmp_path, capsys):
   garbage = tmp_path / 'x.pyth'
   garbage.write_bytes(b'not read')
   for path in (str(garbage), os.path.join(DATA, 'torch_evil_zip.pth')):
-    with pytest.raises(convert.UnreadableCheckpointError, match=re.escape(path)) as err:
-      convert.load_official(path)
-    assert isinstance(err.value, convert.CheckpointMismatchError)  # what main.py reports
-    assert isinstance(err.value, convert.torch_pickle.UnsupportedCheckpointError)
+    with pytest.raises(weights.UnreadableCheckpointError, match=re.escape(path)) as err:
+      weights.load_official(path)
+    assert isinstance(err.value, weights.CheckpointMismatchError)  # what main.py reports
+    assert isinstance(err.value, torch_pickle.UnsupportedCheckpointError)
     assert convert.main(['--input', path, '--output', str(tmp_path / 'out')]) == 2
     assert capsys.readouterr().err.count('\n') == 1
-  with pytest.raises(convert.UnreadableCheckpointError, match='not a readable .npz'):
-    convert.read_checkpoint(str(garbage.rename(tmp_path / 'x.npz')))
+  with pytest.raises(weights.UnreadableCheckpointError, match='not a readable .npz'):
+    weights.read_checkpoint(str(garbage.rename(tmp_path / 'x.npz')))
 
 
 def _timm_vit(dim, depth, patch, grid, rng):
@@ -152,15 +155,15 @@ def _timm_vit(dim, depth, patch, grid, rng):
 
 @pytest.mark.parametrize('attention_type', ['trajectory', 'divided'])
 def test_imagenet_init(attention_type, tmp_path):
-  cfg = convert.ModelConfig(num_classes=7, num_frames=4, img_size=32, patch_size=8, embed_dim=32,
+  cfg = ModelConfig(num_classes=7, num_frames=4, img_size=32, patch_size=8, embed_dim=32,
                             depth=2, num_heads=2, attention=attention_type)
   vit = _timm_vit(32, 2, 8, 28, np.random.default_rng(0))
   np.savez(tmp_path / 'vit.npz', **vit)
-  model = convert.Motionformer(cfg)
-  variables = convert.init_variables(model, jax.random.key(0))
+  model = Motionformer(cfg)
+  variables = init_variables(model, jax.random.key(0))
   logged = []
-  new, report = convert.init_from_imagenet(variables, str(tmp_path / 'vit.npz'), cfg, log=logged.append)
-  sd = convert.export_official(new, cfg)
+  new, report = weights.init_from_imagenet(variables, str(tmp_path / 'vit.npz'), cfg, log=logged.append)
+  sd = weights.export_official(new)
   loaded = set(report['loaded'])
   assert {'cls_token', 'pos_embed', 'blocks.1.attn.qkv.weight', 'blocks.0.mlp.fc2.bias',
           'norm.weight', 'patch_embed.proj.weight'} <= loaded
@@ -189,12 +192,12 @@ def test_cli_writes_a_workdir_checkpoint(tmp_path, capsys):
   assert sorted(os.listdir(out / 'checkpoints')) == ['0']
   assert {'params', 'meta'} <= set(os.listdir(out / 'checkpoints' / '0'))
   assert 'train' not in os.listdir(out / 'checkpoints' / '0')
-  cfg, params = checkpointing.load(str(out))
-  model, variables = convert.load_official(ORIG)
+  cfg, params = weights.load(str(out))
+  model, variables = weights.load_official(ORIG)
   assert cfg == model.cfg
   jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(variables['params']))
-  with checkpointing.manager(str(out), read_only=True) as mngr:
-    meta = checkpointing.read_meta(mngr, 0)
+  with checkpoints.manager(str(out), read_only=True) as mngr:
+    meta = checkpoints.read_meta(mngr, 0)
   assert (meta['step'], meta['params_only'], meta['converted_from']) == (0, True, ORIG)
   assert meta['model'] == dataclasses.asdict(model.cfg)
   with np.load(tmp_path / 'back.npz') as back, np.load(ORIG) as z:

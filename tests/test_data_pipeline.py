@@ -13,7 +13,7 @@ from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
 from mformer_jax.data import prepare
-from mformer_jax.data import sampling
+import sampling_oracle as sampling
 
 T, RATE, CROP = 4, 2, 32
 

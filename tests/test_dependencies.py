@@ -2,6 +2,7 @@
 import ast
 import importlib.metadata
 import os
+import pathlib
 import re
 import sys
 import tomllib
@@ -22,8 +23,9 @@ NOT_IMPORTED = {
 }
 TEST_ONLY = {'pytest', 'nbclient', 'nbformat'}  # in requirements.txt, not package dependencies
 OPTIONAL = {'torch'}  # requirements-torch.txt: the official PyTorch code in benchmarks/ only
-LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'train_fixtures', 'data_fixtures', 'real_footage',
-         'torch_files', 'tests'}
+# The project's own top-level names: the packages and the tests' helper modules.
+LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'tests'} | {
+    p.stem for p in pathlib.Path(__file__).parent.glob('*.py')}
 # Scripts that made committed test fixtures once, in a scratch venv with torch/timm (their docstrings
 # say how): not run by the tests, so not dependencies.
 FIXTURE_GENERATORS = os.path.join('tests', 'data')

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import evaluate, metrics, sharding
+from mformer_jax.eval import evaluator, metrics
+from mformer_jax.run import sharding
 from mformer_jax.data import pipeline
 from mformer_jax.model import init_variables, make_model
 
@@ -75,7 +76,7 @@ def test_evaluator_counts_every_video_once_and_writes_reports(tmp_path):
   mesh = sharding.make_mesh()
   model = make_model(cfg.model)
   params = init_variables(model, jax.random.key(0))['params']
-  results = evaluate.Evaluator(cfg, model, mesh, str(tmp_path)).run(params, tag='t')
+  results = evaluator.Evaluator(cfg, model, mesh, str(tmp_path)).run(params, tag='t')
   assert results['num_videos'] == 13 and results['num_unreadable'] == 0
   out = tmp_path / 'eval' / 't'
   with open(out / 'confusion_matrix.csv') as f:

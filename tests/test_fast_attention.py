@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mformer_jax import approx, attention, fast_attention
+from mformer_jax.model import approx, attention, fast_attention
 from mformer_jax.model import REMAT_POLICIES, ModelConfig, Motionformer, init_variables
 
 TOL = 1e-5

@@ -24,7 +24,9 @@ from flax import traverse_util
 
 import data_fixtures as fx
 import train_fixtures as tf_
-from mformer_jax import checkpointing, convert, evaluate, train, workdir as workdir_lib
+from mformer_jax import weights, train
+from mformer_jax.eval import evaluator
+from mformer_jax.run import checkpoints, workdir as workdir_lib
 from mformer_jax.data import layouts, prepare
 
 
@@ -69,19 +71,19 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
                                                                        capfd, caplog):
   copy = _copy(trained, tmp_path)
   CORRUPTIONS[kind](copy / 'checkpoints' / '8')
-  _, params = checkpointing.load(str(copy))
-  jax.tree.map(np.testing.assert_array_equal, params, checkpointing.load(str(copy), step=4)[1])
+  _, params = weights.load(str(copy))
+  jax.tree.map(np.testing.assert_array_equal, params, weights.load(str(copy), step=4)[1])
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
   broken = [r.getMessage() for r in caplog.records
-            if r.levelname == 'ERROR' and r.pathname.endswith('checkpointing.py')]
+            if r.levelname == 'ERROR' and r.pathname.endswith('checkpoints.py')]
   assert len(broken) == 1 and 'checkpoint step 8' in broken[0], broken
   assert any('using checkpoint step 4' in r.getMessage() and 'step(s) 8 are broken'
              in r.getMessage() for r in caplog.records)
   assert 'Event loop is closed' not in capfd.readouterr().err  # orbax's abandoned reads, muted
   # The strict-minded stop, naming what is readable; nothing was moved or deleted.
-  with pytest.raises(checkpointing.CorruptCheckpointError,
+  with pytest.raises(checkpoints.CorruptCheckpointError,
                      match='checkpoint step 8 .*strict_restore=True.*readable steps: 4$'):
-    checkpointing.load(str(copy), strict=True)
+    weights.load(str(copy), strict=True)
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
@@ -90,13 +92,13 @@ def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, t
   """The row that was silent: eval reported 23 % from NaN weights, resuming blamed the lr."""
   copy = _copy(trained, tmp_path)
   _flip_bytes(copy / 'checkpoints' / '8')
-  results = evaluate.evaluate_checkpoint(tf_.config(mode='eval'), str(copy))
+  results = evaluator.evaluate_checkpoint(tf_.config(mode='eval'), str(copy))
   assert results['report_dir'].endswith('step_4')
   assert os.listdir(copy / 'eval') == ['step_4']  # nothing written from the failed step 8
   # Resuming: from step 4, the broken step 8 kept aside (not deleted, not "best"), and the run
   # ends bitwise where the uninterrupted one did.
   again = train.train_and_evaluate(tf_.config(), str(copy))
-  assert os.listdir(copy / checkpointing.BROKEN) == ['8']
+  assert os.listdir(copy / checkpoints.BROKEN) == ['8']
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
   final = tf_.final_params(copy)
   assert all(np.array_equal(final[k], trained[2][k]) for k in final)
@@ -106,9 +108,9 @@ def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, t
 def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
   state = {'params': {'w': jnp.arange(6.0).reshape(2, 3)}, 'step': jnp.ones((), jnp.int32)}
   shard = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
-  with checkpointing.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
-    checkpointing.save(mngr, state, {'step': 1})
-    checkpointing.save(mngr, jax.tree.map(lambda x: x.at[()].set(1) if x.ndim == 0 else
+  with checkpoints.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
+    checkpoints.save(mngr, state, {'step': 1})
+    checkpoints.save(mngr, jax.tree.map(lambda x: x.at[()].set(1) if x.ndim == 0 else
                                           x.at[0, 0].set(jnp.nan), state), {'step': 2})
     mngr.wait_until_finished()
   meta_file = tmp_path / 'checkpoints' / '1' / 'meta' / 'metadata'
@@ -116,23 +118,23 @@ def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
   assert meta['arrays']['params']['w'][:2] == [[2, 3], 'float32']
   meta['arrays']['params']['w'][2] ^= 1  # one bit of the recorded checksum
   meta_file.write_text(json.dumps(meta))
-  with checkpointing.manager(str(tmp_path), read_only=True) as mngr:
-    with pytest.raises(checkpointing.CorruptCheckpointError,
+  with checkpoints.manager(str(tmp_path), read_only=True) as mngr:
+    with pytest.raises(checkpoints.CorruptCheckpointError,
                        match=r'step 1 .* 1 params array\(s\) fail their checksum \(w\)'):
-      checkpointing.restore(mngr, 1, state, shard)
-    with pytest.raises(checkpointing.CorruptCheckpointError,
+      checkpoints.restore(mngr, 1, state, shard)
+    with pytest.raises(checkpoints.CorruptCheckpointError,
                        match=r'step 2 .*non-finite values in 1 params array\(s\) \(w\)'):
-      checkpointing.restore(mngr, 2, state, shard)
-    with pytest.raises(checkpointing.CorruptCheckpointError, match='no readable checkpoint'):
-      checkpointing.restore_newest(mngr, lambda s: checkpointing.restore(mngr, s, state, shard))
+      checkpoints.restore(mngr, 2, state, shard)
+    with pytest.raises(checkpoints.CorruptCheckpointError, match='no readable checkpoint'):
+      checkpoints.restore_newest(mngr, lambda s: checkpoints.restore(mngr, s, state, shard))
 
 
 def test_a_checkpoint_of_another_model_is_a_mismatch_not_corruption(trained, tmp_path):
   copy = _copy(trained, tmp_path)
-  with pytest.raises(convert.CheckpointMismatchError,
+  with pytest.raises(weights.CheckpointMismatchError,
                      match=r'(?s)step 8 in .* \(params\) does not fit the model:\n.*: '
                            r'checkpoint \(32,\) vs model \(64,\)'):
-    evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
+    evaluator.evaluate_checkpoint(tf_.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
@@ -174,10 +176,10 @@ def test_workdir_faults_are_workdir_errors_naming_the_cause(tmp_path):
   mount = tmp_path / 'ro'
   mount.mkdir()
   proc = _in_tmpfs(mount, 'ro,size=1m', _shell([sys.executable, '-c', 'import sys; from '
-                                                'mformer_jax import workdir; workdir.prepare('
+                                                'mformer_jax.run import workdir; workdir.prepare('
                                                 'sys.argv[1])', str(mount / 'w')]))
   assert proc.stderr.strip().splitlines()[-1] == (
-      f'mformer_jax.workdir.WorkdirError: cannot write to the workdir {mount / "w"}: it is not '
+      f'mformer_jax.run.workdir.WorkdirError: cannot write to the workdir {mount / "w"}: it is not '
       'writable (Read-only file system)'), proc.stderr
 
 
@@ -248,7 +250,7 @@ def test_a_gs_workdir_without_credentials_is_one_line(tmp_path):
 # ----------------------------------------------------------------------------------------------
 _HOLD = """
 import sys, time
-from mformer_jax import workdir
+from mformer_jax.run import workdir
 lock = workdir.Lock(sys.argv[1])
 print('locked', flush=True)
 time.sleep(600)
@@ -343,15 +345,3 @@ def test_a_corrupt_shard_beyond_the_budget_ends_the_run_in_one_line(corrupt_shar
                   f'data.max_bad_fraction=0.01 allows: {train_shard} record 1')
 
 
-def test_a_checkpoint_written_before_checksums_still_loads(trained, tmp_path):
-  """Workdirs of earlier versions have no `arrays` in their meta: read as before, same values."""
-  copy = _copy(trained, tmp_path)
-  for meta_file in copy.glob('checkpoints/*/meta/metadata'):
-    meta = json.loads(meta_file.read_text())
-    assert 'arrays' in meta
-    del meta['arrays']
-    meta_file.write_text(json.dumps(meta))
-  model, variables = checkpointing.load_model(str(copy))
-  assert tf_.max_abs_diff(traverse_util.flatten_dict(jax.device_get(variables['params'])),
-                          trained[2]) == 0
-  assert model.cfg == checkpointing.load_model(str(trained[0]))[0].cfg

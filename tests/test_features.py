@@ -8,7 +8,8 @@ import pytest
 
 import real_footage
 import train_fixtures as tf_
-from mformer_jax import checkpointing, evaluate, features
+from mformer_jax import weights
+from mformer_jax.eval import predict, features
 from mformer_jax.data import pipeline, video
 from mformer_jax.model import make_model
 
@@ -38,7 +39,7 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
     np.testing.assert_array_equal(z['features'], z['views'].mean(1))
     first = z['features']
   # The model's own pre-logits output on the evaluation views of the clip.
-  model_cfg, params = checkpointing.load(cfg.init.checkpoint)
+  model_cfg, params = weights.load(cfg.init.checkpoint)
   _, want = make_model(model_cfg.__dict__).apply(
       {'params': params}, pipeline.load_video_views(carphone, cfg.data), train=False,
       return_features=True)
@@ -59,12 +60,12 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
   monkeypatch.undo()
   cfg = cfg.copy_and_resolve_references()
   cfg.video = carphone
-  top = evaluate.predict(cfg, work)['label']
+  top = predict.predict(cfg, work)['label']
   assert len(top) == 4 and {n for n, _ in top} == set(cfg.data.synthetic.classes.split(','))
   assert abs(sum(p for _, p in top) - 1) < 1e-5
   cfg.video = corrupt
   with pytest.raises(video.VideoError, match=f'cannot read {corrupt}'):
-    evaluate.predict(cfg, work)
+    predict.predict(cfg, work)
 
 
 @pytest.mark.slow

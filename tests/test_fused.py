@@ -10,7 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from mformer_jax import convert, fused, optim, train
+from mformer_jax.model import layout
+from mformer_jax import weights, train
+from mformer_jax.train import fused, optim
 from mformer_jax.errors import ConfigError
 from mformer_jax.model import ModelConfig, Motionformer
 
@@ -87,7 +89,7 @@ def test_decay_mask_judges_stacked_blocks_per_block():
   params = Motionformer(dataclasses.replace(CFG, scan_blocks=False)).init(
       jax.random.key(0), _data(1)[0])['params']
   flat = optim.decay_mask(params)
-  stacked = optim.decay_mask(convert.stack_blocks(params))
+  stacked = optim.decay_mask(layout.stack_blocks(params))
   assert stacked['blocks'] == flat['blocks_0']
   assert stacked['blocks']['mlp']['fc1'] == {'kernel': True, 'bias': False}
   assert not stacked['pos_embed'] and stacked['head']['kernel']

@@ -1,6 +1,6 @@
 """Parity with tensors produced by the official PyTorch code (tests/goldens, see its README).
 
-Everything goes through the public API: `convert.load_official(path)` reads the state dict and the
+Everything goes through the public API: `weights.load_official(path)` reads the state dict and the
 file's own cfg, `model.apply` gives logits. Tolerances: float32 1e-5, float64 1e-10. The logits
 are checked through the default trajectory_impl 'auto' (ModelConfig.trajectory_kernel: the
 chunked kernel for trajectory attention) and through the einsum reference it keeps selectable.
@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mformer_jax import approx, attention, convert
+from mformer_jax import weights
 
+from mformer_jax.model import approx, attention
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
 MODELS = ['trajectory_orig', 'trajectory_fixed', 'joint', 'divided', 'trajectory_orthoformer',
           'trajectory_img224_p16', 'trajectory_img336_p16', 'ek_trajectory']
@@ -37,7 +38,7 @@ def _replayed_landmarks(z, depth):
 def _run(variant, overrides=None, dtype=jnp.float32, mutable=False):
   path = os.path.join(GOLDENS, f'model_{variant}.npz')
   z = np.load(path)
-  model, variables = convert.load_official(path, overrides)
+  model, variables = weights.load_official(path, overrides)
   out = model.apply(variables, _clip(z, dtype), train=False,
                     first_landmarks=_replayed_landmarks(z, model.cfg.depth),
                     mutable=['intermediates'] if mutable else False)
@@ -110,7 +111,7 @@ def test_intermediates(variant):
       np.testing.assert_allclose(inter[f'blocks_{i}']['timeattn_out'],
                                  z[f'inter__block{i}_timeattn_out'], atol=1e-5)
     np.testing.assert_allclose(inter[f'block{i}_out'], z[f'inter__block{i}_out'], atol=1e-5)
-  _, feat = model.apply(convert.load_official(os.path.join(GOLDENS, f'model_{variant}.npz'))[1],
+  _, feat = model.apply(weights.load_official(os.path.join(GOLDENS, f'model_{variant}.npz'))[1],
                         _clip(z), return_features=True)
   np.testing.assert_allclose(feat, z['io__features'], atol=1e-5)
 

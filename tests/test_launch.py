@@ -11,7 +11,7 @@ import pytest
 
 import train_fixtures as tf_
 from mformer_jax.plan import libtpu_path as _libtpu_path
-from mformer_jax import preemption
+from mformer_jax.run import preemption
 
 LAUNCH = os.path.join(tf_.ROOT, 'launch')
 

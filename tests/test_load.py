@@ -1,4 +1,4 @@
-"""checkpointing.load: one loader for every kind of source, one mismatch check, dont_load; and
+"""weights.load: one loader for every kind of source, one mismatch check, dont_load; and
 the one rule for the default trajectory kernel (ModelConfig.trajectory_kernel)."""
 import dataclasses
 import json
@@ -11,7 +11,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mformer_jax import checkpointing, config_lib, convert
+from mformer_jax.model import layout
+from mformer_jax import weights, config_lib, convert
+from mformer_jax.run import checkpoints
 from mformer_jax.errors import ConfigError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
 
@@ -20,7 +22,7 @@ ORIG = os.path.join(os.path.dirname(__file__), 'goldens', 'model_trajectory_orig
 
 def _golden():
   """(ModelConfig, numpy params) of the official golden, read from the file itself."""
-  model, variables = convert.read_official(ORIG)
+  model, variables = weights.read_official(ORIG)
   return model.cfg, variables['params']
 
 
@@ -28,20 +30,13 @@ def _write_run(workdir, params, cfg, steps=(5,)):
   """Steps as a trainer writes them: the parameters with a training state beside them. The last
   step holds `params`, step s params + (s - last), so that each is told apart by its values."""
   keep = types.SimpleNamespace(keep=len(steps), keep_best=0)
-  with checkpointing.manager(str(workdir), keep) as mngr:
+  with checkpoints.manager(str(workdir), keep) as mngr:
     for s in steps:
       p = jax.tree.map(lambda x, s=s: x + np.float32(s - steps[-1]), params)
       state = {'params': p, 'step': np.int32(s), 'opt': jax.tree.map(np.zeros_like, params)}
-      checkpointing.save(mngr, state, {'step': s, 'model': dict(cfg.__dict__)})
-    checkpointing.finish(mngr)
+      checkpoints.save(mngr, state, {'step': s, 'model': dict(cfg.__dict__)})
+    checkpoints.finish(mngr)
   return str(workdir)
-
-
-def _write_old_format(directory, params, cfg):
-  """What `python -m mformer_jax.convert` wrote before: DIR/params + DIR/model_config.json."""
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(str(directory / 'params'), params)
-  (directory / 'model_config.json').write_text(json.dumps(dataclasses.asdict(cfg)))
 
 
 def _assert_same(got, want):
@@ -56,70 +51,51 @@ def test_every_kind_of_source_gives_the_same_parameters(tmp_path):
   converted = str(tmp_path / 'converted')
   assert convert.main(['--input', ORIG, '--output', converted]) == 0
   for source in (ORIG, run, converted):
-    got_cfg, got = checkpointing.load(source)
+    got_cfg, got = weights.load(source)
     assert got_cfg == cfg, source
     _assert_same(got, want)
   # A bare state dict has no cfg of its own: the config is given.
-  got_cfg, got = checkpointing.load(state_dict, cfg)
+  got_cfg, got = weights.load(state_dict, cfg)
   assert got_cfg is cfg
   _assert_same(got, want)
   # The documented entry points: the same parameters, on the device.
   for source in (ORIG, run, converted):
-    for model, variables in (convert.load_official(source), checkpointing.load_model(source)):
+    for model, variables in (weights.load_official(source), weights.load_model(source)):
       assert model.cfg == cfg and isinstance(variables['params']['cls_token'], jax.Array)
       _assert_same(jax.device_get(variables['params']), want)
-
-
-def test_a_folder_of_the_earlier_converted_format_says_how_to_rewrite_it(tmp_path, capsys):
-  cfg, want = _golden()
-  old = tmp_path / 'old'
-  _write_old_format(old, want, cfg)
-  with pytest.raises(InputError) as err:
-    checkpointing.load(str(old))
-  assert str(err.value) == (
-      f'{old} was written by an earlier mformer_jax.convert (params/ and model_config.json), '
-      'which is read no more; rewrite it as a workdir checkpoint: '
-      f'python -m mformer_jax.convert --input={old} --output={old}')
-  assert convert.main(['--input', str(old), '--output', str(old)]) == 0  # the command it names
-  capsys.readouterr()
-  got_cfg, got = checkpointing.load(str(old))
-  assert got_cfg == cfg
-  _assert_same(got, want)
-  with pytest.raises(MissingInputError, match=f'^{tmp_path} holds no checkpoint'):
-    checkpointing.load(str(tmp_path))
 
 
 def test_step_and_layout_of_a_workdir(tmp_path):
   cfg, want = _golden()
   run = _write_run(tmp_path / 'run', want, cfg, steps=(1, 2))
-  _assert_same(checkpointing.load(run)[1], want)
-  _assert_same(checkpointing.load(run, step=1)[1], jax.tree.map(lambda x: x + np.float32(-1), want))
-  with checkpointing.manager(str(tmp_path / 'other')) as mngr:  # a run of another model
-    checkpointing.save(mngr, {'params': want}, {'step': 1})
-    checkpointing.finish(mngr)
+  _assert_same(weights.load(run)[1], want)
+  _assert_same(weights.load(run, step=1)[1], jax.tree.map(lambda x: x + np.float32(-1), want))
+  with checkpoints.manager(str(tmp_path / 'other')) as mngr:  # a run of another model
+    checkpoints.save(mngr, {'params': want}, {'step': 1})
+    checkpoints.finish(mngr)
   with pytest.raises(InputError) as err:
-    checkpointing.load(str(tmp_path / 'other'))
+    weights.load(str(tmp_path / 'other'))
   assert str(err.value) == (f'{tmp_path / "other"} (step 1) records no model config: no '
                             'Motionformer run of this trainer (give cfg=, the ModelConfig it is '
                             'for)')
-  _assert_same(checkpointing.load(str(tmp_path / 'other'), cfg)[1], want)
+  _assert_same(weights.load(str(tmp_path / 'other'), cfg)[1], want)
   with pytest.raises(MissingInputError) as err:
-    checkpointing.load(run, step=3)
+    weights.load(run, step=3)
   assert str(err.value) == f'no checkpoint step 3 in {run}/checkpoints (it holds steps [1, 2])'
-  scan_cfg, stacked = checkpointing.load(run, {'scan_blocks': True, 'dtype': 'float64'})
+  scan_cfg, stacked = weights.load(run, {'scan_blocks': True, 'dtype': 'float64'})
   assert scan_cfg == dataclasses.replace(cfg, scan_blocks=True, dtype='float64')
-  _assert_same(stacked, jax.tree.map(lambda x: x.astype(np.float64), convert.stack_blocks(want)))
+  _assert_same(stacked, jax.tree.map(lambda x: x.astype(np.float64), layout.stack_blocks(want)))
 
 
 def test_the_mismatch_check_names_every_key():
-  with pytest.raises(convert.CheckpointMismatchError) as err:
-    convert.check_fit({'a': (2,), 'b': (3, 4), 'x': (1,), 'y': ()},
+  with pytest.raises(weights.CheckpointMismatchError) as err:
+    weights.check_fit({'a': (2,), 'b': (3, 4), 'x': (1,), 'y': ()},
                       {'a': (2,), 'b': (4, 3), 'c': (5,), 'd': (1,)}, 'SRC', ' (why)')
   assert str(err.value) == ('SRC does not fit the model (why):\n'
                             '  missing (2): c, d\n'
                             '  unexpected (2): x, y\n'
                             '  mis-shaped (1): b: checkpoint (3, 4) vs model (4, 3)')
-  convert.check_fit({'a': [2]}, {'a': (2,)}, 'SRC')  # lists and tuples alike: it fits
+  weights.check_fit({'a': [2]}, {'a': (2,)}, 'SRC')  # lists and tuples alike: it fits
 
 
 @pytest.mark.slow  # trains nothing, but writes and reads two workdirs
@@ -130,8 +106,8 @@ def test_a_workdir_that_does_not_fit_the_model_names_the_keys(tmp_path):
   fresh = jax.device_get(init_variables(Motionformer(three), jax.random.key(1))['params'])
   d = cfg.embed_dim
   for kwargs in ({'like': fresh}, {}):
-    with pytest.raises(convert.CheckpointMismatchError) as err:
-      checkpointing.load(run, three, **kwargs)
+    with pytest.raises(weights.CheckpointMismatchError) as err:
+      weights.load(run, three, **kwargs)
     hint = (' (fine-tuning to a new label set? keep the fresh head: dont_load=HEAD_PATTERNS, '
             '--config.init.reset_head=True)' if kwargs else '')
     where = run if kwargs else f'{run} (step 5)'
@@ -146,30 +122,30 @@ def test_dont_load_keeps_the_fresh_values_exactly(tmp_path, kind):
   source = ORIG if kind == 'official file' else _write_run(tmp_path / 'run', want, cfg)
   three = dataclasses.replace(cfg, num_classes=3)
   fresh = jax.device_get(init_variables(Motionformer(three), jax.random.key(1))['params'])
-  got_cfg, got = checkpointing.load(source, three, like=fresh,
-                                    dont_load=checkpointing.HEAD_PATTERNS)
+  got_cfg, got = weights.load(source, three, like=fresh,
+                                    dont_load=weights.HEAD_PATTERNS)
   assert got_cfg is three
   _assert_same(got['head'], fresh['head'])
   _assert_same({k: v for k, v in got.items() if k != 'head'},
                {k: v for k, v in want.items() if k != 'head'})
   # Any pattern, on the model's own names; one matching nothing is an error (a typo).
   same = jax.device_get(init_variables(Motionformer(cfg), jax.random.key(1))['params'])
-  _, got = checkpointing.load(source, cfg, like=same, dont_load=('blocks_1/mlp/.*',))
+  _, got = weights.load(source, cfg, like=same, dont_load=('blocks_1/mlp/.*',))
   _assert_same(got['blocks_1']['mlp'], same['blocks_1']['mlp'])
   _assert_same(got['blocks_1']['attn'], want['blocks_1']['attn'])
   with pytest.raises(ConfigError) as err:
-    checkpointing.load(source, cfg, like=same, dont_load=('block_1/.*',))
+    weights.load(source, cfg, like=same, dont_load=('block_1/.*',))
   assert str(err.value) == "dont_load pattern(s) ['block_1/.*'] match no parameter of the model"
 
 
 def test_converted_weights_are_read_but_not_resumed(tmp_path):
   cfg, want = _golden()
-  checkpointing.save_params(str(tmp_path), want, cfg)
+  checkpoints.save_params(str(tmp_path), want, cfg)
   state = {'params': want, 'step': np.int32(0)}
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  with checkpointing.manager(str(tmp_path), read_only=True) as mngr:
+  with checkpoints.manager(str(tmp_path), read_only=True) as mngr:
     with pytest.raises(InputError) as err:
-      checkpointing.restore(mngr, 0, jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+      checkpoints.restore(mngr, 0, jax.tree.map(lambda x: jax.ShapeDtypeStruct(
           x.shape, x.dtype), state), jax.tree.map(lambda _: one, state))
   assert str(err.value) == (
       f'checkpoint step 0 in {tmp_path}/checkpoints holds weights alone (converted), no '
@@ -206,4 +182,4 @@ def test_configs_keep_auto_so_that_a_later_dropout_override_works(tmp_path):
   # A workdir saved with an explicit kernel (the training configs' 'chunked' before) keeps it.
   cfg, want = _golden()
   run = _write_run(tmp_path / 'run', want, dataclasses.replace(cfg, trajectory_impl='chunked'))
-  assert checkpointing.load(run)[0].trajectory_impl == 'chunked'
+  assert weights.load(run)[0].trajectory_impl == 'chunked'

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import checkpointing, convert, evaluate
+from mformer_jax import weights
+from mformer_jax.eval import evaluator
+from mformer_jax.run import checkpoints
 from mformer_jax.model import init_variables, make_model
 from mformer_jax.data import synthetic, video
 
@@ -35,7 +37,7 @@ def test_unknown_config_key_is_an_error(tmp_path):
 @pytest.mark.slow
 def test_eval_mode_reproduces_the_final_training_evaluation(trained):
   workdir, results, _ = trained
-  again = evaluate.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))
+  again = evaluator.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))
   assert again['top1'] == results['top1'] and again['num_videos'] == 13
 
 
@@ -57,22 +59,22 @@ def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
 
 def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
   workdir = trained.workdir
-  _, trained_params = checkpointing.load(str(workdir))
+  _, trained_params = weights.load(str(workdir))
   # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
   cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})
   model = make_model(cfg.model)
   fresh = init_variables(model, jax.random.key(1))['params']
-  with pytest.raises(convert.CheckpointMismatchError, match='reset_head=True'):
-    checkpointing.load(str(workdir), model.cfg, like=fresh)
-  _, params = checkpointing.load(str(workdir), model.cfg, like=fresh,
-                                 dont_load=checkpointing.HEAD_PATTERNS)
+  with pytest.raises(weights.CheckpointMismatchError, match='reset_head=True'):
+    weights.load(str(workdir), model.cfg, like=fresh)
+  _, params = weights.load(str(workdir), model.cfg, like=fresh,
+                                 dont_load=weights.HEAD_PATTERNS)
   np.testing.assert_array_equal(params['head']['kernel'], fresh['head']['kernel'])
   np.testing.assert_array_equal(params['blocks_0']['attn']['qkv']['kernel'],
                                 trained_params['blocks_0']['attn']['qkv']['kernel'])
   # What `python -m mformer_jax.convert` writes, as used for released checkpoints.
   same = make_model(tf_.config().model)
-  checkpointing.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
-  _, loaded = checkpointing.load(str(tmp_path / 'converted'), same.cfg,
+  checkpoints.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
+  _, loaded = weights.load(str(tmp_path / 'converted'), same.cfg,
                                  like=init_variables(same, jax.random.key(1))['params'])
   np.testing.assert_array_equal(loaded['head']['kernel'], trained_params['head']['kernel'])
 
@@ -82,10 +84,10 @@ def test_init_from_imagenet_vit_weights(tmp_path):
   model = make_model(cfg.model)
   fresh = jax.device_get(init_variables(model, jax.random.key(1))['params'])
   donor = jax.device_get(init_variables(model, jax.random.key(2))['params'])
-  vit = {k: v for k, v in convert.export_official({'params': donor}, model.cfg).items()
+  vit = {k: v for k, v in weights.export_official({'params': donor}).items()
          if not k.startswith(('patch_embed_3d', 'blocks.0.attn.proj_', 'temp_embed', 'head'))}
   np.savez(tmp_path / 'vit.npz', **vit)
-  _, params = checkpointing.load(str(tmp_path / 'vit.npz'), model.cfg, like=fresh,
+  _, params = weights.load(str(tmp_path / 'vit.npz'), model.cfg, like=fresh,
                                  imagenet=True, log=lambda _: None)
   np.testing.assert_array_equal(params['blocks_0']['mlp']['fc1']['kernel'],
                                 donor['blocks_0']['mlp']['fc1']['kernel'])

@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from mformer_jax import approx, attention, flops, posembed
+from mformer_jax.model import approx, attention, flops, posembed
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
-from mformer_jax.posembed import bicubic_matrix
+from mformer_jax.model.posembed import bicubic_matrix
 
 STATS = json.load(open(os.path.join(os.path.dirname(__file__), 'goldens', 'full_size_stats.json')))
 TINY = dict(num_classes=5, num_frames=4, img_size=16, patch_size=8, embed_dim=16, depth=2,

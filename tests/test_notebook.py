@@ -11,7 +11,7 @@ import pytest
 
 import real_footage
 import train_fixtures as tf_
-from mformer_jax import convert
+from mformer_jax import weights
 from mformer_jax.data import pipeline
 from mformer_jax.data.config import data_config
 
@@ -43,7 +43,7 @@ def test_notebook_runs_offline(tmp_path, monkeypatch):
   result = json.loads(text.strip().splitlines()[-1])
 
   # The same numbers, recomputed here from the state dict the notebook wrote.
-  model, variables = convert.load_official(str(tmp_path / 'motionformer_ci.npz'),
+  model, variables = weights.load_official(str(tmp_path / 'motionformer_ci.npz'),
                                            dict(img_size=32, pretrain_img_size=32, num_heads=2))
   data = data_config('kinetics400', num_frames=8, sampling_rate=4, crop_size=32)
   data.test_num_clips, data.test_num_crops = 2, 1

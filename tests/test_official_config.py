@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mformer_jax import checkpointing, convert
+from mformer_jax import weights, convert
+from mformer_jax.model import Motionformer
 
 ORIG = os.path.join(os.path.dirname(__file__), 'goldens', 'model_trajectory_orig.npz')
 
@@ -56,7 +57,7 @@ def _write(tmp_path, cfg, name='motionformer_224_16x4.yaml'):
 def test_bare_state_dict_and_official_config_reproduce_the_golden(tmp_path, form):
   sd, clip, logits = _golden()
   cfg = _official() if form == 'nested dict' else _write(tmp_path, _official())
-  model, variables = convert.load_official(sd, cfg=cfg)
+  model, variables = weights.load_official(sd, cfg=cfg)
   assert (model.cfg.num_heads, model.cfg.img_size, model.cfg.num_frames) == (4, 32, 8)
   np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5,
                              rtol=0)
@@ -66,24 +67,24 @@ def test_the_golden_files_own_nested_cfg_is_accepted():
   sd, clip, logits = _golden()
   with np.load(ORIG) as z:
     nested = json.loads(str(z['meta__json']))['cfg']
-  model, variables = convert.load_official(sd, cfg=nested)
+  model, variables = weights.load_official(sd, cfg=nested)
   np.testing.assert_allclose(model.apply(variables, jnp.asarray(clip)), logits, atol=1e-5,
                              rtol=0)
 
 
 def test_official_config_replaces_the_checkpoints_own():
-  with pytest.raises(convert.CheckpointMismatchError, match=r'head.weight: checkpoint \(5, 64\) '
+  with pytest.raises(weights.CheckpointMismatchError, match=r'head.weight: checkpoint \(5, 64\) '
                      r'vs model \(7, 64\)'):
-    convert.load_official(ORIG, cfg=_official(num_classes=7))
+    weights.load_official(ORIG, cfg=_official(num_classes=7))
 
 
 def test_yaml_defaults_are_the_official_ones(tmp_path):
   cfg = _official()
   del cfg['VIT']['USE_MLP']  # Official default False: a head without pre_logits.
   with pytest.raises(ValueError, match='only the released head'):
-    convert.load_official(_golden()[0], cfg=_write(tmp_path, cfg))
+    weights.load_official(_golden()[0], cfg=_write(tmp_path, cfg))
   with pytest.raises(ValueError, match='mixes official sections'):
-    convert.load_official(_golden()[0], cfg={'VIT': {}, 'num_heads': 4})
+    weights.load_official(_golden()[0], cfg={'VIT': {}, 'num_heads': 4})
 
 
 @pytest.mark.slow
@@ -92,8 +93,8 @@ def test_cli_official_config(tmp_path, capsys):
   np.savez(tmp_path / 'bare.npz', **sd)
   args = ['--input', str(tmp_path / 'bare.npz'), '--output', str(tmp_path / 'out')]
   assert convert.main(args + ['--official_config', _write(tmp_path, _official())]) == 0
-  model_cfg, params = checkpointing.load(str(tmp_path / 'out'))
-  model = convert.Motionformer(model_cfg)
+  model_cfg, params = weights.load(str(tmp_path / 'out'))
+  model = Motionformer(model_cfg)
   np.testing.assert_allclose(model.apply({'params': params}, jnp.asarray(clip)), logits,
                              atol=1e-5, rtol=0)
   (tmp_path / 'bad.yaml').write_text('model: [unclosed')

@@ -10,7 +10,7 @@ from flax import traverse_util
 import real_footage
 import train_fixtures as tf_
 from configs import own_videos
-from mformer_jax import convert, train
+from mformer_jax import weights, convert, train
 from mformer_jax.data import prepare, video
 
 CLIP_FRAMES = 24
@@ -33,7 +33,7 @@ def converted_checkpoint(root):
   """A 4-class tiny model exported with the official key names, then converted by the CLI, as
   a user does with a released file."""
   model, params = real_footage.tiny_params()
-  np.savez(root / 'released.npz', **convert.export_official({'params': params}, model.cfg))
+  np.savez(root / 'released.npz', **weights.export_official({'params': params}))
   out = str(root / 'converted')
   assert convert.main(['--input', str(root / 'released.npz'), '--output', out, '--override',
                        'img_size=32,pretrain_img_size=32,num_heads=2,dtype=float32']) == 0

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import flops, plan
+from mformer_jax import plan
+from mformer_jax.model import flops
 from mformer_jax.model import ModelConfig
 
 LIBTPU = plan.libtpu_path()
@@ -56,7 +57,9 @@ def _compile_here(mode, cfg, topology, batch_per_chip):
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh, NamedSharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from mformer_jax import evaluate, sharding, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.eval import evaluator  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import make_model  # pylint: disable=g-import-not-at-top
 
   devices = topologies.get_topology_desc(topology_name=topology, platform='tpu').devices
@@ -77,7 +80,7 @@ def _compile_here(mode, cfg, topology, batch_per_chip):
                                label_smoothing=cfg.train.label_smoothing)
 
     def train_step(state, batch):
-      with sharding.placing_on(mesh):  # activations split like the batch, as the trainer's
+      with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # as the trainer's step
         return update(state, batch)
 
     step = jax.jit(train_step, in_shardings=(state_sh, rows),
@@ -87,7 +90,7 @@ def _compile_here(mode, cfg, topology, batch_per_chip):
                mask=jax.ShapeDtypeStruct((n,), jnp.bool_, sharding=rows))
   params = jax.tree.map(place, state['params'], state_sh['params'])
   index = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
-  return evaluate.eval_step(model, mesh).lower(params, batch, index).compile()
+  return evaluator.eval_step(model, mesh).lower(params, batch, index).compile()
 
 
 @needs_libtpu
@@ -163,18 +166,18 @@ def test_bad_input_is_one_error_line_and_status_2(args, message):
 @needs_libtpu
 @pytest.mark.slow
 def test_fsdp_gathers_parameters_not_the_batch(monkeypatch, tpu_compiler):
-  """sharding.split_batch keeps activations split like the batch: under FSDP the partitioner
+  """split_batch keeps activations split like the batch: under FSDP the partitioner
   then gathers parameters instead of moving activations between chips (the plans for
   Mformer-B at 256 chips showed 215 GiB of all-gathers per step without it), and a data
   parallel step compiles to the very same program."""
-  from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
-  pinned = sharding.split_batch
+  from mformer_jax.model import motionformer  # pylint: disable=g-import-not-at-top
+  pinned = motionformer.split_batch
   devices = plan.topology_devices('v5e:2x2')
   moved = {}
   for fsdp in (False, True):
     cfg = tf_.config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_size': 256, 'model.depth': 2})
     for pin in (False, True):
-      monkeypatch.setattr(sharding, 'split_batch', pinned if pin else lambda x: x)
+      monkeypatch.setattr(motionformer, 'split_batch', pinned if pin else lambda x: x)
       compiled, _ = plan.compile_step(cfg, devices, 8, 'train')
       moved[fsdp, pin] = (plan.per_chip_bytes(compiled), plan.collectives(compiled.as_text()))
   assert moved[False, True] == moved[False, False]
@@ -187,15 +190,18 @@ def test_fsdp_gathers_parameters_not_the_batch(monkeypatch, tpu_compiler):
 def test_split_batch_is_a_no_op_outside_a_step_on_a_mesh():
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mformer_jax import sharding  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import split_batch  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
   x = jnp.ones((2, 3))
-  assert sharding.split_batch(x) is x
+  assert split_batch(x) is x
   mesh = sharding.make_mesh(jax.devices()[:1])
-  with sharding.placing_on(mesh):
-    eqns = jax.make_jaxpr(lambda v: sharding.split_batch(v))(x).eqns
+  def traced(v):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return split_batch(v)
+  eqns = jax.make_jaxpr(traced)(x).eqns
   assert [e.primitive.name for e in eqns] == ['sharding_constraint']
-  assert eqns[0].params['sharding'] == sharding.batch_sharded(mesh)
-  assert not jax.make_jaxpr(lambda v: sharding.split_batch(v))(x).eqns  # the context ended
+  assert eqns[0].params['sharding'].spec == sharding.batch_sharded(mesh).spec
+  assert not jax.make_jaxpr(split_batch)(x).eqns  # the context ended
 
 
 def test_without_libtpu_the_message_says_how_to_install_it(monkeypatch, tmp_path):

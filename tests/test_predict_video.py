@@ -9,7 +9,8 @@ from PIL import Image
 
 import real_footage
 import train_fixtures as tf_
-from mformer_jax import checkpointing, evaluate, overlay
+from mformer_jax import weights
+from mformer_jax.eval import predict, overlay
 from mformer_jax.data import video
 from mformer_jax.model import make_model
 
@@ -26,7 +27,7 @@ def test_predict_writes_labelled_video(converted_tiny, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'labelled.mp4')
   cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out})
-  top = evaluate.predict(cfg, str(tmp_path / 'work'))
+  top = predict.predict(cfg, str(tmp_path / 'work'))
   names = [n for n, _ in top['label']]
   assert sorted(names) == sorted(cfg.data.synthetic.classes.split(','))
   assert abs(sum(p for _, p in top['label']) - 1) < 1e-5
@@ -48,8 +49,8 @@ def test_predict_query_overlays_attention(converted_tiny, tmp_path):
   out = str(tmp_path / 'attention.mp4')
   cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out,
                       'predict_query': '0,20,12'})
-  top = evaluate.predict(cfg, str(tmp_path / 'work'))
-  model_cfg, params = checkpointing.load(converted_tiny)
+  top = predict.predict(cfg, str(tmp_path / 'work'))
+  model_cfg, params = weights.load(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   assert panels.shape == (4, 256, 256, 3)  # 8 frames / tubelet 2 = 4 slots, 256 px panels.
   got, fps = video.read_video(out)
@@ -87,7 +88,7 @@ def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem
                       'predict_output': str(out)})
   with pytest.raises(overlay.OverlayError, match=re.escape(
       f'predict_output={out}: {problem.format(tmp=tmp_path)}')):
-    evaluate.predict(cfg, str(tmp_path / 'work'))
+    predict.predict(cfg, str(tmp_path / 'work'))
 
 
 @pytest.mark.slow
@@ -98,12 +99,12 @@ def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(con
                       'video': real_footage.clip('carphone_pristine.mp4'),
                       'predict_query': '0,20,12'})
   seen = []
-  top = evaluate.predict(cfg, str(tmp_path / 'work'), report=lambda r: seen.append(
+  top = predict.predict(cfg, str(tmp_path / 'work'), report=lambda r: seen.append(
       (r, out.exists())))
   assert seen == [(top, False)]  # the answer came first, the file after it
   gif = Image.open(out)
   assert (gif.n_frames, gif.size, gif.info['duration'], gif.info['loop']) == (4, (256, 256), 500, 0)
-  model_cfg, params = checkpointing.load(converted_tiny)
+  model_cfg, params = weights.load(converted_tiny)
   panels = overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,20,12')
   gif.seek(0)
   first = np.asarray(gif.convert('RGB'), np.float32)

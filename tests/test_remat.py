@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import remat
+from mformer_jax.model import remat
 
 
 class Block(nn.Module):

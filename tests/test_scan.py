@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mformer_jax import checkpointing, convert
+from mformer_jax.model import layout
+from mformer_jax import weights
+from mformer_jax.run import checkpoints
 from mformer_jax.model import ModelConfig, Motionformer
 
 GOLDENS = os.path.join(os.path.dirname(__file__), 'goldens')
@@ -26,7 +28,7 @@ def _pair(**kw):
   loop_cfg = ModelConfig(**{**SMALL, **kw})
   scan_cfg = dataclasses.replace(loop_cfg, scan_blocks=True)
   params = Motionformer(loop_cfg).init(jax.random.key(0), _clip(1))['params']
-  return Motionformer(loop_cfg), Motionformer(scan_cfg), params, convert.stack_blocks(params)
+  return Motionformer(loop_cfg), Motionformer(scan_cfg), params, layout.stack_blocks(params)
 
 
 @pytest.mark.slow
@@ -58,7 +60,7 @@ def test_gradients_equal_unrolled(remat):
     return lambda p: jnp.sum(model.apply({'params': p}, _clip(), train=True,
                                          rngs={'dropout': jax.random.key(3)}) ** 2)
 
-  g_loop = convert.stack_blocks(jax.grad(loss(loop))(params))
+  g_loop = layout.stack_blocks(jax.grad(loss(loop))(params))
   g_scan = jax.grad(loss(scan))(stacked)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, atol=1e-6, rtol=1e-5),
                g_loop, g_scan)
@@ -84,13 +86,13 @@ def test_drop_path_is_per_layer_under_scan():
 def test_golden_logits_through_stacked_layout():
   path = os.path.join(GOLDENS, 'model_trajectory_orig.npz')
   z = np.load(path)
-  model, variables = convert.load_official(path, {'scan_blocks': True})
+  model, variables = weights.load_official(path, {'scan_blocks': True})
   assert 'blocks' in variables['params'] and 'blocks_0' not in variables['params']
   clip = jnp.asarray(z['io__input']).transpose(0, 2, 3, 4, 1)
   np.testing.assert_allclose(model.apply(variables, clip), z['io__logits'], atol=1e-5, rtol=0)
   # Export from the stacked layout is the official state dict again, key for key, exactly.
-  sd = convert.export_official(variables, model.cfg)
-  ref = convert.read_checkpoint(path)[0]
+  sd = weights.export_official(variables)
+  ref = weights.read_checkpoint(path)[0]
   assert set(sd) == set(ref)
   for k in sd:
     np.testing.assert_array_equal(sd[k], ref[k])
@@ -99,17 +101,17 @@ def test_golden_logits_through_stacked_layout():
 @pytest.mark.slow
 def test_layout_round_trip_and_load(tmp_path):
   loop, scan, params, stacked = _pair()
-  back = convert.unstack_blocks(stacked)
+  back = layout.unstack_blocks(stacked)
   jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(params))
-  assert convert.unstack_blocks(back).keys() == back.keys()          # no-op when unstacked
+  assert layout.unstack_blocks(back).keys() == back.keys()          # no-op when unstacked
   # A converted (unstacked) checkpoint starts a stacked model, and the other way round.
-  checkpointing.save_params(str(tmp_path / 'loop'), params, loop.cfg)
+  checkpoints.save_params(str(tmp_path / 'loop'), params, loop.cfg)
   fresh = scan.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.load(str(tmp_path / 'loop'), scan.cfg, like=fresh)[1]
+  got = weights.load(str(tmp_path / 'loop'), scan.cfg, like=fresh)[1]
   jax.tree.map(np.testing.assert_array_equal, got, stacked)
-  checkpointing.save_params(str(tmp_path / 'scan'), stacked, scan.cfg)
+  checkpoints.save_params(str(tmp_path / 'scan'), stacked, scan.cfg)
   fresh = loop.init(jax.random.key(9), _clip(1))['params']
-  got = checkpointing.load(str(tmp_path / 'scan'), loop.cfg, like=fresh)[1]
+  got = weights.load(str(tmp_path / 'scan'), loop.cfg, like=fresh)[1]
   jax.tree.map(np.testing.assert_array_equal, got, jax.device_get(params))
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from configs import motion_twins
 from configs import single_frame as single_frame_configs
-from mformer_jax import convert
+from mformer_jax import weights
 from mformer_jax.analysis import single_frame
 from mformer_jax.data import config as data_config_lib
 from mformer_jax.data import pipeline
@@ -40,12 +40,12 @@ def test_timm_vit_loads_every_tensor_without_inflation():
   model = make_model(single_frame.single_frame(motion_twins.get_config()).model)
   fresh = jax.device_get(init_variables(model, jax.random.key(1))['params'])
   donor = jax.device_get(init_variables(model, jax.random.key(2))['params'])
-  vit = {k: v for k, v in convert.export_official({'params': donor}, model.cfg).items()
+  vit = {k: v for k, v in weights.export_official({'params': donor}).items()
          if not k.startswith(('patch_embed_3d', 'temp_embed', 'pre_logits', 'head'))}
   d = vit['cls_token'].shape[-1]
   vit['patch_embed.proj.weight'] = vit['patch_embed.proj.weight'].reshape(d, -1)  # timm layout
   vit['head.weight'], vit['head.bias'] = np.zeros((1000, d), np.float32), np.zeros(1000, np.float32)
-  params, report = convert.init_from_imagenet({'params': fresh}, vit, model.cfg, log=lambda _: 0)
+  params, report = weights.init_from_imagenet({'params': fresh}, vit, model.cfg, log=lambda _: 0)
   params = params['params']
   assert report['ignored'] == ['head.bias', 'head.weight']  # only the 1000-class head
   assert sorted(report['fresh']) == ['head.bias', 'head.weight', 'pre_logits.fc.bias',

@@ -13,7 +13,8 @@ from configs import motion_twins, released
 from mformer_jax import train
 from mformer_jax.analysis import stride_sweep
 from mformer_jax.data import config as data_config_lib
-from mformer_jax.data import pipeline, sampling
+import sampling_oracle as sampling
+from mformer_jax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import torch_files
-from mformer_jax import torch_pickle
+from mformer_jax.weights import torch_pickle
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'mformer_jax')

@@ -5,8 +5,9 @@ import types
 import numpy as np
 import pytest
 
-from mformer_jax import convert
-from mformer_jax.analysis import attention_maps, tracking
+from mformer_jax import weights
+from mformer_jax.analysis import tracking
+from mformer_jax.model import attention_maps
 from mformer_jax.data import synthetic
 from mformer_jax.model import ModelConfig
 
@@ -155,7 +156,7 @@ def test_score_of_known_maps(monkeypatch):
 def test_score_runs_on_a_model():
   """The same on a real model (its maps, any numbers): what does not depend on them."""
   path = os.path.join(os.path.dirname(__file__), 'goldens', 'model_maps_trajectory.npz')
-  model, variables = convert.load_official(path)
+  model, variables = weights.load_official(path)
   data = synthetic.generate(3, num_frames=8, size=32, classes='move_right,move_left',
                             num_distractors=0, background_speed=0.0)
   out = tracking.score(model, variables, data, batch_size=2, period=32)

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import checkpointing, optim, preemption, train
+from mformer_jax import weights, train
 
 
+from mformer_jax.run import checkpoints, preemption
+from mformer_jax.train import optim
 def _recipe(**kw):
   t = ml_collections.ConfigDict(dict(
       base_lr=1e-4, lr_boundaries=(20.0, 30.0), lr_decay=0.1, warmup_epochs=0.0,
@@ -175,9 +177,9 @@ def test_sigint_is_a_clean_stop_too(tmp_path):
 def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
   ck = tf_.config(**{'checkpoint.keep': 2, 'checkpoint.keep_best': 1}).checkpoint
   state = {'params': {'w': jnp.ones(3)}, 'step': jnp.zeros((), jnp.int32)}
-  with checkpointing.manager(str(tmp_path), ck) as mngr:
+  with checkpoints.manager(str(tmp_path), ck) as mngr:
     for step, top1 in ((1, 0.9), (2, None), (3, 0.2), (4, None), (5, None)):
-      checkpointing.save(mngr, state, {'step': step},
+      checkpoints.save(mngr, state, {'step': step},
                          metrics=None if top1 is None else {'top1': top1})
       mngr.wait_until_finished()
     assert mngr.all_steps() == [1, 4, 5]  # best by top-1, then the latest two
@@ -224,7 +226,7 @@ def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
                                                  'init.checkpoint': str(tmp_path / 'fused'),
                                                  'train.max_steps': 1}), str(tmp_path / 'z'))
   assert fresh['steps'] == 1
-  z = checkpointing.load_model(str(tmp_path / 'z'))[1]['params']
+  z = weights.load_model(str(tmp_path / 'z'))[1]['params']
   assert 'blocks_1' in z and 'blocks' not in z
   # One step from the converted parameters: the stacked block 1 is where blocks_1 came from.
   moved = np.abs(z['blocks_1']['mlp']['fc1']['kernel']
@@ -238,9 +240,9 @@ def test_fused_update_resumes_bitwise(tmp_path):
   (optimizer state, step count and per-block RNG all come back)."""
   over = {**tf_.FUSED, 'model.depth': 2, 'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
   train.train_and_evaluate(tf_.config(**over, **{'train.max_steps': 4}), str(tmp_path / 'split'))
-  assert checkpointing.manager(str(tmp_path / 'split'), read_only=True).all_steps() == [4]
+  assert checkpoints.manager(str(tmp_path / 'split'), read_only=True).all_steps() == [4]
   train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'split'))
   train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'straight'))
   a, b = tf_.final_params(tmp_path / 'split'), tf_.final_params(tmp_path / 'straight')
-  assert checkpointing.manager(str(tmp_path / 'split'), read_only=True).latest_step() == 8
+  assert checkpoints.manager(str(tmp_path / 'split'), read_only=True).latest_step() == 8
   assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import motion_twins
-from mformer_jax import errors, optim
+from mformer_jax import errors
+from mformer_jax.train import optim
 from mformer_jax.analysis import twin_search
 
 LANES = [(2.5e-4, 512, 1.0, 0), (1e-3, 768, 2.0, 1)]  # (lr, steps, stride, seed)

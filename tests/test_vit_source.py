@@ -7,8 +7,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from mformer_jax import convert, data
+from mformer_jax import weights, data
 from mformer_jax.analysis import davis, single_frame
+from mformer_jax.weights import vit as vit_lib
 from mformer_jax.analysis import label_propagation as lp
 
 REFERENCE = pathlib.Path(__file__).parent / 'data' / 'vit_reference.npz'
@@ -25,20 +26,20 @@ def _state_dict(ref):
 
 @pytest.fixture(scope='module')
 def vit(ref):
-  return single_frame.load_timm_vit(_state_dict(ref), num_heads=2, log=lambda _: None)
+  return vit_lib.load_timm_vit(_state_dict(ref), num_heads=2, log=lambda _: None)
 
 
 def test_architecture_is_read_from_the_shapes(ref):
-  fields = single_frame.vit_config(_state_dict(ref), num_heads=2)
+  fields = vit_lib.vit_config(_state_dict(ref), num_heads=2)
   assert {k: fields[k] for k in ('embed_dim', 'depth', 'num_heads', 'patch_size',
                                  'pretrain_img_size', 'mlp_ratio', 'qkv_bias')} == dict(
                                      embed_dim=24, depth=2, num_heads=2, patch_size=8,
                                      pretrain_img_size=32, mlp_ratio=4.0, qkv_bias=True)
   assert {k: fields[k] for k in single_frame.IMAGE_VIT} == single_frame.IMAGE_VIT
-  assert single_frame.vit_config(_state_dict(ref))['num_heads'] == 1  # 24 / 64, at least 1
+  assert vit_lib.vit_config(_state_dict(ref))['num_heads'] == 1  # 24 / 64, at least 1
   flat = dict(_state_dict(ref))  # the old (D, 3 p p) patch kernel layout gives the same p
   flat['patch_embed.proj.weight'] = flat['patch_embed.proj.weight'].reshape(24, -1)
-  assert single_frame.vit_config(flat)['patch_size'] == 8
+  assert vit_lib.vit_config(flat)['patch_size'] == 8
 
 
 @pytest.mark.parametrize('case', ['native', 'wide'])
@@ -58,7 +59,7 @@ def test_tokens_equal_timm_forward_features(ref, vit, case):
 
 def test_the_position_rule_is_what_the_wide_case_checks(ref):
   """The official per-axis scale differs from DINO's by more than the test's tolerance."""
-  model, variables = single_frame.load_timm_vit(
+  model, variables = vit_lib.load_timm_vit(
       _state_dict(ref), num_heads=2, overrides={'pos_embed_resize': 'official'}, log=lambda _: 0)
   x = data.to_model_input(ref['frames/wide'], mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD)
   tokens = np.asarray(model.apply(variables, x[:, None], method='features'))
@@ -68,20 +69,20 @@ def test_the_position_rule_is_what_the_wide_case_checks(ref):
 def test_files_that_are_not_a_vit_say_which_keys(ref):
   sd = _state_dict(ref)
   broken = {k: v for k, v in sd.items() if k not in ('norm.weight', 'blocks.1.mlp.fc2.bias')}
-  with pytest.raises(convert.CheckpointMismatchError,
+  with pytest.raises(weights.CheckpointMismatchError,
                      match=r'missing blocks\.1\.mlp\.fc2\.bias, norm\.weight$'):
-    single_frame.vit_config(broken)
+    vit_lib.vit_config(broken)
   scaled = dict(sd, **{'blocks.0.ls1.gamma': np.ones(24, np.float32)})
-  with pytest.raises(convert.CheckpointMismatchError,
+  with pytest.raises(weights.CheckpointMismatchError,
                      match=r'unsupported blocks\.0\.ls1\.gamma \(LayerScale'):
-    single_frame.vit_config(scaled)
-  mformer = convert.read_checkpoint(str(REFERENCE.parent.parent / 'goldens' /
+    vit_lib.vit_config(scaled)
+  mformer = weights.read_checkpoint(str(REFERENCE.parent.parent / 'goldens' /
                                         'model_trajectory_orig.npz'))[0]
-  with pytest.raises(convert.CheckpointMismatchError, match='pass it as --checkpoint'):
-    single_frame.vit_config(mformer)
+  with pytest.raises(weights.CheckpointMismatchError, match='pass it as --checkpoint'):
+    vit_lib.vit_config(mformer)
   wide = dict(sd, **{'blocks.0.mlp.fc1.weight': np.zeros((96, 25), np.float32)})
-  with pytest.raises(convert.CheckpointMismatchError, match=r'unexpected shape: blocks\.0\.mlp'):
-    single_frame.load_timm_vit(wide, num_heads=2, log=lambda _: 0)
+  with pytest.raises(weights.CheckpointMismatchError, match=r'unexpected shape: blocks\.0\.mlp'):
+    vit_lib.load_timm_vit(wide, num_heads=2, log=lambda _: 0)
 
 
 @pytest.fixture(scope='module')

@@ -76,8 +76,8 @@ def run_main(workdir, *args, devices=1, timeout=240, **overrides):
 def final_params(workdir):
   """Flat {path: numpy} of the latest checkpoint's parameters in `workdir`."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  return traverse_util.flatten_dict(checkpointing.load(str(workdir))[1])
+  from mformer_jax import weights  # pylint: disable=g-import-not-at-top
+  return traverse_util.flatten_dict(weights.load(str(workdir))[1])
 
 
 def max_abs_diff(a, b):

@@ -77,7 +77,8 @@ def measure_step(config, batch_per_device: int, steps: int) -> dict:
   """Median seconds of the trainer's step at `batch_per_device` clips on every local device."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mformer_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import init_variables, make_model  # pylint: disable=g-import-not-at-top
 
   model = make_model(config.model)
@@ -111,7 +112,7 @@ def measure_step(config, batch_per_device: int, steps: int) -> dict:
 
 def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0) -> dict:
   """The recipe's steps and device-hours from a measured step (pure arithmetic, tested)."""
-  from mformer_jax import optim  # pylint: disable=g-import-not-at-top
+  from mformer_jax.train import optim  # pylint: disable=g-import-not-at-top
   t = config.train
   spe = optim.steps_per_epoch(num_train, t.batch_size)
   total_steps = round(t.num_epochs * spe)
@@ -122,7 +123,7 @@ def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0
          'epochs': t.num_epochs, 'total_steps': total_steps, 'device_s_per_clip': per_clip,
          'device_hours': clips * per_clip / 3600}
   if peak_tflops:
-    from mformer_jax import flops  # pylint: disable=g-import-not-at-top
+    from mformer_jax.model import flops  # pylint: disable=g-import-not-at-top
     train_flop_per_clip = 2 * 3 * flops.reference_macs(config.model)
     out['train_gflop_per_clip'] = train_flop_per_clip / 1e9
     out['mfu'] = train_flop_per_clip / per_clip / (peak_tflops * 1e12)

@@ -397,16 +397,16 @@ def _overrides(text):
 def _load_model(args):
   """(model, variables, (pixel mean, std)) of the chosen model source; each keeps its own pixel
   convention (`data.to_model_input`), which --pixel_mean/--pixel_std override."""
-  from mformer_jax import checkpointing, data, model as model_lib  # pylint: disable=g-import-not-at-top
-  from mformer_jax.analysis import single_frame  # pylint: disable=g-import-not-at-top
+  from mformer_jax import weights, data, model as model_lib  # pylint: disable=g-import-not-at-top
+  from mformer_jax.weights import vit  # pylint: disable=g-import-not-at-top
   overrides = _overrides(args.model_override)
   if args.vit:
-    model, variables = single_frame.load_timm_vit(args.vit, num_heads=args.vit_heads,
+    model, variables = vit.load_timm_vit(args.vit, num_heads=args.vit_heads,
                                                   overrides=overrides)
     pixels = (data.IMAGENET_MEAN, data.IMAGENET_STD)
   elif args.checkpoint:
     # Per-block parameters: the per-block sown intermediates name the layers.
-    model, variables = checkpointing.load_model(args.checkpoint, **overrides, scan_blocks=False)
+    model, variables = weights.load_model(args.checkpoint, **overrides, scan_blocks=False)
     pixels = (data.PIXEL_MEAN, data.PIXEL_STD)
   else:
     if not pathlib.Path(args.init_config).is_file():

@@ -108,11 +108,12 @@ def run_cell(config, workdir: pathlib.Path, checkpoint: str = '') -> dict:
   if done.exists():
     logging.info('%s: done, skipped', workdir)
     return json.loads(done.read_text())
-  from mformer_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.eval import evaluator  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   if checkpoint:
     config.init.checkpoint, config.mode = checkpoint, 'eval'
-    results = evaluate.evaluate_checkpoint(config, str(workdir))
+    results = evaluator.evaluate_checkpoint(config, str(workdir))
   else:
     results = train.train_and_evaluate(config, str(workdir))
   keep = {k: v for k, v in results.items() if isinstance(v, (int, float, str))}

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax.analysis import attention_maps
+from mformer_jax.model import attention_maps
 from mformer_jax.data import to_model_input
 from mformer_jax.errors import ConfigError, UserError, exit_with
 
@@ -246,13 +246,13 @@ def _csv(results, radii=RADII):
 
 
 def main(argv=None):
-  from mformer_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from mformer_jax import weights  # pylint: disable=g-import-not-at-top
   from mformer_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.tracking',
                               description=__doc__.split('\n')[0])
   p.add_argument('--models', default='',
-                 help='NAME=SOURCE,... (anything checkpointing.load_model takes).')
+                 help='NAME=SOURCE,... (anything weights.load_model takes).')
   p.add_argument('--untrained', default='', help="NAME=SOURCE,...: these configs with fresh "
                  "weights (the trainer's init, one model per --untrained_seeds).")
   p.add_argument('--untrained_seeds', default='0', help='Init seeds of the untrained models.')
@@ -268,10 +268,10 @@ def main(argv=None):
     sources = dict(item.split('=', 1) for item in f.models.split(',') if item) if f.models else {}
     if not sources and not f.untrained:
       raise ConfigError('nothing to score: give --models and/or --untrained (NAME=SOURCE,...)')
-    models = {name: checkpointing.load_model(src) for name, src in sources.items()}
+    models = {name: weights.load_model(src) for name, src in sources.items()}
     untrained = dict(item.split('=', 1) for item in f.untrained.split(',') if item)
     for name, src in untrained.items():       # the trained model's config, fresh weights
-      model = checkpointing.load_model(src)[0]
+      model = weights.load_model(src)[0]
       for seed in (int(s) for s in f.untrained_seeds.split(',')):
         variables = model_lib.init_variables(model, jax.random.key(seed), random_tubelet=True)
         models[f'{name}_s{seed}'] = (model, jax.device_get(variables))

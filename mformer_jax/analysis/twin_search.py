@@ -31,21 +31,22 @@ import time
 
 import numpy as np
 
-from mformer_jax import errors, optim
+from mformer_jax import config_lib, errors
 
+from mformer_jax.train import optim
+CONFIG_FILE = 'configs/motion_twins.py'  # relative to the repository root, where studies run
 CLASSES = 'move_right,move_left,move_down,move_up'
 CHUNK = 128  # Steps between evaluations.
 
 
-def make_spec(path, attentions, overrides, totals):
+def make_spec(path, attentions, overrides, totals, config_file=CONFIG_FILE):
   """The twin's model config, data options and optimiser for each attention, and its schedule
-  in steps for each step count in `totals` (from configs/motion_twins.py)."""
-  from configs import motion_twins  # pylint: disable=g-import-not-at-top
+  in steps for each step count in `totals` (from `config_file`, configs/motion_twins.py)."""
   spec = {}
   for attention in attentions:
-    configs = {total: motion_twins.get_config(
-        f'attention={attention},steps={total}' + (f',{overrides}' if overrides else ''))
-               for total in totals}
+    configs = {total: config_lib.load_config(
+        f'{config_file}:attention={attention},steps={total}' + (f',{overrides}' if overrides else ''),
+        final=False) for total in totals}
     config = configs[totals[0]]
     s, t = config.data.synthetic, config.train
     spec[attention] = dict(

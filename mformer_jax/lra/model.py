@@ -3,7 +3,7 @@
 The Nystromformer repository's LRA model (the code behind the paper's Table 5): token + learned
 position embeddings, pre-LayerNorm blocks (attention, then a GELU MLP), a final LayerNorm,
 pooling over the real tokens (mean) or the first one (CLS), and a ReLU MLP classifier. The
-attention is `mformer_jax.approx.self_attention`; padded tokens are masked out of every key sum.
+attention is `mformer_jax.model.approx.self_attention`; padded tokens are masked out of every key sum.
 """
 import zlib
 
@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mformer_jax import approx
+from mformer_jax.model import approx
 from mformer_jax.errors import ConfigError
 from mformer_jax.lra import listops
 
@@ -112,7 +112,7 @@ class Encoder(nn.Module):
 
 def macs(model: Encoder, seq_len: int = 0, batch_size: int = 1) -> int:
   """Multiply-accumulates of one inference forward, from the model (mformer_jax.flops)."""
-  from mformer_jax import flops  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import flops  # pylint: disable=g-import-not-at-top
   tokens = jax.ShapeDtypeStruct((batch_size, seq_len or model.max_length), jnp.int32)
   variables = jax.eval_shape(lambda t: model.init(jax.random.key(0), t), tokens)
   return flops.count_macs(jax.make_jaxpr(lambda v, t: model.apply(v, t))(variables, tokens).jaxpr)

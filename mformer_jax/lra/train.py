@@ -3,7 +3,7 @@ r"""Train and evaluate the LRA ListOps encoder: a small sibling of mformer_jax/t
   python -m mformer_jax.lra.train --config=configs/lra_listops.py:orthoformer,cpu --workdir=W
 
 One jitted step on one device, CLU metric writers (TensorBoard + log), the trainer's checkpoints
-(checkpointing.py, with the evaluation history in their metadata); a restarted run resumes from
+(checkpoints.py, with the evaluation history in their metadata); a restarted run resumes from
 the latest checkpoint with the same parameters, optimizer state and data position (batches are a
 function of (seed, step)), so it continues the uninterrupted run. Evaluates on validation and
 test every `eval_every_steps`; reports the final test accuracy and the test accuracy at the best
@@ -27,7 +27,8 @@ from absl import app, flags, logging
 from clu import metric_writers, periodic_actions
 from ml_collections import config_flags
 
-from mformer_jax import checkpointing, optim
+from mformer_jax.run import checkpoints
+from mformer_jax.train import optim
 from mformer_jax import train as trainer
 from mformer_jax.errors import InputError, UserError, exit_with
 from mformer_jax.lra import listops
@@ -133,10 +134,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   tx, schedule = make_optimizer(config.train)
   params = model.init(jax.random.key(config.seed), data['train'][0][:1])['params']
   state = dict(params=params, opt_state=tx.init(params), step=jnp.asarray(0, jnp.int32))
-  mngr = checkpointing.manager(workdir)  # the latest checkpoint only
+  mngr = checkpoints.manager(workdir)  # the latest checkpoint only
   on_device = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
-  start, restored = checkpointing.restore_newest(
-      mngr, lambda step: checkpointing.restore(mngr, step, state, on_device), quarantine=True)
+  start, restored = checkpoints.restore_newest(
+      mngr, lambda step: checkpoints.restore(mngr, step, state, on_device), quarantine=True)
   history = {'evals': []}
   if start is not None:
     state, history = restored[0], restored[1]['history']
@@ -156,7 +157,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       eval_now = step % config.eval_every_steps == 0 or step == num_steps
       save_now = step % config.checkpoint_every_steps == 0 or step == num_steps
       if step % config.log_every_steps == 0 or eval_now or save_now:
-        checkpointing.check(mngr)
+        checkpoints.check(mngr)
         summary = trainer.summarize(jax.device_get(sums))
         trainer.check_finite(summary, acc_from + 1, step, mngr, hint='train.grad_clip_norm>0')
         writer.write_scalars(step, {**{f'train_{k}': v for k, v in summary.items()},
@@ -168,11 +169,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         writer.write_scalars(step, res)
         history['evals'].append({'step': step, **res})
       if save_now:
-        checkpointing.save(mngr, state, {'step': step, 'history': history})
+        checkpoints.save(mngr, state, {'step': step, 'history': history})
         with open(os.path.join(workdir, 'history.json'), 'w') as f:
           json.dump(history, f)
   finally:
-    checkpointing.finish(mngr)
+    checkpoints.finish(mngr)
     mngr.close()
   writer.flush()
   if not history['evals']:

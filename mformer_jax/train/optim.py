@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mformer_jax import fused
+from mformer_jax.train import fused
 from mformer_jax.errors import ConfigError
 
 

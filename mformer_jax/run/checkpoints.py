@@ -1,13 +1,5 @@
-"""Checkpoints: the run's own orbax CheckpointManager, and loading weights from anywhere.
-
-Loading (initialising is `model.init_variables`):
-* `load(source, cfg, like=, dont_load=)`: the one loader, and the one place that decides what a
-  source is: a workdir of this trainer (what `python -m mformer_jax.convert` writes too) or a
-  foreign file (official .pyth/.pth/.npz; a timm ViT for ImageNet initialisation). Every path
-  ends in the one mismatch check, `convert.check_fit`.
-* `load_model(source)` / `convert.load_official(source, cfg)`: (model, variables) ready to apply.
-* `restore` / `restore_params`: one step of an open manager straight into given shardings (the
-  trainer's resume, the evaluator's eval.step).
+"""A run's own checkpoints: the orbax CheckpointManager, verified saves and restores, fallback
+and quarantine. (Loading weights from anywhere, workdirs included, is `mformer_jax.weights`.)
 
 Layout: WORKDIR/checkpoints/<step>/{params, train, meta}. `train` holds the optimizer state, the
 step and the base RNG key; the data position is the step itself (the input pipeline restarts at
@@ -22,8 +14,7 @@ recomputes them and refuses parameters that are not finite; a step that cannot b
 either check raises `CorruptCheckpointError`, and `restore_newest` then falls back to the newest
 step that passes (or, strict, stops naming the readable ones). A trainer moves a broken step to
 WORKDIR/broken_checkpoints/ (kept for inspection, never deleted; outside the manager, so it is
-neither resumed from, nor re-saved over, nor counted as best). Checkpoints written before the
-checksums existed are checked for finiteness only.
+neither resumed from, nor re-saved over, nor counted as best).
 """
 import contextlib
 import gc
@@ -42,13 +33,10 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mformer_jax import convert, workdir as workdir_lib
 from mformer_jax.errors import ConfigError, InputError, MissingInputError, UserError
-from mformer_jax.model import HEAD_PARAMS, ModelConfig, Motionformer
+from mformer_jax.model import layout
+from mformer_jax.run import workdir as workdir_lib
 
-HEAD_KEYS = tuple(HEAD_PARAMS.values())
-# `load(dont_load=HEAD_PATTERNS)` keeps the fresh classifier(s): fine-tuning to a new label set.
-HEAD_PATTERNS = (f'({"|".join(HEAD_KEYS)})/.*',)
 BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that failed to restore
 path = workdir_lib.path
 
@@ -210,7 +198,7 @@ def save(mngr, state, meta: dict, metrics=None) -> None:
         **{k: ocp.args.StandardSave(v) for k, v in items.items()}, meta=ocp.args.JsonSave(meta)))
 
 
-def save_params(workdir: str, params, cfg: ModelConfig, **meta) -> None:
+def save_params(workdir: str, params, cfg, **meta) -> None:
   """WORKDIR/checkpoints/0: `params` alone, with the metadata a trainer's step has (the model
   config; `meta` adds fields), so that everything reading a workdir reads it. What
   `python -m mformer_jax.convert` writes; WORKDIR must hold no checkpoint yet."""
@@ -273,7 +261,7 @@ def _target(mngr, step, item: str, meta: dict, abstract, shardings):
   recorded = meta.get('arrays', {}).get(item)
   if recorded is None:  # written before checksums: as before
     return _abstract(abstract, shardings)
-  convert.check_fit({n: r[0] for n, r in recorded.items()},
+  layout.check_fit({n: r[0] for n, r in recorded.items()},
                     {n: x.shape for n, x in _flat(abstract)}, f'{_where(mngr, step)} ({item})')
   return jax.tree_util.tree_map_with_path(
       lambda kp, x, s: jax.ShapeDtypeStruct(x.shape, jnp.dtype(recorded[_name(kp)][1]),
@@ -368,146 +356,17 @@ def _quarantine(mngr, steps) -> None:
       logging.warning('moved the broken checkpoint step %d to %s (kept for inspection)', step,
                       dest)
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('mformer_jax.checkpointing.quarantine')
+    multihost_utils.sync_global_devices('mformer_jax.run.checkpoints.quarantine')
   mngr.reload()
 
 
-def _newest_params(workdir: str, strict: bool, step=None):
-  """(step, numpy params, meta) of a run's newest readable checkpoint (or `step`), verified, in
-  the layout written."""
-  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-
-  def read(step):
-    meta = read_meta(mngr, step)
-    recorded = meta.get('arrays', {}).get('params')
-    if recorded:  # the shapes and dtypes as written
-      saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
-          tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
-    else:
-      try:  # written before checksums: orbax's own metadata, as a plain tree of shapes/dtypes
-        saved = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
-                             mngr.item_metadata(step)['params'].tree)
-      except Exception as e:  # pylint: disable=broad-except
-        raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: '
-                                     f'{_first_line(e)}') from e
-    params = restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved), meta)
-    return jax.device_get(params), meta
-
-  with manager(workdir, read_only=True) as mngr:
-    if step is not None:
-      if step not in mngr.all_steps():
-        raise MissingInputError(f'no checkpoint step {step} in {mngr.directory} (it holds steps '
-                                f'{list(mngr.all_steps())})')
-      return (step, *read(step))
-    step, value = restore_newest(mngr, read, strict=strict)
-  if step is None:
-    raise MissingInputError(f'{workdir}/checkpoints holds no finished checkpoint')
-  return (step, *value)
 
 
-def _names(flat) -> dict:
-  return {'/'.join(k): v for k, v in flat.items()}
 
 
-def _source(source, cfg, step, strict, log):
-  """(ModelConfig, numpy params fitting it, in its layout): where what a source is is decided."""
-  if isinstance(source, (str, os.PathLike)) and (path(source) / 'checkpoints').is_dir():
-    step, params, meta = _newest_params(os.fspath(source), strict, step)
-    log(f'Loading {source}: checkpoint step {step}')
-    if isinstance(cfg, (str, os.PathLike)) or (
-        cfg and not isinstance(cfg, ModelConfig) and convert.is_official_config(cfg)):
-      raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
-                        'official config applies to an official checkpoint file only')
-    if not isinstance(cfg, ModelConfig) and 'model' not in meta:
-      raise InputError(f'{source} (step {step}) records no model config: no Motionformer run '
-                       'of this trainer (give cfg=, the ModelConfig it is for)')
-    own = (cfg if isinstance(cfg, ModelConfig)
-           else ModelConfig.from_config({**meta['model'], **(cfg or {})}))
-    flat = traverse_util.flatten_dict(convert.blocks_layout(params, own))
-    convert.check_fit(_names({k: v.shape for k, v in flat.items()}),
-                      _names(convert.param_shapes(own)), f'{source} (step {step})')
-    return own, traverse_util.unflatten_dict(
-        {k: np.asarray(v, own.param_dtype) for k, v in flat.items()})
-  if step is not None:
-    raise ConfigError(f'step={step}: {source} is no workdir with checkpoint steps')
-  if isinstance(source, (str, os.PathLike)) and path(source).is_dir():
-    if convert.is_old_format(source):
-      raise InputError(
-          f'{source} was written by an earlier mformer_jax.convert (params/ and '
-          'model_config.json), which is read no more; rewrite it as a workdir checkpoint: '
-          f'python -m mformer_jax.convert --input={source} --output={source}')
-    raise MissingInputError(f'{source} holds no checkpoint (no checkpoints/ folder): a workdir '
-                            'of this trainer, a python -m mformer_jax.convert output or an '
-                            'official .pyth/.pth/.npz file was expected')
-  log(f'Loading {source if isinstance(source, (str, os.PathLike)) else "a state dict"}')
-  model, variables = convert.read_official(source, cfg)
-  return model.cfg, variables['params']
 
 
-def _merge(params, cfg: ModelConfig, like, dont_load, what: str):
-  """`params` in the structure and dtypes of `like`; names matching a dont_load pattern keep
-  like's values (big_vision's merge_params), the rest must fit exactly."""
-  patterns = [re.compile(p) for p in dont_load]
-  fresh = _names(traverse_util.flatten_dict(jax.device_get(like)))
-  got = _names(traverse_util.flatten_dict(convert.blocks_layout(params, cfg)))
-  unused = [p.pattern for p in patterns if not any(p.fullmatch(n) for n in fresh)]
-  if unused:
-    raise ConfigError(f'dont_load pattern(s) {unused} match no parameter of the model')
-  kept = lambda n: any(p.fullmatch(n) for p in patterns)
-  head = lambda n: n.split('/')[0] in HEAD_KEYS
-  heads_differ = {(n, v.shape) for n, v in got.items() if head(n)} != {
-      (n, v.shape) for n, v in fresh.items() if head(n)}
-  hint = (' (fine-tuning to a new label set? keep the fresh head: dont_load=HEAD_PATTERNS, '
-          '--config.init.reset_head=True)' if heads_differ and not patterns else '')
-  convert.check_fit({n: v.shape for n, v in got.items() if not kept(n)},
-                    {n: v.shape for n, v in fresh.items() if not kept(n)}, what, hint)
-  out = {tuple(n.split('/')): v if kept(n) else np.asarray(got[n], v.dtype)
-         for n, v in fresh.items()}
-  return traverse_util.unflatten_dict(out)
 
 
-def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool = False,
-         imagenet: bool = False, log=logging.info):
-  """(ModelConfig, numpy params) of `source`, checked: the one loader.
-
-  source: a workdir of this trainer (it has WORKDIR/checkpoints; `python -m mformer_jax.convert`
-    writes one): its newest readable step, verified, with the model config saved in its
-    metadata. Anything else is a foreign file: an official .pyth/.pth/.npz path or a state dict
-    (the model config from the file's own cfg or, failing that, its shapes: convert.read_official);
-    with imagenet=True a timm ViT state dict. A folder of the earlier converted format is an
-    InputError saying how to rewrite it.
-  cfg: None: the source's own config. A ModelConfig: the model the parameters are for. A mapping
-    of ModelConfig fields replaces the source's own (e.g. {'dtype': 'float64'}); for a foreign
-    file also an official config (the nested yacs dict, or the path of its YAML file).
-  like: the fresh parameters of the model `cfg` (then a ModelConfig) to load into: the result
-    has their structure, block layout and dtypes. Without it, the layout `cfg` builds.
-  dont_load: regular expressions (full match) on '/'-joined parameter names of `like` that keep
-    their fresh values, whatever the source holds there (HEAD_PATTERNS: a new label set).
-  step: that step of a workdir (default: the newest readable; a broken newer one is skipped with
-    a warning, or with strict an error naming the readable ones).
-  imagenet: copy the ViT's tensors onto `like` by the official same-key-and-shape rule and
-    inflate its patch kernel (convert.init_from_imagenet); the rest stays fresh.
-
-  Whatever the source, the parameters go through the one mismatch check (convert.check_fit): a
-  CheckpointMismatchError lists every missing, unexpected and mis-shaped name.
-  """
-  if like is not None and not isinstance(cfg, ModelConfig):
-    raise ValueError('like= needs cfg=, the ModelConfig of the model it belongs to')
-  if (dont_load or imagenet) and like is None:
-    raise ValueError('dont_load= and imagenet= need like=, the fresh parameters')
-  what = source if isinstance(source, (str, os.PathLike)) else 'the state dict'
-  if imagenet:
-    log(f'Initialising from the ImageNet ViT {what}')
-    params = convert.init_from_imagenet({'params': like}, source, cfg, log=log)[0]['params']
-    return cfg, _merge(params, cfg, like, dont_load, what)
-  if like is None:
-    return _source(source, cfg, step, strict, log)
-  # Read as the source's own model, then fitted onto `like` (whose head may differ).
-  return cfg, _merge(_source(source, None, step, strict, log)[1], cfg, like, dont_load, what)
 
 
-def load_model(source, **overrides):
-  """(model, {'params': device arrays}) of anything `load` reads, ready to apply (analysis,
-  notebooks). overrides replace ModelConfig fields that do not change the parameters (e.g.
-  dtype='float64', trajectory_impl='einsum', scan_blocks=True: the layout follows)."""
-  return convert.load_official(source, overrides or None)

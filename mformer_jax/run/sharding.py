@@ -5,8 +5,6 @@ optimizer state are replicated, or with FSDP (`config.mesh.fsdp`) their large le
 along 'data' too and `jax.jit` inserts the all-gathers. There is no per-device batch dimension
 anywhere: arrays are global and `NamedSharding`s say where their pieces live.
 """
-import contextlib
-import contextvars
 import os
 
 import jax
@@ -73,29 +71,6 @@ def state_shardings(abstract_tree, mesh: Mesh, *, fsdp: bool, fsdp_min_size: int
     return replicated(mesh)  # nothing divides: small odd-shaped leaves stay whole
 
   return jax.tree.map(rule, abstract_tree)
-
-
-_STEP_MESH = contextvars.ContextVar('step_mesh', default=None)
-
-
-@contextlib.contextmanager
-def placing_on(mesh: Mesh):
-  """While a step over `mesh` is traced, `split_batch` keeps activations split like the batch."""
-  token = _STEP_MESH.set(mesh)
-  try:
-    yield
-  finally:
-    _STEP_MESH.reset(token)
-
-
-def split_batch(x):
-  """`x` (batch first) kept split over 'data' like the batch inside `placing_on`, else
-  unchanged (one device, tests, analysis). Why: with FSDP the partitioner otherwise carries a
-  split parameter's layout onto the activations and moves the whole global batch between chips
-  at every layer (mformer_jax.plan showed it: benchmarks/results/tpu-compile/plan.md, FSDP);
-  pinned, it gathers the parameters instead, as FSDP means to."""
-  mesh = _STEP_MESH.get()
-  return x if mesh is None else jax.lax.with_sharding_constraint(x, batch_sharded(mesh))
 
 
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:

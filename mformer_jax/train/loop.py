@@ -8,9 +8,8 @@ code; host 0 writes logs and files, orbax coordinates checkpoint writes. A resta
 resumes from the latest checkpoint with the same parameters, optimizer state, RNG and data
 position, so it continues the exact sequence of the uninterrupted run.
 
-The pieces are importable, as in the flax ImageNet example: `make_optimizer`,
-`create_train_state`, `restore_or_create_state` and `train_step` (tests and benchmarks run these
-very functions); `train_and_evaluate` is the loop around them.
+The step and its pieces are importable from `train.step` (tests, benchmarks and the TPU plan run
+that very step); `train_and_evaluate` is the loop around it.
 """
 import functools
 import time
@@ -18,15 +17,18 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from mformer_jax import checkpointing, evaluate, fused, optim, preemption, sharding
-from mformer_jax.errors import ConfigError, UserError
-from mformer_jax import workdir as workdir_lib
+from mformer_jax import weights
 from mformer_jax.data import pipeline
-from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
+from mformer_jax.errors import ConfigError, UserError
+from mformer_jax.eval import evaluator as evaluator_lib
+from mformer_jax.model import init_variables, make_model
+from mformer_jax.run import checkpoints, preemption, sharding
+from mformer_jax.run import workdir as workdir_lib
+from mformer_jax.train import optim
+from mformer_jax.train.step import create_train_state, make_train_step
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -43,22 +45,6 @@ class Preempted(RuntimeError):
 # Loss and metrics. Metrics are (sum, count) pairs over the global batch, so they add up exactly
 # across steps and hosts no matter how the batch is split.
 # ----------------------------------------------------------------------------------------------
-def loss_and_metrics(out, batch, label_smoothing: float):
-  """Mean label-smoothed cross-entropy (EK: mean of the verb and noun losses) and metrics."""
-  n = batch['clip'].shape[0]
-  losses, metrics, all_correct = [], {}, True
-  for head, logits in outputs_by_head(out).items():
-    labels = batch[head]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    losses.append(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean())
-    correct = jnp.argmax(logits, -1) == labels
-    all_correct = all_correct & correct
-    metrics[f'{head_prefix(head)}accuracy'] = (correct.sum(), n)
-  if len(losses) > 1:
-    metrics['action_accuracy'] = (all_correct.sum(), n)
-  loss = sum(losses) / len(losses)
-  metrics['loss'] = (loss * n, n)
-  return loss, metrics
 
 
 def summarize(metrics) -> dict:
@@ -87,79 +73,14 @@ def schedule_lengths(config, num_train: int) -> dict:
   return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
 
 
-# ----------------------------------------------------------------------------------------------
-# Optimizer, state and the update step
-# ----------------------------------------------------------------------------------------------
-def make_optimizer(config, model, steps_per_epoch: int):
-  """(optimizer, schedule): optax AdamW, or the same AdamW inside the backward pass."""
-  if not config.train.fused_update:
-    return optim.make_optimizer(config.train, steps_per_epoch)
-  if not model.cfg.scan_blocks:
-    raise ConfigError('train.fused_update=True needs model.scan_blocks=True')
-  return optim.make_fused_optimizer(config.train, steps_per_epoch)
 
 
-def create_train_state(params, tx, seed: int) -> dict:
-  """{'params', 'opt_state', 'step', 'rng'}: what a checkpoint holds (with the step's data
-  position implied by 'step')."""
-  return {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
-          'rng': jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))}
 
 
-def train_step(state, batch, *, model, tx, schedule, label_smoothing: float,
-               fused_update: bool = False):
-  """One update: (state, batch) -> (new state, metrics as (sum, count) pairs).
-
-  Bind the keywords with functools.partial and jit it (see `train_and_evaluate`).
-  """
-  # One key per step, independent of how the batch is split (threefry is partitionable).
-  rng = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
-  drop_rng, landmark_rng = jax.random.split(rng)
-  rngs = {'dropout': drop_rng, 'landmarks': landmark_rng}
-  objective = functools.partial(loss_and_metrics, batch=batch, label_smoothing=label_smoothing)
-  if fused_update:
-    params, opt_state, _, metrics, grad_norm = fused.train_step(
-        model, tx, state['params'], state['opt_state'], batch['clip'], objective, rngs)
-  else:
-    def loss_fn(params):
-      return objective(model.apply({'params': params}, batch['clip'], train=True, rngs=rngs))
-
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params, grad_norm = optax.apply_updates(state['params'], updates), optax.tree.norm(grads)
-  metrics['grad_norm'] = (grad_norm, 1)
-  metrics['learning_rate'] = (schedule(state['step']), 1)
-  return {'params': params, 'opt_state': opt_state, 'step': state['step'] + 1,
-          'rng': state['rng']}, metrics
 
 
-def abstract_train_state(config, model, tx):
-  """The state's shapes and dtypes, without computing anything."""
-  return jax.eval_shape(lambda: create_train_state(
-      init_variables(model, jax.random.key(config.seed))['params'], tx, config.seed))
 
 
-def make_train_step(config, model, mesh, steps_per_epoch: int):
-  """(step_fn, tx, abstract state, state shardings): the jitted update over `mesh` as the
-  trainer runs it. One builder for `train_and_evaluate` and for `mformer_jax.plan`, which
-  compiles this very step for a TPU slice, so the two cannot drift apart."""
-  tx, schedule = make_optimizer(config, model, steps_per_epoch)
-  abstract = abstract_train_state(config, model, tx)
-  state_sh = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
-                                      fsdp_min_size=config.mesh.fsdp_min_size)
-  step = functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                           label_smoothing=config.train.label_smoothing,
-                           fused_update=bool(config.train.fused_update))
-
-  @functools.wraps(train_step)
-  def step_on_mesh(state, batch):
-    with sharding.placing_on(mesh):
-      return step(state, batch)
-
-  step_fn = jax.jit(
-      step_on_mesh, in_shardings=(state_sh, sharding.batch_sharded(mesh)),
-      out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=(0,))
-  return step_fn, tx, abstract, state_sh
 
 
 def restore_or_create_state(config, model, tx, mngr, shardings):
@@ -168,20 +89,20 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
   placed into `shardings`.
 
   A checkpoint that cannot be read or fails its checks is skipped for the newest one that
-  passes, and moved to WORKDIR/broken_checkpoints/ (checkpointing.restore_newest), unless
+  passes, and moved to WORKDIR/broken_checkpoints/ (checkpoints.restore_newest), unless
   checkpoint.strict_restore, which stops naming the readable steps instead."""
   def read(step):
     # The state's structure depends on these two; say so instead of failing inside orbax.
-    saved = checkpointing.read_meta(mngr, step)
+    saved = checkpoints.read_meta(mngr, step)
     layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
     if layout != (model.cfg.scan_blocks, bool(config.train.fused_update)):
       raise ValueError(
           f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
           f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
           f'workdir from its parameters with init.checkpoint, which converts the layout)')
-    return checkpointing.restore(mngr, step, abstract_train_state(config, model, tx), shardings)
+    return checkpoints.restore(mngr, step, abstract_train_state(config, model, tx), shardings)
 
-  start, restored = checkpointing.restore_newest(
+  start, restored = checkpoints.restore_newest(
       mngr, read, strict=config.checkpoint.strict_restore, quarantine=True)
   if start is None:
     params = jax.jit(lambda k: init_variables(model, k, random_tubelet=config.init.random_tubelet)
@@ -190,10 +111,10 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
     if init.checkpoint and init.imagenet:
       raise ConfigError('set init.checkpoint or init.imagenet, not both')
     if init.checkpoint or init.imagenet:
-      _, loaded = checkpointing.load(
+      _, loaded = weights.load(
           init.checkpoint or init.imagenet, model.cfg, like=sharding.to_host(params),
           imagenet=bool(init.imagenet), strict=config.checkpoint.strict_restore,
-          dont_load=checkpointing.HEAD_PATTERNS if init.reset_head else ())
+          dont_load=weights.HEAD_PATTERNS if init.reset_head else ())
       params = jax.device_put(loaded, shardings['params'])
     state = jax.jit(lambda p: create_train_state(p, tx, config.seed),
                     out_shardings=shardings)(params)
@@ -223,7 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config, workdir, stop) -> dict:
-  workdir = checkpointing.path(workdir)
+  workdir = checkpoints.path(workdir)
   host0 = jax.process_index() == 0
   train_cfg, ck = config.train, config.checkpoint
 
@@ -249,9 +170,9 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
     logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
                     'float32, even where the CPU has AMX (benchmarks/results/intel-spr-2core/): '
                     '--config.model.dtype=float32 is faster on a CPU.')
-  evaluator = evaluate.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
+  evaluator = evaluator_lib.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
-  mngr = checkpointing.manager(workdir, ck)
+  mngr = checkpoints.manager(workdir, ck)
   state, meta = restore_or_create_state(config, model, tx, mngr, state_sh)
   start = meta['step']
   if meta.get('total_steps', total) != total:
@@ -263,7 +184,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   def checkpoint(step, results=None):
     meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
             'model': dict(model.cfg.__dict__), 'fused_update': bool(train_cfg.fused_update)}
-    checkpointing.save(mngr, state, meta, metrics=results and {
+    checkpoints.save(mngr, state, meta, metrics=results and {
         ck.best_metric: results[ck.best_metric]})
 
   # ---- The loop. Batch i of the (deterministic) input pipeline always feeds update i.
@@ -291,7 +212,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
       preempted = stop.requested(mngr, step, sync)  # agreed by all hosts, so all stop together
       save_now = step % ck.every_steps == 0 or eval_now or bool(preempted)
       if sync or save_now:
-        checkpointing.check(mngr)  # a failed asynchronous save ends the run now
+        checkpoints.check(mngr)  # a failed asynchronous save ends the run now
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
         check_finite(summary, acc_from + 1, step, mngr)
@@ -314,7 +235,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
                               bad_train_records=bad_records())
     writer.flush()
   finally:
-    checkpointing.finish(mngr)  # never leave a half-written checkpoint behind us
+    checkpoints.finish(mngr)  # never leave a half-written checkpoint behind us
     mngr.close()
 
   timed_steps = total - first  # steps after the compiling one

@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mformer_jax import attention, fast_attention, posembed, remat, sharding
+from jax.sharding import PartitionSpec as P
+
+from mformer_jax.model import attention, fast_attention, posembed, remat
 from mformer_jax.errors import ConfigError
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
@@ -143,6 +145,19 @@ class ModelConfig:
 Dense = attention.Dense
 
 
+def split_batch(x):
+  """`x` (batch first) kept split over the mesh axis 'data' like the batch, inside a step traced
+  under `jax.sharding.use_abstract_mesh(mesh.abstract_mesh)` (the trainer's and evaluator's);
+  unchanged elsewhere (one device, tests, analysis). Why: with FSDP the partitioner otherwise
+  carries a split parameter's layout onto the activations and moves the whole global batch
+  between chips at every layer (mformer_jax.plan showed it: benchmarks/results/tpu-compile/
+  plan.md, FSDP); pinned, it gathers the parameters instead, as FSDP means to."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or 'data' not in mesh.axis_names:
+    return x
+  return jax.lax.with_sharding_constraint(x, P('data'))
+
+
 class DropPath(nn.Module):
   """Per-sample stochastic depth, scaled by 1/keep (timm semantics)."""
   rate: float
@@ -180,7 +195,7 @@ class Block(nn.Module):
   def __call__(self, x, train: bool = False, first_landmarks=None, drop_path=None):
     """Positional arguments for nn.remat; drop_path overrides the rate (scan_blocks)."""
     c = self.cfg
-    x = sharding.split_batch(x)  # in a step over a mesh: activations stay split like the batch
+    x = split_batch(x)  # in a step over a mesh: activations stay split like the batch
     kw = dict(dtype=c.compute_dtype, param_dtype=c.param_dtype)
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **kw)
     f = c.temporal_slots
@@ -210,7 +225,7 @@ class Block(nn.Module):
     self.sow('intermediates', 'attn_out', a)
     x = x + drop_path(a, train=train)
     mlp = Mlp(int(x.shape[-1] * c.mlp_ratio), c.dropout, name='mlp', **kw)
-    return sharding.split_batch(x + drop_path(mlp(norm(name='norm2')(x), train=train),
+    return split_batch(x + drop_path(mlp(norm(name='norm2')(x), train=train),
                                               train=train))
 
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-from mformer_jax.model import ModelConfig, Motionformer, init_variables
+from mformer_jax.model.motionformer import ModelConfig, Motionformer, init_variables
 
 
 def _dot_macs(eqn) -> int:

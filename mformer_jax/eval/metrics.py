@@ -1,6 +1,6 @@
 """Classification metrics of an evaluation: the per-video view ensemble, top-k, per-class
 accuracy and the confusion matrix. Pure numpy; running the model and writing reports is
-`evaluate.py`'s job.
+`evaluator.py`'s job.
 """
 import numpy as np
 

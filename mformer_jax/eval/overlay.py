@@ -11,7 +11,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mformer_jax.analysis import attention_maps
+from mformer_jax.model import attention_maps
 from mformer_jax.data import pipeline, to_display_rgb, video
 from mformer_jax.errors import UserError
 from mformer_jax.model import head_prefix

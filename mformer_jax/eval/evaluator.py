@@ -16,9 +16,11 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from mformer_jax import checkpointing, metrics, overlay, sharding
+from mformer_jax import weights
+from mformer_jax.eval import metrics, overlay
+from mformer_jax.run import checkpoints, sharding
 from mformer_jax.errors import ConfigError, MissingInputError
-from mformer_jax import workdir as workdir_lib
+from mformer_jax.run import workdir as workdir_lib
 from mformer_jax.data import pipeline
 from mformer_jax.model import head_prefix, init_variables, make_model, outputs_by_head
 
@@ -65,7 +67,7 @@ def write_report(directory, results: dict, per_head: dict, names: dict, unreadab
   (directory / 'metrics.json').write_text(json.dumps(report, indent=1))
 
 
-def _probabilities(model, params, clip, landmark_key):
+def probabilities(model, params, clip, landmark_key):
   """{head: softmax} of a batch of views. The Orthoformer draws a random first landmark even at
   test time (official); a fixed key keeps evaluation reproducible."""
   out = model.apply({'params': params}, clip, train=False, rngs={'landmarks': landmark_key})
@@ -77,8 +79,8 @@ def eval_step(model, mesh):
   the batch's other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
 
   def forward(params, batch, index):
-    with sharding.placing_on(mesh):
-      probs = _probabilities(model, params, batch['clip'],
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      probs = probabilities(model, params, batch['clip'],
                              jax.random.fold_in(jax.random.key(0), index))
     return probs, {k: v for k, v in batch.items() if k != 'clip'}
 
@@ -90,7 +92,7 @@ class Evaluator:
   """Runs the test split's view ensemble for given parameters; see module docstring."""
 
   def __init__(self, config, model, mesh, workdir: str):
-    self.config, self.mesh, self.workdir = config, mesh, checkpointing.path(workdir)
+    self.config, self.mesh, self.workdir = config, mesh, checkpoints.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     self.names = pipeline.class_names(config.data)
     sizes = {h: len(n) for h, n in self.names.items()}
@@ -149,9 +151,9 @@ def _on_every_host(values: list) -> list:
 # ----------------------------------------------------------------------------------------------
 # eval and predict modes
 # ----------------------------------------------------------------------------------------------
-def _params_to_evaluate(config, workdir: str, model, mesh):
+def params_to_evaluate(config, workdir: str, model, mesh):
   """(params, tag): the workdir's checkpoint at eval.step (-1 = the newest that reads and
-  passes its checks; checkpointing.restore_newest), or else the weights in init.checkpoint (an
+  passes its checks; checkpoints.restore_newest), or else the weights in init.checkpoint (an
   official .pyth/.npz, a converted folder or another workdir). A step named by eval.step that
   fails its checks is an error: nothing is evaluated from weights that failed."""
   key = jax.random.key(config.seed)
@@ -159,15 +161,15 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
   abstract = jax.eval_shape(init)
   shardings = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
                                        fsdp_min_size=config.mesh.fsdp_min_size)
-  if (checkpointing.path(workdir) / 'checkpoints').is_dir():
-    with checkpointing.manager(workdir, read_only=True) as mngr:
-      read = lambda step: checkpointing.restore_params(mngr, step, abstract, shardings)
+  if (checkpoints.path(workdir) / 'checkpoints').is_dir():
+    with checkpoints.manager(workdir, read_only=True) as mngr:
+      read = lambda step: checkpoints.restore_params(mngr, step, abstract, shardings)
       if config.eval.step >= 0:
         if config.eval.step not in mngr.all_steps():
           raise MissingInputError(f'no checkpoint step {config.eval.step} in {mngr.directory} '
                                   f'(it holds steps {list(mngr.all_steps())})')
         return read(config.eval.step), f'step_{config.eval.step}'
-      step, params = checkpointing.restore_newest(mngr, read,
+      step, params = checkpoints.restore_newest(mngr, read,
                                                   strict=config.checkpoint.strict_restore)
       if step is not None:
         return params, f'step_{step}'
@@ -175,7 +177,7 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
     raise MissingInputError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
-  _, params = checkpointing.load(config.init.checkpoint, model.cfg,
+  _, params = weights.load(config.init.checkpoint, model.cfg,
                                  strict=config.checkpoint.strict_restore)
   return jax.device_put(params, shardings), 'pretrained'
 
@@ -183,30 +185,7 @@ def _params_to_evaluate(config, workdir: str, model, mesh):
 def evaluate_checkpoint(config, workdir: str) -> dict:
   workdir_lib.claim(workdir, lock=False)  # the reports go there: writable, checked up front
   mesh, model = sharding.make_mesh(), make_model(config.model)
-  params, tag = _params_to_evaluate(config, workdir, model, mesh)
+  params, tag = params_to_evaluate(config, workdir, model, mesh)
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)
 
 
-def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
-  """{head: [(class name, ensemble probability)] * top} for the video file config.video; with
-  config.predict_output also the labelled video (overlay.py), checked before the model runs and
-  written after report(result) has shown the answer."""
-  if not config.video:
-    raise ConfigError('predict needs a video: --config.video=PATH')
-  if config.predict_output:
-    overlay.check_output(config.predict_output)
-  mesh, model = sharding.make_mesh(), make_model(config.model)
-  params, _ = _params_to_evaluate(config, workdir, model, mesh)
-  views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
-  forward = jax.jit(lambda p, clip: _probabilities(model, p, clip, jax.random.key(0)))
-  names = pipeline.class_names(config.data)
-  result = {}
-  for head, probs in forward(params, jnp.asarray(views)).items():
-    probs = np.asarray(probs).sum(0) / len(views)
-    best = np.argsort(-probs, kind='stable')[:top]
-    result[head] = [(names[head][i], float(probs[i])) for i in best]
-  if report is not None:
-    report(result)
-  if config.predict_output and jax.process_index() == 0:
-    overlay.write_prediction(config.predict_output, config, model, params, result)
-  return result

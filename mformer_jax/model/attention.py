@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import zlib
 
-from mformer_jax import approx, fast_attention
+from mformer_jax.model import approx, fast_attention
 
 Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02),
                           bias_init=nn.initializers.zeros)

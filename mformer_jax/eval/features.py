@@ -1,0 +1,92 @@
+"""Features of a list of videos: one pre-logits vector per video (the test views averaged),
+written to an .npz that a rerun resumes. The command is `python -m mformer_jax.features`, whose
+docstring describes the file.
+"""
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from mformer_jax.data import layouts, pipeline
+from mformer_jax.errors import InputError, MissingInputError
+from mformer_jax.eval import evaluator
+from mformer_jax.model import make_model
+from mformer_jax.run import sharding
+
+
+def video_list(spec: str) -> list[str]:
+  """The videos named by --videos (see module docstring)."""
+  p = pathlib.Path(spec)
+  if p.is_dir():
+    return [str(f) for f in sorted(p.rglob('*')) if f.suffix.lower() in layouts.VIDEO_EXTS]
+  if not p.is_file():
+    raise MissingInputError(f'no video list, folder or video at {spec}')
+  if p.suffix.lower() in layouts.VIDEO_EXTS:
+    return [str(p)]
+  lines = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.startswith('#')]
+  return [l if os.path.isabs(l) else str(p.parent / l) for l in lines]
+
+
+def _settings(config, tag, per_view):
+  """What makes two runs' features comparable; a resumed file must have been made with these."""
+  d = config.data
+  settings = dict(model=config.model.to_dict(), weights=tag, num_frames=d.num_frames,
+                  sampling_rate=d.sampling_rate, crop_size=d.crop_size, sampler=d.sampler,
+                  test_num_clips=d.test_num_clips, test_num_crops=d.test_num_crops, bgr=d.bgr,
+                  per_view=per_view)
+  return json.loads(json.dumps(settings))  # As read back (tuples become lists).
+
+
+def _load(out, settings):
+  if not os.path.exists(out):
+    return {}, {}
+  with np.load(out) as z:
+    if json.loads(str(z['settings'])) != settings:
+      raise InputError(f'{out} holds features made with another model or config; use a new --out')
+    views = z['views'] if settings['per_view'] else [None] * len(z['paths'])
+    done = {str(p): (f, v) for p, f, v in zip(z['paths'], z['features'], views)}
+    return done, {str(p): str(r) for p, r in zip(z['unreadable'], z['reasons'])}
+
+
+def _save(out, done, bad, settings):
+  paths = list(done)
+  empty = np.zeros((0, settings['model']['embed_dim']), np.float32)
+  arrays = dict(paths=np.array(paths, str), settings=json.dumps(settings),
+                features=np.stack([done[p][0] for p in paths]) if done else empty,
+                unreadable=np.array(list(bad), str), reasons=np.array(list(bad.values()), str))
+  if settings['per_view']:
+    arrays['views'] = np.stack([done[p][1] for p in paths]) if done else empty[:, None]
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out + '.tmp', 'wb') as f:  # Atomic: an interrupted write never loses the file.
+    np.savez(f, **arrays)
+  os.replace(out + '.tmp', out)
+
+
+def extract(config, workdir: str, videos: list[str], out: str, *, per_view=False, save_every=100):
+  """Writes `out` (module docstring); returns (number of videos with features, unreadable)."""
+  model = make_model(config.model)
+  params, tag = evaluator.params_to_evaluate(config, workdir, model, sharding.make_mesh())
+  settings = _settings(config, tag, per_view)
+  done, bad = _load(out, settings)
+  # The Orthoformer draws its first landmark at random even at test time: a fixed key.
+  forward = jax.jit(lambda p, clip: model.apply({'params': p}, clip, train=False,
+                                                return_features=True,
+                                                rngs={'landmarks': jax.random.key(0)})[1])
+  todo = [v for v in dict.fromkeys(videos) if v not in done]  # Unreadable ones are retried.
+  for n, path in enumerate(tqdm.tqdm(todo, unit='video', desc='features'), 1):
+    try:
+      views = pipeline.load_video_views(path, config.data)
+    except Exception as e:  # pylint: disable=broad-except
+      bad[path] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    else:
+      feats = np.asarray(forward(params, jnp.asarray(views)), np.float32)
+      done[path] = (feats.mean(0), feats if per_view else None)
+      bad.pop(path, None)
+    if n % save_every == 0:
+      _save(out, done, bad, settings)
+  _save(out, done, bad, settings)
+  return len(done), bad

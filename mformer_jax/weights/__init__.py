@@ -1,0 +1,15 @@
+"""Weights from anywhere: a workdir of this trainer, an official .pyth/.pth/.npz, a timm ViT.
+
+    cfg, params = weights.load(source, cfg, like=fresh_params, dont_load=weights.HEAD_PATTERNS)
+    model, variables = weights.load_model(source)          # ready to apply
+
+`tree` (the mismatch check, block layouts, merging), `official` (the key table, readers, the
+yacs config, export, ImageNet inflation), `vit` (timm ViTs as the one-frame model),
+`torch_pickle` (torch.save files read without torch), `load` (the loader).
+"""
+from mformer_jax.weights.load import load, load_model, load_official
+from mformer_jax.weights.official import (UnreadableCheckpointError, export_official,
+                                          init_from_imagenet, read_checkpoint, read_official)
+from mformer_jax.model.layout import CheckpointMismatchError, check_fit
+from mformer_jax.weights.tree import HEAD_PATTERNS
+from mformer_jax.weights.vit import load_timm_vit

@@ -1,0 +1,147 @@
+"""Loading weights from anywhere: `load(source, cfg, like=, dont_load=)` and the ready-to-apply
+`load_model` / `load_official`.
+
+What a source is is decided in `_source` alone: a workdir of this trainer (it has
+WORKDIR/checkpoints; `python -m mformer_jax.convert` writes one) or a foreign file or state dict
+(official .pyth/.pth/.npz, read by `official.read_official`; a timm ViT for ImageNet
+initialisation). Every path ends in `tree.check_fit`.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import traverse_util
+
+from mformer_jax.errors import ConfigError, InputError, MissingInputError
+from mformer_jax.model import ModelConfig, Motionformer
+from mformer_jax.run import checkpoints
+from mformer_jax.weights import official
+from mformer_jax.model.layout import blocks_layout, check_fit, param_shapes
+from mformer_jax.weights.tree import merge, names
+
+
+def _newest_params(workdir: str, strict: bool, step=None):
+  """(step, numpy params, meta) of a run's newest readable checkpoint (or `step`), verified, in
+  the layout written."""
+  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def read(step):
+    meta = checkpoints.read_meta(mngr, step)
+    recorded = meta.get('arrays', {}).get('params')
+    if not recorded:
+      raise checkpoints.CorruptCheckpointError(
+          f'{mngr.directory / str(step)} records no checksums of its parameters: written by an '
+          'earlier mformer_jax (0.0.x), whose checkpoints are not read')
+    saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
+        tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
+    params = checkpoints.restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved), meta)
+    return jax.device_get(params), meta
+
+  with checkpoints.manager(workdir, read_only=True) as mngr:
+    if step is not None:
+      if step not in mngr.all_steps():
+        raise MissingInputError(f'no checkpoint step {step} in {mngr.directory} (it holds steps '
+                                f'{list(mngr.all_steps())})')
+      return (step, *read(step))
+    step, value = checkpoints.restore_newest(mngr, read, strict=strict)
+  if step is None:
+    raise MissingInputError(f'{workdir}/checkpoints holds no finished checkpoint')
+  return (step, *value)
+
+
+def _source(source, cfg, step, strict, log):
+  """(ModelConfig, numpy params fitting it, in its layout): where what a source is is decided."""
+  if isinstance(source, (str, os.PathLike)) and (checkpoints.path(source) / 'checkpoints').is_dir():
+    step, params, meta = _newest_params(os.fspath(source), strict, step)
+    log(f'Loading {source}: checkpoint step {step}')
+    if isinstance(cfg, (str, os.PathLike)) or (
+        cfg and not isinstance(cfg, ModelConfig) and official.is_official_config(cfg)):
+      raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
+                        'official config applies to an official checkpoint file only')
+    if not isinstance(cfg, ModelConfig) and 'model' not in meta:
+      raise InputError(f'{source} (step {step}) records no model config: no Motionformer run '
+                       'of this trainer (give cfg=, the ModelConfig it is for)')
+    own = (cfg if isinstance(cfg, ModelConfig)
+           else ModelConfig.from_config({**meta['model'], **(cfg or {})}))
+    flat = traverse_util.flatten_dict(blocks_layout(params, own))
+    check_fit(names({k: v.shape for k, v in flat.items()}), names(param_shapes(own)),
+              f'{source} (step {step})')
+    return own, traverse_util.unflatten_dict(
+        {k: np.asarray(v, own.param_dtype) for k, v in flat.items()})
+  if step is not None:
+    raise ConfigError(f'step={step}: {source} is no workdir with checkpoint steps')
+  if isinstance(source, (str, os.PathLike)) and checkpoints.path(source).is_dir():
+    raise MissingInputError(f'{source} holds no checkpoint (no checkpoints/ folder): a workdir '
+                            'of this trainer, a python -m mformer_jax.convert output or an '
+                            'official .pyth/.pth/.npz file was expected')
+  log(f'Loading {source if isinstance(source, (str, os.PathLike)) else "a state dict"}')
+  model, variables = official.read_official(source, cfg)
+  return model.cfg, variables['params']
+
+
+def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool = False,
+         imagenet: bool = False, log=logging.info):
+  """(ModelConfig, numpy params) of `source`, checked.
+
+  source: a workdir of this trainer (it has WORKDIR/checkpoints; `python -m mformer_jax.convert`
+    writes one): its newest readable step, verified, with the model config saved in its
+    metadata. Anything else is a foreign file: an official .pyth/.pth/.npz path or a state dict
+    (the model config from the file's own cfg or, failing that, its shapes: official.read_official);
+    with imagenet=True a timm ViT state dict.
+  cfg: None: the source's own config. A ModelConfig: the model the parameters are for. A mapping
+    of ModelConfig fields replaces the source's own (e.g. {'dtype': 'float64'}); for a foreign
+    file also an official config (the nested yacs dict, or the path of its YAML file).
+  like: the fresh parameters of the model `cfg` (then a ModelConfig) to load into: the result
+    has their structure, block layout and dtypes. Without it, the layout `cfg` builds.
+  dont_load: regular expressions (full match) on '/'-joined parameter names of `like` that keep
+    their fresh values, whatever the source holds there (HEAD_PATTERNS: a new label set).
+  step: that step of a workdir (default: the newest readable; a broken newer one is skipped with
+    a warning, or with strict an error naming the readable ones).
+  imagenet: copy the ViT's tensors onto `like` by the official same-key-and-shape rule and
+    inflate its patch kernel (official.init_from_imagenet); the rest stays fresh.
+
+  Whatever the source, the parameters go through the one mismatch check (tree.check_fit): a
+  CheckpointMismatchError lists every missing, unexpected and mis-shaped name.
+  """
+  if like is not None and not isinstance(cfg, ModelConfig):
+    raise ValueError('like= needs cfg=, the ModelConfig of the model it belongs to')
+  if (dont_load or imagenet) and like is None:
+    raise ValueError('dont_load= and imagenet= need like=, the fresh parameters')
+  what = source if isinstance(source, (str, os.PathLike)) else 'the state dict'
+  if imagenet:
+    log(f'Initialising from the ImageNet ViT {what}')
+    params = official.init_from_imagenet({'params': like}, source, cfg, log=log)[0]['params']
+    return cfg, merge(params, cfg, like, dont_load, what)
+  if like is None:
+    return _source(source, cfg, step, strict, log)
+  # Read as the source's own model, then fitted onto `like` (whose head may differ).
+  return cfg, merge(_source(source, None, step, strict, log)[1], cfg, like, dont_load, what)
+
+
+def load_model(source, **overrides):
+  """(model, {'params': device arrays}) of anything `load` reads, ready to apply (analysis,
+  notebooks). overrides replace ModelConfig fields that do not change the parameters (e.g.
+  dtype='float64', trajectory_impl='einsum', scan_blocks=True: the layout follows)."""
+  return load_official(source, overrides or None)
+
+
+def load_official(path_or_state_dict, cfg=None):
+  """(model, variables) from an official checkpoint file or state dict (or, as
+  `load` is underneath, a workdir of this trainer).
+
+  cfg: None reads the model config from the file's own `cfg` (yaml in .pyth, `meta__json` in
+  golden .npz) or, failing that, from the state dict's shapes; a ModelConfig is used as is;
+  an official config (the nested yacs dict {'VIT': ..., 'MODEL': ..., 'DATA': ...}, or the path
+  of its YAML file) replaces the file's own; any other mapping overrides fields of whatever was
+  read (e.g. {'dtype': 'float64', 'img_size': 336}).
+
+  Trajectory attention runs what `ModelConfig.trajectory_kernel` resolves (trajectory_impl
+  'auto': the exact chunked kernel where it equals the reference); {'trajectory_impl': 'einsum'}
+  selects the reference, op for op like the official code. The parameters are placed on the
+  default device: a jitted apply given host (numpy) arrays copies every parameter to the device
+  again on every call.
+  """
+  model_cfg, params = load(path_or_state_dict, cfg)
+  return Motionformer(model_cfg), jax.device_put({'params': params})
