@@ -1,38 +1,81 @@
-"""The README as written: its Python example runs, its Layout section is the tree."""
-import os
+"""The README and docs/ as written: the README's Python block runs and every `mf.` name it
+mentions exists; docs/architecture.md's layer table is tests/test_layers.py's LAYERS; every
+relative link in README.md and docs/*.md points at a file that exists."""
+import pathlib
 import re
 import runpy
+import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+import mformer_jax as mf
+import test_layers
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 
 
-def test_readme_python_example(tmp_path, monkeypatch, capsys):
-  readme = open(os.path.join(ROOT, 'README.md')).read()
-  blocks = re.findall(r'```python\n(.*?)```', readme, re.S)
-  assert blocks, 'README has no python example'
+def _python_block():
+  blocks = re.findall(r'```python\n(.*?)```', (ROOT / 'README.md').read_text(), re.S)
+  assert blocks, 'README has no python block'
+  return blocks[0]
+
+
+def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
+  """Runs as a user would, from the repository root (its path is the goldens' tiny model)."""
   script = tmp_path / 'example.py'
-  script.write_text(blocks[0])
+  script.write_text(_python_block())
   monkeypatch.chdir(ROOT)
   runpy.run_path(str(script))
-  assert capsys.readouterr().out.strip() == '(1, 5) trajectory original'
+  assert capsys.readouterr().out.strip() == '(1, 5) (1, 65, 64)'
 
 
-def test_layout_lists_every_module_and_folder():
-  """The README's Layout section names every module of the package (by file name, under its
-  folder) and every top-level folder."""
-  readme = open(os.path.join(ROOT, 'README.md')).read()
-  layout = re.search(r'## Layout\n\n```\n(.*?)```', readme, re.S).group(1)
-  listed = set(re.findall(r'[\w.*-]+/?', layout))
-  package = os.path.join(ROOT, 'mformer_jax')
-  for folder, _, files in os.walk(package):
-    if '__pycache__' in folder:
+def test_readme_mf_names_exist():
+  """Names the README only mentions (in comments and bullets) are public names too."""
+  names = set(re.findall(r'\bmf\.(\w+)', (ROOT / 'README.md').read_text()))
+  assert {'Motionformer', 'ModelConfig', 'load', 'load_official', 'export_official',
+          'init_from_imagenet', 'TrajectoryAttention'} <= names
+  missing = sorted(n for n in names if not hasattr(mf, n))
+  assert not missing, f'README names mf.{missing}, which mformer_jax does not export'
+
+
+def _layer_table():
+  """[(unit, ...), ...] of docs/architecture.md's table under '## Layers', bottom first."""
+  text = (ROOT / 'docs' / 'architecture.md').read_text()
+  section = re.search(r'^## Layers\n(.*?)(?=^## )', text, re.S | re.M).group(1)
+  rows = [line.split('|') for line in section.splitlines() if re.match(r'\| \d+ \|', line)]
+  return [(int(r[1]), tuple(re.findall(r'`(\w+)`', r[2]))) for r in rows]
+
+
+def test_architecture_doc_lists_the_layers():
+  table = _layer_table()
+  assert [i for i, _ in table] == list(range(len(table)))
+  assert tuple(units for _, units in table) == test_layers.LAYERS
+
+
+@pytest.mark.parametrize('unit', sorted(test_layers.RANK))
+def test_every_unit_exists(unit):
+  package = ROOT / 'mformer_jax'
+  assert (package / unit / '__init__.py').is_file() or (package / f'{unit}.py').is_file(), unit
+
+
+def _links(path):
+  """Relative link targets of a markdown file (no scheme, no pure anchors), without anchors."""
+  text = re.sub(r'```.*?```', '', path.read_text(), flags=re.S)  # code is not links
+  for target in re.findall(r'\]\(([^)\s]+)\)', text):
+    if urllib.parse.urlparse(target).scheme or target.startswith('#'):
       continue
-    if folder != package:
-      assert os.path.basename(folder) + '/' in listed, folder
-    for f in files:
-      if f.endswith('.py') and f != '__init__.py':
-        assert f in listed, os.path.join(folder, f)
-  for entry in os.listdir(ROOT):
-    if os.path.isdir(os.path.join(ROOT, entry)) and not entry.startswith('.') and not (
-        entry.endswith('.egg-info') or entry in ('workdirs', 'build', '__pycache__')):
-      assert entry + '/' in listed, entry
+    yield urllib.parse.unquote(target.split('#')[0])
+
+
+@pytest.mark.parametrize('doc', DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_exist(doc):
+  broken = [t for t in _links(doc) if not (doc.parent / t).exists()]
+  assert not broken, f'{doc.relative_to(ROOT)} links to missing files: {broken}'
+
+
+def test_the_link_check_catches_a_broken_link(tmp_path):
+  doc = tmp_path / 'x.md'
+  doc.write_text('[ok](x.md) [web](https://example.com/a) [anchor](#a) [gone](docs/nope.md#b)\n'
+                 '```\n[in code](not/a/link.md)\n```\n')
+  assert list(_links(doc)) == ['x.md', 'docs/nope.md']
