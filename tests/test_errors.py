@@ -1,24 +1,25 @@
 """Expected failures (UserError) are one line and exit status 2 at every entry point; anything
 else, a ValueError from inside a computation say, keeps its traceback."""
+import ast
 import importlib
 import json
+import pathlib
 
+import numpy as np
 import pytest
 
+import mformer_jax
 from mformer_jax import errors
 
-# Every class of expected bad input in the package, by module and name.
+# Every class of expected bad input in the package, by module: the kinds of bad input, and the
+# two that code tells apart by type (a corrupt step falls back, a mismatch does not).
 EXPECTED = {
-    'mformer_jax.config_lib': ['ConfigError'],
-    'mformer_jax.model.layout': ['CheckpointMismatchError'],
-    'mformer_jax.run.checkpoints': ['CorruptCheckpointError'],
-    'mformer_jax.weights.torch_pickle': ['UnsupportedCheckpointError'],
+    'mformer_jax.errors': ['CheckpointMismatchError', 'ConfigError', 'CorruptCheckpointError',
+                           'InputError', 'MissingInputError', 'UserError'],
     'mformer_jax.data': ['CorruptDataError', 'DatasetNotFoundError'],
     'mformer_jax.data.video': ['VideoError'],
-    'mformer_jax.run.workdir': ['WorkdirError'],
     'mformer_jax.eval.overlay': ['OverlayError'],
-    'mformer_jax.plan': ['PlanError'],
-    'mformer_jax.train.loop': ['NonFiniteLossError'],
+    'mformer_jax.plan.slices': ['PlanError'],
     'mformer_jax.lra.listops': ['MalformedExpressionError'],
     'mformer_jax.analysis.davis': ['LayoutError'],
     'mformer_jax.analysis.class_deltas': ['ReportError'],
@@ -26,11 +27,55 @@ EXPECTED = {
 }
 
 
+def _user_error_classes() -> dict:
+  """{module: sorted class names} of every class in the package's source deriving from UserError
+  (read with `ast`, nothing imported): a base is known by its name."""
+  package = pathlib.Path(mformer_jax.__file__).parent
+  trees = {}
+  for path in sorted(package.rglob('*.py')):
+    parts = path.relative_to(package.parent).with_suffix('').parts
+    trees['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = ast.parse(path.read_text())
+  base = lambda b: b.attr if isinstance(b, ast.Attribute) else getattr(b, 'id', None)
+  known, found, grew = {'UserError'}, {'mformer_jax.errors': ['UserError']}, True
+  while grew:  # until no class derives from a newly found one
+    grew = False
+    for module, tree in trees.items():
+      for node in ast.walk(tree):
+        if (isinstance(node, ast.ClassDef) and node.name not in known
+            and any(base(b) in known for b in node.bases)):
+          known.add(node.name)
+          found.setdefault(module, []).append(node.name)
+          grew = True
+  return {m: sorted(names) for m, names in found.items()}
+
+
+def test_the_expected_failures_are_these_classes():
+  assert _user_error_classes() == EXPECTED
+
+
 @pytest.mark.parametrize('module', sorted(EXPECTED))
 def test_every_expected_failure_is_a_user_error(module):
   m = importlib.import_module(module)
   for name in EXPECTED[module]:
     assert issubclass(getattr(m, name), errors.UserError), f'{module}.{name}'
+
+
+def test_a_resume_with_another_block_layout_is_a_config_error(tmp_path):
+  """A trainer resuming a workdir written with other model.scan_blocks / train.fused_update
+  settings: one line saying which, before anything is restored."""
+  import train_fixtures as tf_  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import make_model  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import checkpoints  # pylint: disable=g-import-not-at-top
+  config = tf_.config()
+  with checkpoints.manager(str(tmp_path), config.checkpoint) as mngr:
+    checkpoints.save(mngr, {'params': {'w': np.zeros(2, np.float32)}, 'step': np.int32(3)},
+                     {'step': 3, 'model': {'scan_blocks': True}, 'fused_update': False})
+    checkpoints.finish(mngr)
+    with pytest.raises(errors.ConfigError, match=f'^{mngr.directory} was written with '
+                       r'model.scan_blocks=True and train.fused_update=False; resume it with '
+                       'the same settings'):
+      train.restore_or_create_state(config, make_model(config.model), None, mngr, None)
 
 
 def test_report_is_one_prefixed_line_and_status_2(capsys):

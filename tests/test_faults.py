@@ -24,7 +24,7 @@ from flax import traverse_util
 
 import data_fixtures as fx
 import train_fixtures as tf_
-from mformer_jax import weights, train
+from mformer_jax import errors, train, weights
 from mformer_jax.eval import evaluator
 from mformer_jax.run import checkpoints, workdir as workdir_lib
 from mformer_jax.data import layouts, prepare
@@ -81,7 +81,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
              in r.getMessage() for r in caplog.records)
   assert 'Event loop is closed' not in capfd.readouterr().err  # orbax's abandoned reads, muted
   # The strict-minded stop, naming what is readable; nothing was moved or deleted.
-  with pytest.raises(checkpoints.CorruptCheckpointError,
+  with pytest.raises(errors.CorruptCheckpointError,
                      match='checkpoint step 8 .*strict_restore=True.*readable steps: 4$'):
     weights.load(str(copy), strict=True)
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
@@ -119,13 +119,13 @@ def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
   meta['arrays']['params']['w'][2] ^= 1  # one bit of the recorded checksum
   meta_file.write_text(json.dumps(meta))
   with checkpoints.manager(str(tmp_path), read_only=True) as mngr:
-    with pytest.raises(checkpoints.CorruptCheckpointError,
+    with pytest.raises(errors.CorruptCheckpointError,
                        match=r'step 1 .* 1 params array\(s\) fail their checksum \(w\)'):
       checkpoints.restore(mngr, 1, state, shard)
-    with pytest.raises(checkpoints.CorruptCheckpointError,
+    with pytest.raises(errors.CorruptCheckpointError,
                        match=r'step 2 .*non-finite values in 1 params array\(s\) \(w\)'):
       checkpoints.restore(mngr, 2, state, shard)
-    with pytest.raises(checkpoints.CorruptCheckpointError, match='no readable checkpoint'):
+    with pytest.raises(errors.CorruptCheckpointError, match='no readable checkpoint'):
       checkpoints.restore_newest(mngr, lambda s: checkpoints.restore(mngr, s, state, shard))
 
 
@@ -163,14 +163,14 @@ def test_an_unknown_config_key_at_any_depth_is_one_line(tmp_path, flag, key):
   assert not os.listdir(tmp_path)  # refused before anything ran
 
 
-def test_workdir_faults_are_workdir_errors_naming_the_cause(tmp_path):
+def test_workdir_faults_are_input_errors_naming_the_cause(tmp_path):
   """What the entry points print as one `error:` line (the tests below run them): a path through
   a file, a bucket that cannot be reached, a read-only mount."""
   (tmp_path / 'afile').write_text('')
-  with pytest.raises(workdir_lib.WorkdirError,
+  with pytest.raises(errors.InputError,
                      match=f'{tmp_path / "afile"} is a file, not a directory$'):
     workdir_lib.prepare(tmp_path / 'afile' / 'w')
-  with pytest.raises(workdir_lib.WorkdirError, match='^cannot write to the workdir gs://mformer-'
+  with pytest.raises(errors.InputError, match='^cannot write to the workdir gs://mformer-'
                      'jax-no-such-bucket-for-tests/w: .*are credentials set up'):
     workdir_lib.prepare('gs://mformer-jax-no-such-bucket-for-tests/w')
   mount = tmp_path / 'ro'
@@ -179,7 +179,7 @@ def test_workdir_faults_are_workdir_errors_naming_the_cause(tmp_path):
                                                 'mformer_jax.run import workdir; workdir.prepare('
                                                 'sys.argv[1])', str(mount / 'w')]))
   assert proc.stderr.strip().splitlines()[-1] == (
-      f'mformer_jax.run.workdir.WorkdirError: cannot write to the workdir {mount / "w"}: it is not '
+      f'mformer_jax.errors.InputError: cannot write to the workdir {mount / "w"}: it is not '
       'writable (Read-only file system)'), proc.stderr
 
 
@@ -269,7 +269,7 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(
   try:
     owner = json.loads((tmp_path / workdir_lib.LOCK_NAME).read_text())
     assert owner['pid'] == holder.pid and owner['host'] and owner['started']
-    with pytest.raises(workdir_lib.WorkdirError, match=f'^{tmp_path} is in use by another '
+    with pytest.raises(errors.InputError, match=f'^{tmp_path} is in use by another '
                        f'trainer \\(host .*, pid {holder.pid}, started .*\\); wait for it'):
       workdir_lib.Lock(tmp_path)
   finally:

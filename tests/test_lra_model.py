@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mformer_jax import train as trainer
+from mformer_jax import errors
 from mformer_jax.lra import listops, model, train
 
 _spec = importlib.util.spec_from_file_location(
@@ -116,7 +116,7 @@ def test_train_resumes_exactly(tmp_path):
 def test_a_diverged_run_stops_at_the_trainers_nan_guard_before_saving(tmp_path):
   c = _tiny_config(tmp_path, 'exact', 4)
   c.train.update(base_lr=1e30, warmup_steps=0)  # step 1 is finite, every later loss is not
-  with pytest.raises(trainer.NonFiniteLossError, match='between steps 1 and 2 .*last good '
+  with pytest.raises(errors.ConfigError, match='between steps 1 and 2 .*last good '
                      'checkpoint is step None.*Try a lower train.base_lr, train.grad_clip_norm>0'):
     train.train_and_evaluate(c, str(tmp_path / 'w'))
   assert not os.listdir(tmp_path / 'w' / 'checkpoints')

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import torch_files
+from mformer_jax import errors
 from mformer_jax.weights import torch_pickle
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
@@ -72,7 +73,7 @@ def test_tensors_are_writable_copies():
 def test_refuses_a_checkpoint_that_would_run_code(name, refused):
   """torch.save of a state dict plus an object whose __reduce__ is os.system / eval."""
   path = os.path.join(DATA, name)
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError) as err:
+  with pytest.raises(errors.InputError) as err:
     torch_pickle.load(path)
   assert str(err.value).startswith(f'{path}: refused the global {refused}:')
 
@@ -91,7 +92,7 @@ def test_refuses_every_other_global(tmp_path, module, name):
   path = tmp_path / 'x.pth'
   _zip_with_pickle(path, b'\x80\x02c' + f'{module}\n{name}\n'.encode() + b')R.')  # name()
   shown = 'builtins' if module == '__builtin__' else module
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError,
+  with pytest.raises(errors.InputError,
                      match=re.escape(f'{path}: refused the global {shown}.{name}:')):
     torch_pickle.load(str(path))
 
@@ -104,7 +105,7 @@ def test_tensor_outside_its_storage_is_refused(tmp_path, offset, size, stride):
   path = tmp_path / 'x.pth'
   storage = np.arange(4, dtype=np.float32)
   torch_files.write_pyth(path, {'w': torch_files.Strided(storage, offset, size, stride)})
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError, match='tensor'):
+  with pytest.raises(errors.InputError, match='tensor'):
     torch_pickle.load(str(path))
 
 
@@ -134,7 +135,7 @@ def test_unreadable_file_is_one_error_naming_it(tmp_path, label, content):
   del label
   path = tmp_path / 'checkpoint.pyth'
   path.write_bytes(content)
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError) as err:
+  with pytest.raises(errors.InputError) as err:
     torch_pickle.load(str(path))
   assert str(err.value).startswith(f'{path}: ')
 
@@ -143,14 +144,14 @@ def test_zip_without_data_pkl_or_with_a_missing_storage(tmp_path):
   path = tmp_path / 'x.pth'
   np.savez(path.with_suffix('.npz'), w=np.zeros(2))
   os.rename(path.with_suffix('.npz'), path)
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError, match='not one written by torch'):
+  with pytest.raises(errors.InputError, match='not one written by torch'):
     torch_pickle.load(str(path))
   with zipfile.ZipFile(os.path.join(DATA, 'torch_timm.pth')) as src, \
        zipfile.ZipFile(path, 'w') as dst:
     for name in src.namelist():
       if name != 'torch_timm/data/3':
         dst.writestr(name, src.read(name))
-  with pytest.raises(torch_pickle.UnsupportedCheckpointError,
+  with pytest.raises(errors.InputError,
                      match='the storage record torch_timm/data/3 is missing'):
     torch_pickle.load(str(path))
 

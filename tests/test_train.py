@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import weights, train
+from mformer_jax import errors, train, weights
 
 
 from mformer_jax.run import checkpoints, preemption
@@ -102,7 +102,7 @@ def test_steps_are_derived_from_the_dataset_size():
 def test_nan_loss_stops_without_saving_it(tmp_path):
   # lr 1e30: step 1 is finite, its update makes every later loss non-finite.
   cfg = tf_.config(**{'train.base_lr': 1e30, 'checkpoint.every_steps': 1})
-  with pytest.raises(train.NonFiniteLossError, match='between steps 2 and 2.*last good '
+  with pytest.raises(errors.ConfigError, match='between steps 2 and 2.*last good '
                      'checkpoint is step 1'):
     train.train_and_evaluate(cfg, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']

@@ -187,5 +187,3 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, tag = params_to_evaluate(config, workdir, model, mesh)
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)
-
-

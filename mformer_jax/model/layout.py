@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from mformer_jax.errors import UserError
+from mformer_jax.errors import CheckpointMismatchError
 from mformer_jax.model.motionformer import ModelConfig, Motionformer, init_variables
 
 
@@ -46,12 +46,8 @@ def unscanned(cfg: ModelConfig) -> ModelConfig:
   return dataclasses.replace(cfg, scan_blocks=False)
 
 
-class CheckpointMismatchError(UserError, ValueError):
-  """The state dict does not fit the model: names the missing/unexpected/mis-shaped keys."""
-
-
 def check_fit(got: Mapping[str, Any], want: Mapping[str, Any], what: str, hint: str = '') -> None:
-  """The one mismatch check of loaded weights ({name: shape} of what was read and of what the
+  """The mismatch check of loaded weights ({name: shape} of what was read and of what the
   model needs): a CheckpointMismatchError listing every missing, unexpected and mis-shaped name,
   or nothing when they fit."""
   missing = sorted(set(want) - set(got))

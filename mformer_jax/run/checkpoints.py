@@ -33,16 +33,12 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mformer_jax.errors import ConfigError, InputError, MissingInputError, UserError
+from mformer_jax.errors import CorruptCheckpointError, InputError
 from mformer_jax.model import layout
 from mformer_jax.run import workdir as workdir_lib
 
 BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that failed to restore
 path = workdir_lib.path
-
-
-class CorruptCheckpointError(UserError, RuntimeError):
-  """A checkpoint step cannot be read, or its arrays fail their checksum or are not finite."""
 
 
 def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -154,7 +150,7 @@ def _mute_abandoned_work() -> None:
   they are collected or call back into its closed event loop, from TensorStore's threads, up to
   interpreter exit: as unraisable errors, through sys.excepthook, and (a full disk) as asyncio's
   'Task exception was never retrieved'. The failure itself is raised once, in the main thread
-  (CorruptCheckpointError, WorkdirError, or its own traceback); these echoes are dropped, and
+  (CorruptCheckpointError, InputError, or its own traceback); these echoes are dropped, and
   nothing else. Installed by every manager, where the hooks are not ours already (pytest, for
   one, puts its own back after each test)."""
   for name, drop in (('unraisablehook', lambda u: _abandoned(u)),
@@ -181,7 +177,7 @@ def _storage_errors(mngr):
       raise
     mngr.reload()  # the steps on disk, not those orbax thinks it has
     intact = ', '.join(map(str, mngr.all_steps())) or 'none'
-    raise workdir_lib.WorkdirError(
+    raise InputError(
         f'the disk is full: a checkpoint could not be written to {mngr.directory} '
         f'({_first_line(e, 160)}). The checkpoints before it are intact (steps {intact}); '
         'free space and run the same command to continue') from e
@@ -358,15 +354,3 @@ def _quarantine(mngr, steps) -> None:
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('mformer_jax.run.checkpoints.quarantine')
   mngr.reload()
-
-
-
-
-
-
-
-
-
-
-
-

@@ -1,7 +1,7 @@
 """The workdir as a place to write: checked before anything is compiled, one trainer at a time.
 
 Faults here belong to the environment (a read-only mount, a path through a file, a full disk,
-a bucket without credentials, a second trainer): each is one `WorkdirError` line, which the
+a bucket without credentials, a second trainer): each is one `InputError` line, which the
 entry points print as `error: ...` with exit status 2.
 
 The lock: a trainer holds `fcntl.flock` on WORKDIR/train.lock for as long as it runs, and
@@ -22,17 +22,13 @@ import socket
 from absl import logging
 from etils import epath
 
-from mformer_jax.errors import UserError
+from mformer_jax.errors import InputError, UserError
 
 LOCK_NAME = 'train.lock'
 # errno values that mean "no room to write" (a full disk, a quota, a file size limit).
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _FULL_TEXT = ('RESOURCE_EXHAUSTED', 'No space left on device', 'Disk quota exceeded',
               'File too large')
-
-
-class WorkdirError(UserError, RuntimeError):
-  """The workdir cannot be used (not writable, through a file, full, unreachable, locked)."""
 
 
 def path(p) -> epath.Path:
@@ -85,11 +81,11 @@ def prepare(workdir) -> epath.Path:
     probe.write_text('')
     probe.unlink()
   except OSError as e:
-    raise WorkdirError(explain(p, e, 'write to the workdir')) from e
+    raise InputError(explain(p, e, 'write to the workdir')) from e
   except Exception as e:  # pylint: disable=broad-except
     if '://' not in str(p):  # gfile's error classes differ per filesystem; local ones are OSError
       raise
-    raise WorkdirError(explain(p, e, 'write to the workdir')) from e
+    raise InputError(explain(p, e, 'write to the workdir')) from e
   return p
 
 
@@ -102,14 +98,14 @@ def claim(workdir, *, lock: bool = True):
     try:
       prepare(workdir)
       held = Lock(workdir) if lock else None
-    except WorkdirError as e:
+    except UserError as e:
       error = str(e)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     if multihost_utils.broadcast_one_to_all(int(bool(error))) and not error:
       error = f'host 0 cannot use the workdir {path(workdir)} (its log says why)'
   if error:
-    raise WorkdirError(error)
+    raise InputError(error)
   return held
 
 
@@ -133,8 +129,8 @@ class Lock:
         return
       os.close(fd)
       if e.errno not in (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK):
-        raise WorkdirError(explain(self.path, e, 'lock the workdir at')) from e
-      raise WorkdirError(f'{path(workdir)} is in use by another trainer ({_describe(self.path)}); '
+        raise InputError(explain(self.path, e, 'lock the workdir at')) from e
+      raise InputError(f'{path(workdir)} is in use by another trainer ({_describe(self.path)}); '
                          'wait for it to end or stop it, or use another --workdir') from None
     previous = _parse(os.pread(fd, 1 << 16, 0))
     if previous:

@@ -10,8 +10,8 @@ pipeline (and so without TensorFlow), which only the loop needs.
 import importlib
 
 _PUBLIC = {
-    **dict.fromkeys(('NonFiniteLossError', 'Preempted', 'check_finite', 'restore_or_create_state',
-                     'schedule_lengths', 'summarize', 'train_and_evaluate'), 'loop'),
+    **dict.fromkeys(('Preempted', 'check_finite', 'restore_or_create_state', 'schedule_lengths',
+                     'summarize', 'train_and_evaluate'), 'loop'),
     **dict.fromkeys(('abstract_train_state', 'create_train_state', 'loss_and_metrics',
                      'make_optimizer', 'make_train_step', 'train_step'), 'step'),
 }

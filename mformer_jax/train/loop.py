@@ -22,18 +22,13 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 from mformer_jax import weights
 from mformer_jax.data import pipeline
-from mformer_jax.errors import ConfigError, UserError
+from mformer_jax.errors import ConfigError
 from mformer_jax.eval import evaluator as evaluator_lib
 from mformer_jax.model import init_variables, make_model
 from mformer_jax.run import checkpoints, preemption, sharding
 from mformer_jax.run import workdir as workdir_lib
 from mformer_jax.train import optim
-from mformer_jax.train.step import create_train_state, make_train_step
-
-
-class NonFiniteLossError(UserError, FloatingPointError):
-  """The loss or gradient became NaN/Inf; nothing from that point on was checkpointed. A user
-  error: the recipe (learning rate, precision) diverged, and the message says what to change."""
+from mformer_jax.train.step import abstract_train_state, create_train_state, make_train_step
 
 
 class Preempted(RuntimeError):
@@ -41,22 +36,19 @@ class Preempted(RuntimeError):
   they stopped after was written first. Entry points exit with preemption.EXIT_STATUS."""
 
 
-# ----------------------------------------------------------------------------------------------
-# Loss and metrics. Metrics are (sum, count) pairs over the global batch, so they add up exactly
-# across steps and hosts no matter how the batch is split.
-# ----------------------------------------------------------------------------------------------
-
-
 def summarize(metrics) -> dict:
+  """{name: mean} of (sum, count) metrics: pairs over the global batch, which add up exactly
+  across steps and hosts however the batch is split."""
   return {k: float(s) / float(c) for k, (s, c) in metrics.items()}
 
 
 def check_finite(summary: dict, first: int, last: int, mngr,
                  hint='train.grad_clip_norm>0 or model.dtype=float32') -> None:
-  """The NaN guard, called before anything of steps first..last is saved: NonFiniteLossError
-  unless every metric summed over them is finite."""
+  """The NaN guard, called before anything of steps first..last is saved: unless every metric
+  summed over them is finite, a ConfigError (the recipe diverged: the message says what to
+  change; nothing from that point on was checkpointed)."""
   if not all(np.isfinite(v) for v in summary.values()):
-    raise NonFiniteLossError(
+    raise ConfigError(
         f'non-finite loss/gradient between steps {first} and {last} ({summary}). '
         f'Stopped without saving; the last good checkpoint is step '
         f'{mngr.latest_step()} in {mngr.directory}. Try a lower train.base_lr, {hint}.')
@@ -73,16 +65,6 @@ def schedule_lengths(config, num_train: int) -> dict:
   return dict(steps_per_epoch=spe, total_steps=total, eval_every_steps=eval_every or total)
 
 
-
-
-
-
-
-
-
-
-
-
 def restore_or_create_state(config, model, tx, mngr, shardings):
   """(state, meta): the latest checkpoint in `mngr` with its metadata, or a new state from the
   config's initialisation (scratch, init.checkpoint or init.imagenet) with meta {'step': 0};
@@ -96,7 +78,7 @@ def restore_or_create_state(config, model, tx, mngr, shardings):
     saved = checkpoints.read_meta(mngr, step)
     layout = (saved.get('model', {}).get('scan_blocks', False), saved.get('fused_update', False))
     if layout != (model.cfg.scan_blocks, bool(config.train.fused_update)):
-      raise ValueError(
+      raise ConfigError(
           f'{mngr.directory} was written with model.scan_blocks={layout[0]} and '
           f'train.fused_update={layout[1]}; resume it with the same settings (or start a new '
           f'workdir from its parameters with init.checkpoint, which converts the layout)')

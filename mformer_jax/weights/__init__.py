@@ -8,8 +8,9 @@ yacs config, export, ImageNet inflation), `vit` (timm ViTs as the one-frame mode
 `torch_pickle` (torch.save files read without torch), `load` (the loader).
 """
 from mformer_jax.weights.load import load, load_model, load_official
-from mformer_jax.weights.official import (UnreadableCheckpointError, export_official,
-                                          init_from_imagenet, read_checkpoint, read_official)
-from mformer_jax.model.layout import CheckpointMismatchError, check_fit
+from mformer_jax.errors import CheckpointMismatchError
+from mformer_jax.model.layout import check_fit
+from mformer_jax.weights.official import (export_official, init_from_imagenet, read_checkpoint,
+                                          read_official)
 from mformer_jax.weights.tree import HEAD_PATTERNS
 from mformer_jax.weights.vit import load_timm_vit

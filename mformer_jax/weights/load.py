@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from mformer_jax.errors import ConfigError, InputError, MissingInputError
+from mformer_jax.errors import ConfigError, CorruptCheckpointError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
 from mformer_jax.weights import official
@@ -31,7 +31,7 @@ def _newest_params(workdir: str, strict: bool, step=None):
     meta = checkpoints.read_meta(mngr, step)
     recorded = meta.get('arrays', {}).get('params')
     if not recorded:
-      raise checkpoints.CorruptCheckpointError(
+      raise CorruptCheckpointError(
           f'{mngr.directory / str(step)} records no checksums of its parameters: written by an '
           'earlier mformer_jax (0.0.x), whose checkpoints are not read')
     saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(

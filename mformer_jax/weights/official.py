@@ -36,23 +36,14 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from mformer_jax.errors import ConfigError, MissingInputError
+from mformer_jax.errors import (CheckpointMismatchError, ConfigError, InputError,
+                                MissingInputError)
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.weights import torch_pickle
-from mformer_jax.model.layout import (CheckpointMismatchError, blocks_layout, check_fit,
-                                      param_shapes, unscanned, unstack_blocks)
+from mformer_jax.model.layout import (blocks_layout, check_fit, param_shapes, unscanned,
+                                      unstack_blocks)
 
 StateDict = Mapping[str, np.ndarray]
-
-
-
-
-
-
-class UnreadableCheckpointError(CheckpointMismatchError, torch_pickle.UnsupportedCheckpointError):
-  """The file is no checkpoint we can read (not torch.save output or .npz, truncated, or a pickle
-  naming code to run); one line naming the file. A CheckpointMismatchError, so that the entry
-  points that report those in one line report this too."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,14 +88,6 @@ def _to_official(path, value):
   return value
 
 
-
-
-
-
-
-
-
-
 # ----------------------------------------------------------------------------------------------
 # Reading files
 # ----------------------------------------------------------------------------------------------
@@ -122,12 +105,9 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
         cfg = json.loads(str(z['meta__json'])).get('cfg') if 'meta__json' in z.files else None
         sd = {k: z[k] for k in z.files if '__' not in k}  # goldens carry io__/inter__/meta__ extras
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-      raise UnreadableCheckpointError(f'{path}: not a readable .npz state dict ({e})') from e
+      raise InputError(f'{path}: not a readable .npz state dict ({e})') from e
     return sd, cfg
-  try:
-    ckpt = torch_pickle.load(path)
-  except torch_pickle.UnsupportedCheckpointError as e:
-    raise UnreadableCheckpointError(str(e)) from None
+  ckpt = torch_pickle.load(path)  # InputError naming the file, for anything but a checkpoint
   cfg = None
   if isinstance(ckpt, dict) and 'model_state' in ckpt:
     sd = ckpt['model_state']
@@ -139,7 +119,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
   else:
     sd = ckpt
   if not isinstance(sd, dict):
-    raise UnreadableCheckpointError(f'{path} holds a {type(sd).__name__}, not a state dict')
+    raise InputError(f'{path} holds a {type(sd).__name__}, not a state dict')
   return {k: v for k, v in sd.items() if isinstance(v, np.ndarray)}, cfg
 
 
@@ -250,8 +230,6 @@ def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-
-
 def params_from_state_dict(sd: StateDict, cfg: ModelConfig) -> dict:
   """Strict import: every key present, none extra, every shape right, else one error."""
   sd = strip_prefixes(sd)
@@ -270,8 +248,6 @@ def export_official(variables) -> dict[str, np.ndarray]:
   flat = traverse_util.flatten_dict(unstack_blocks(jax.device_get(params)))
   return {official_key(p): np.ascontiguousarray(_to_official(p, np.asarray(v)))
           for p, v in flat.items()}
-
-
 
 
 def read_official(path_or_state_dict: Union[str, StateDict],

@@ -15,7 +15,7 @@ Unpickling calls whatever the file names, so the unpickler here resolves only th
 checkpoint of tensors, numbers, strings and containers needs: the tensor rebuilders to this
 module's stand-ins, storage classes and dtypes to their names, a few builtin container types to
 themselves; any other name (os.system, a model class, numpy) is refused with
-`UnsupportedCheckpointError`, so no code of the file's choosing runs. Tensors are rebuilt as
+an `InputError`, so no code of the file's choosing runs. Tensors are rebuilt as
 writable C-order copies, after checking that their size, stride and offset stay inside their
 storage.
 """
@@ -29,7 +29,7 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
-from mformer_jax.errors import UserError
+from mformer_jax.errors import InputError
 
 _MAGIC = 0x1950A86A20F9469CFC6C   # first pickle of a legacy file
 _PROTOCOL = 1001                  # second pickle of a legacy file
@@ -77,11 +77,6 @@ _REBUILDERS = {
 _Storage = collections.namedtuple('_Storage', 'dtype numel data')
 
 
-class UnsupportedCheckpointError(UserError, ValueError):
-  """Not a torch checkpoint this reader understands (not torch.save output, truncated, or it names
-  a global outside the allowed set); the message names the file."""
-
-
 class _Unpickler(pickle.Unpickler):
   """Resolves the allowed names only; storages come from `read_storage(key, dtype, numel)`."""
 
@@ -106,7 +101,7 @@ class _Unpickler(pickle.Unpickler):
       return name
     if full in _TENSOR_CLASSES:
       return full
-    raise UnsupportedCheckpointError(
+    raise InputError(
         f'refused the global {full}: only tensors, numbers, strings and containers are read '
         '(torch.save(model.state_dict()) files; not pickled model objects or other classes)')
 
@@ -114,11 +109,11 @@ class _Unpickler(pickle.Unpickler):
     # zip: ('storage', type, key, location, numel); legacy: ... plus view metadata (or None).
     if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage':
       kind = pid[0] if isinstance(pid, tuple) and pid else pid
-      raise UnsupportedCheckpointError(f'persistent id of kind {kind!r} (a pickled module '
-                                       'class?); only storages are supported')
+      raise InputError(f'persistent id of kind {kind!r} (a pickled module '
+                       'class?); only storages are supported')
     storage_type, key, _, numel = pid[1:5]
     if storage_type not in _STORAGES:
-      raise UnsupportedCheckpointError(f'storage of unknown type {storage_type!r}')
+      raise InputError(f'storage of unknown type {storage_type!r}')
     dtype = np.dtype(_STORAGES[storage_type])
     if key not in self.storages:
       self.storages[key] = _Storage(dtype, numel, self._read_storage(key, dtype, numel))
@@ -145,7 +140,7 @@ class _Unpickler(pickle.Unpickler):
                          backward_hooks, dtype, metadata=None):
     del requires_grad, backward_hooks
     if dtype not in _DTYPES:
-      raise UnsupportedCheckpointError(f'tensor of unknown dtype {dtype!r}')
+      raise InputError(f'tensor of unknown dtype {dtype!r}')
     return self._tensor(storage, storage_offset, size, stride, np.dtype(_DTYPES[dtype]), metadata)
 
   def _rebuild_parameter(self, data, requires_grad, backward_hooks, state=None):
@@ -158,26 +153,26 @@ class _Unpickler(pickle.Unpickler):
 
   def _encode(self, text, encoding):
     if encoding not in ('latin1', 'latin-1'):
-      raise UnsupportedCheckpointError(f'bytes encoded as {encoding!r} (torch uses latin1)')
+      raise InputError(f'bytes encoded as {encoding!r} (torch uses latin1)')
     return codecs.encode(text, encoding)
 
   def _tensor(self, storage, offset, size, stride, dtype, metadata=None):
     if not isinstance(storage, _Storage):
-      raise UnsupportedCheckpointError(f'tensor rebuilt from a {type(storage).__name__}, not '
-                                       'a storage')
+      raise InputError(f'tensor rebuilt from a {type(storage).__name__}, not '
+                       'a storage')
     if storage.data is None:  # legacy first pass: only the layout is being read
       return None
     size, stride = tuple(size), tuple(stride)
     if (not all(type(v) is int for v in (offset,) + size + stride) or len(size) != len(stride)
         or min(size + stride + (offset,)) < 0):
-      raise UnsupportedCheckpointError(f'tensor with size {size}, stride {stride}, offset '
-                                       f'{offset!r}')
+      raise InputError(f'tensor with size {size}, stride {stride}, offset '
+                       f'{offset!r}')
     if 0 in size:
       return np.zeros(size, dtype)
     # as_strided reads whatever memory the numbers point at: they must stay inside the storage.
     n, item = len(storage.data) // dtype.itemsize, dtype.itemsize
     if offset + sum((k - 1) * s for k, s in zip(size, stride)) >= n:
-      raise UnsupportedCheckpointError(
+      raise InputError(
           f'tensor (size {size}, stride {stride}, offset {offset}) reaching outside its storage '
           f'of {n} elements')
     # Strided over the bytes, each element a last axis of `item` bytes (numpy's as_strided does
@@ -202,21 +197,21 @@ def _load_zip(path):
     # The archive folder is named after the file torch.save wrote (often 'archive').
     pickles = [n for n in names if n.count('/') == 1 and n.endswith('/data.pkl')]
     if len(pickles) != 1:
-      raise UnsupportedCheckpointError('a zip archive but not one written by torch.save '
-                                       f'(expected one <archive>/data.pkl, found {pickles})')
+      raise InputError('a zip archive but not one written by torch.save '
+                       f'(expected one <archive>/data.pkl, found {pickles})')
     prefix = pickles[0][:-len('data.pkl')]
     byteorder = zf.read(prefix + 'byteorder') if prefix + 'byteorder' in names else b'little'
     if byteorder not in (b'little', b'big'):
-      raise UnsupportedCheckpointError(f'unknown byteorder record {byteorder!r}')
+      raise InputError(f'unknown byteorder record {byteorder!r}')
 
     def read_storage(key, dtype, numel):
       name = f'{prefix}data/{key}'
       if name not in names:
-        raise UnsupportedCheckpointError(f'the storage record {name} is missing')
+        raise InputError(f'the storage record {name} is missing')
       data = zf.read(name)
       if len(data) != numel * dtype.itemsize:
-        raise UnsupportedCheckpointError(f'{len(data)} bytes in {name}, expected '
-                                         f'{numel} x {dtype.itemsize}')
+        raise InputError(f'{len(data)} bytes in {name}, expected '
+                         f'{numel} x {dtype.itemsize}')
       return data
 
     with zf.open(pickles[0]) as f:
@@ -225,7 +220,7 @@ def _load_zip(path):
 
 def _no_storage(key, dtype, numel):
   del dtype, numel
-  raise UnsupportedCheckpointError(f'the pickle uses storage {key!r}, which the file does not hold')
+  raise InputError(f'the pickle uses storage {key!r}, which the file does not hold')
 
 
 def _load_legacy(path):
@@ -236,13 +231,13 @@ def _load_legacy(path):
     except _PICKLE_ERRORS:
       magic = None
     if type(magic) is not int or magic != _MAGIC:
-      raise UnsupportedCheckpointError(
+      raise InputError(
           'not a PyTorch checkpoint: neither the zip format of torch.save (torch >= 1.6) nor its '
           'legacy pickle format (or the file is truncated)')
     protocol = _Unpickler(f, _no_storage).load()
     if protocol != _PROTOCOL:
-      raise UnsupportedCheckpointError(f'legacy protocol version {protocol!r}, expected '
-                                       f'{_PROTOCOL}')
+      raise InputError(f'legacy protocol version {protocol!r}, expected '
+                       f'{_PROTOCOL}')
     _Unpickler(f, _no_storage).load()  # sys info; the storages are little-endian regardless
     # The storages' bytes follow the main pickle, so it is read twice: once for the storages'
     # types and sizes (and where their bytes start), then again with the bytes in hand.
@@ -252,12 +247,12 @@ def _load_legacy(path):
     storages = {}
     for key in _Unpickler(f, _no_storage).load():
       if key not in layout.storages:
-        raise UnsupportedCheckpointError(f'lists storage {key!r}, which the pickle never uses')
+        raise InputError(f'lists storage {key!r}, which the pickle never uses')
       dtype, numel, _ = layout.storages[key]
       (count,) = struct.unpack('<q', f.read(8))
       if count != numel or not 0 <= count * dtype.itemsize <= size - f.tell():
-        raise UnsupportedCheckpointError(f'storage {key!r}: {count} elements of {numel}, '
-                                         f'{size - f.tell()} bytes left (truncated?)')
+        raise InputError(f'storage {key!r}: {count} elements of {numel}, '
+                         f'{size - f.tell()} bytes left (truncated?)')
       storages[key] = _Storage(dtype, numel, f.read(count * dtype.itemsize))
     f.seek(start)
     return _Unpickler(f, _no_storage, storages=storages).load()
@@ -275,8 +270,8 @@ def load(path):
     if zipfile.is_zipfile(path):
       return _load_zip(path)
     return _load_legacy(path)
-  except UnsupportedCheckpointError as e:
-    raise UnsupportedCheckpointError(f'{path}: {e}') from None
+  except InputError as e:  # a refusal of the reader's own: named after the file
+    raise InputError(f'{path}: {e}') from None
   except _PICKLE_ERRORS as e:
-    raise UnsupportedCheckpointError(f'{path}: not a readable PyTorch checkpoint (corrupt or '
-                                     f'truncated?): {type(e).__name__}: {e}') from e
+    raise InputError(f'{path}: not a readable PyTorch checkpoint (corrupt or '
+                     f'truncated?): {type(e).__name__}: {e}') from e

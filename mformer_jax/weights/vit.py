@@ -11,7 +11,7 @@ import jax
 
 from mformer_jax.model import init_variables, make_model
 from mformer_jax.weights import official
-from mformer_jax.model.layout import CheckpointMismatchError
+from mformer_jax.errors import CheckpointMismatchError
 
 # What makes a model an image ViT: one frame in one-frame tubelets, joint attention (over one
 # frame, plain ViT self-attention).
