@@ -77,10 +77,10 @@ def train_throughput(data_dir, clips, cores):
 def decode_speedup(data_dir, videos, repeats):
   """Seconds per clip: whole-video PyAV decode vs reading the record + decoding 16 JPEGs."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import augment, config, pipeline, video  # pylint: disable=g-import-not-at-top
+  from mformer_jax.data import augment, config, shards, video  # pylint: disable=g-import-not-at-top
   cfg = config.data_config('kinetics400', num_frames=16, sampling_rate=4, crop_size=224)
   cfg.data_dir = data_dir
-  prepared = pipeline._Prepared(cfg, 'train')  # pylint: disable=protected-access
+  prepared = shards.Shards(cfg.data_dir, cfg.name, 'train')
 
   @tf.function
   def needed(example, u):

@@ -13,6 +13,7 @@ from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
 from mformer_jax.data import prepare
+from mformer_jax.data import transforms
 import sampling_oracle as sampling
 
 T, RATE, CROP = 4, 2, 32
@@ -133,7 +134,7 @@ def test_every_augmentation_draws_once_per_clip(k400):
     cfg.random_resized_crop = rrc
     for s in range(6):
       seeds = tf.unstack(tf.random.experimental.stateless_split([s, rrc], 4))
-      out = pipeline.train_augment(clip, seeds, cfg).numpy()
+      out = transforms.train_augment(clip, seeds, cfg).numpy()
       assert out.shape == (T, CROP, CROP, 3)
       np.testing.assert_allclose(out, np.broadcast_to(out[0], out.shape), atol=1e-6)
       outputs.append(out[0])

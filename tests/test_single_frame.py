@@ -12,6 +12,7 @@ from mformer_jax import weights
 from mformer_jax.analysis import single_frame
 from mformer_jax.data import config as data_config_lib
 from mformer_jax.data import pipeline
+from mformer_jax.data import transforms
 from mformer_jax.model import ModelConfig, Motionformer, init_variables, make_model
 
 
@@ -24,7 +25,7 @@ def test_full_scale_configs_are_vit_b16_on_one_frame(name, window, sampler, view
   assert (cfg.num_frames, cfg.tubelet_size, cfg.attention, cfg.temporal_slots) == (1, 1, 'joint', 1)
   assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.patch_size) == (768, 12, 12, 16)
   d = config.data
-  assert (d.single_frame, d.num_frames, d.sampler, pipeline.clip_frames(d)) == (
+  assert (d.single_frame, d.num_frames, d.sampler, data_config_lib.clip_frames(d)) == (
       True, window, sampler, 1)
   assert d.test_num_clips * d.test_num_crops == views
   shapes = jax.eval_shape(lambda: init_variables(Motionformer(cfg), jax.random.key(0)))['params']
@@ -71,13 +72,13 @@ def test_pipeline_keeps_one_frame_of_the_window(sampler):
   picks = set()
   for s in range(40):
     seed = tf.constant([s, 7], tf.int64)
-    window = pipeline.frame_indices(300, 30.0, multi, train_seed=seed).numpy()
-    frame = pipeline.frame_indices(300, 30.0, one, train_seed=seed).numpy()
+    window = transforms.frame_indices(300, 30.0, multi, train_seed=seed).numpy()
+    frame = transforms.frame_indices(300, 30.0, one, train_seed=seed).numpy()
     assert frame.shape == (1,) and frame[0] in window
     picks.add(int(np.flatnonzero(window == frame[0])[0]))
   assert len(picks) >= 6  # random over the window's 8 frames, not always the same slot
-  test = pipeline.frame_indices(300, 30.0, multi).numpy()
-  np.testing.assert_array_equal(pipeline.frame_indices(300, 30.0, one).numpy(), test[:, 4:5])
+  test = transforms.frame_indices(300, 30.0, multi).numpy()
+  np.testing.assert_array_equal(transforms.frame_indices(300, 30.0, one).numpy(), test[:, 4:5])
 
 
 def test_synthetic_single_frame_batches_and_views():

@@ -14,7 +14,7 @@ from mformer_jax import train
 from mformer_jax.analysis import stride_sweep
 from mformer_jax.data import config as data_config_lib
 import sampling_oracle as sampling
-from mformer_jax.data import pipeline
+from mformer_jax.data import transforms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,11 +38,12 @@ def test_segment_span_covers_the_fraction_of_the_video():
   cfg.segment_span = 0.25
   lows = []
   for s in range(20):
-    idx = pipeline.frame_indices(400, 30.0, cfg, train_seed=tf.constant([s, 1], tf.int64)).numpy()
+    seed = tf.constant([s, 1], tf.int64)
+    idx = transforms.frame_indices(400, 30.0, cfg, train_seed=seed).numpy()
     assert idx.shape == (8,) and np.all(np.diff(idx) >= 0) and idx[-1] - idx[0] < 100
     lows.append(idx[0])
   assert max(lows) - min(lows) > 100  # the window moves over the video in training
-  test = pipeline.frame_indices(400, 30.0, cfg).numpy()[0]
+  test = transforms.frame_indices(400, 30.0, cfg).numpy()[0]
   # Centred: the whole-video sampler on the middle 100 frames (300 frames of room / 2).
   np.testing.assert_array_equal(test, 150 + sampling.segment_indices(100, 30.0, 8))
 

@@ -1,0 +1,95 @@
+"""Random access to the records of a prepared split (the shards `mformer_jax.data.prepare`
+writes), by example index, and why a record is unusable when one is.
+
+Every read checks the TFRecord framing's two CRCs (length and data); the index gives each
+example's shard, byte offset and length, so a read touches one record only.
+"""
+
+import functools
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
+
+from mformer_jax.data import DatasetNotFoundError
+
+
+@functools.lru_cache(maxsize=8)
+def summary(data_dir, name, split) -> dict:
+  """The split's {split}.json: example count, class names, shards, videos skipped at preparation."""
+  path = os.path.join(data_dir, f'{split}.json')
+  if not data_dir or not tf.io.gfile.exists(path):
+    raise DatasetNotFoundError(name, data_dir, split)
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+class Shards:
+  """The records of one prepared split: `frames(example)` as a TensorFlow op (inside tf.data),
+  `describe` / `diagnose` in Python for the bad-record report."""
+
+  def __init__(self, data_dir, name, split):
+    self.summary = summary(data_dir, name, split)
+    with tf.io.gfile.GFile(os.path.join(data_dir, f'{split}.index.npz'), 'rb') as f:
+      index = dict(np.load(f))
+    self.num = self.summary['num_examples']
+    paths = [os.path.join(data_dir, s) for s in self.summary['shards']]
+    self.path = tf.gather(tf.constant(paths), index['shard']) if self.num else None
+    self.index = {k: tf.constant(v) for k, v in index.items() if k not in ('shard', 'key')}
+    self.np_index, self.paths = index, paths
+
+  @staticmethod
+  def _read(path, offset, length):
+    """One record's bytes, its CRCs checked (tf.errors.DataLossError when they fail)."""
+    # Scalars arrive as bytes/ints inside tf.data and as 0-d arrays when run eagerly; `offset`
+    # is the data's, after the framing's uint64 length and its uint32 CRC.
+    reader = tf_record.tf_record_random_reader(os.fsdecode(np.asarray(path).item()))
+    record, _ = reader.read(int(offset) - 12)
+    if len(record) != int(length):
+      raise tf.errors.DataLossError(None, None, f'record of {len(record)} bytes, the index '
+                                    f'says {int(length)}')
+    return record
+
+  @staticmethod
+  def _parse(record):
+    parsed = tf.io.parse_single_sequence_example(
+        record, sequence_features={'image/encoded': tf.io.FixedLenSequenceFeature([], tf.string)})
+    return parsed[1]['image/encoded']
+
+  def frames(self, example):
+    """The encoded JPEGs of one example (a string vector), read by offset."""
+    record = tf.numpy_function(
+        self._read, [tf.gather(self.path, example), self.index['offset'][example],
+                     self.index['length'][example]], tf.string, stateful=False)
+    return self._parse(tf.ensure_shape(record, []))
+
+  def describe(self, example) -> str:
+    """'<shard> record <k> (<video key>)': where an example lives."""
+    shard, offset = self.np_index['shard'], self.np_index['offset']
+    e = int(example)
+    k = int(np.sum((shard == shard[e]) & (offset < offset[e])))
+    return f"{self.summary['shards'][shard[e]]} record {k} ({self.np_index['key'][e]})"
+
+  def diagnose(self, example) -> str:
+    """Why an example's record is unusable, or '' when it is fine (the failure was elsewhere)."""
+    e = int(example)
+    first = lambda err: (str(getattr(err, 'message', err)).strip().splitlines() or [''])[0]
+    try:
+      record = self._read(self.paths[self.np_index['shard'][e]], self.np_index['offset'][e],
+                          self.np_index['length'][e])
+    except tf.errors.DataLossError as err:
+      return f'fails its CRC ({first(err)})'
+    try:
+      frames = self._parse(record).numpy()
+    except tf.errors.InvalidArgumentError as err:
+      return f'does not parse ({first(err)})'
+    if len(frames) != self.np_index['num_frames'][e]:
+      return f"holds {len(frames)} frames, the index says {self.np_index['num_frames'][e]}"
+    for i, frame in enumerate(frames):
+      try:
+        tf.io.decode_jpeg(frame, channels=3)
+      except tf.errors.InvalidArgumentError as err:
+        return f'frame {i} does not decode ({first(err)})'
+    return ''
