@@ -1,6 +1,7 @@
 """The README and docs/ as written: the README's Python block runs and every `mf.` name it
 mentions exists; docs/architecture.md's layer table is tests/test_layers.py's LAYERS; every
-relative link in README.md and docs/*.md points at a file that exists."""
+relative link in README.md and docs/*.md points at a file that exists, and every repository path
+and `python -m` module they name exists."""
 import pathlib
 import re
 import runpy
@@ -79,3 +80,34 @@ def test_the_link_check_catches_a_broken_link(tmp_path):
   doc.write_text('[ok](x.md) [web](https://example.com/a) [anchor](#a) [gone](docs/nope.md#b)\n'
                  '```\n[in code](not/a/link.md)\n```\n')
   assert list(_links(doc)) == ['x.md', 'docs/nope.md']
+
+
+# Paths of the repository as the docs write them in prose and commands (placeholders such as
+# `<study>` or `PREP` do not match).
+_PATH = re.compile(r'(?<![\w/.-])((?:mformer_jax|configs|launch|tests|benchmarks|notebooks|paper|'
+                   r'docs)/[\w/.-]*\w\.(?:py|sh|md|ipynb|json|txt|csv|png))\b')
+_MODULE = re.compile(r'python -m ((?:mformer_jax|benchmarks)(?:\.\w+)*)(?![\w.<])')
+
+
+def _missing(text):
+  """The repository paths and `python -m` modules `text` names that do not exist."""
+  missing = [p for p in _PATH.findall(text) if not (ROOT / p).exists()]
+  for module in _MODULE.findall(text):
+    base = ROOT.joinpath(*module.split('.'))
+    if not (base.with_suffix('.py').is_file() or (base / '__main__.py').is_file()):
+      missing.append(f'python -m {module}')
+  return missing
+
+
+@pytest.mark.parametrize('doc', DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_paths_and_commands_exist(doc):
+  """Every repository path and `python -m` module a page names, in prose or in a command."""
+  missing = _missing(doc.read_text())
+  assert not missing, f'{doc.relative_to(ROOT)} names what does not exist: {missing}'
+
+
+def test_the_path_check_catches_a_missing_path():
+  text = ('`mformer_jax/data/gone.py`, configs/demo.py:ARG, benchmarks/results/<class>/x.json, '
+          'python -m mformer_jax.main, python -m mformer_jax.train.gone, '
+          'python -m mformer_jax.analysis.<study>')
+  assert _missing(text) == ['mformer_jax/data/gone.py', 'python -m mformer_jax.train.gone']
