@@ -8,7 +8,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mformer_jax.plan import needed_bytes  # noqa: E402
+from mformer_jax.plan.report import needed_bytes  # noqa: E402
 
 _BEFORE_CODE = 'd1a725d'  # the runs recorded before tpu_plan.py stored the commit
 GROUPS = {

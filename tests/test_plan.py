@@ -11,11 +11,11 @@ import sys
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax import plan
+from mformer_jax.plan import hlo, libtpu, report, slices
 from mformer_jax.model import flops
 from mformer_jax.model import ModelConfig
 
-LIBTPU = plan.libtpu_path()
+LIBTPU = libtpu.libtpu_path()
 needs_libtpu = pytest.mark.skipif(
     LIBTPU is None, reason='libtpu not installed: launch/setup_env.sh puts it in .venv/libtpu '
     '(requirements-tpu.txt) when PyPI is reachable')
@@ -43,13 +43,13 @@ def tpu_compiler(monkeypatch):
   monkeypatch.setenv('TPU_LIBRARY_PATH', LIBTPU)
   monkeypatch.setenv('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   platforms = jax.config.jax_platforms
-  plan.use_libtpu()
+  jax.config.update('jax_platforms', 'cpu')  # what libtpu.environment sets before jax starts
   yield
   jax.config.update('jax_platforms', platforms)
 
 
 def _compile_here(mode, cfg, topology, batch_per_chip):
-  """The step built from the trainer's pieces (not plan.compile_step): jit with the trainer's
+  """The step built from the trainer's pieces (not probe.compile_step): jit with the trainer's
   shardings over the slice's abstract devices, abstract inputs, libtpu's compile."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -115,7 +115,7 @@ def test_cli_plan_is_the_memory_analysis_of_the_trainers_step(mode, fsdp, tmp_pa
       'v5e:2x2', 4, 'TPU v5 lite', 8, mode)
   assert 15 * 2**30 < got['hbm_bytes_per_chip'] <= 16 * 2**30  # v5e: 16 GiB, a little kept back
   assert got['fits'] is True and got['compiler_oom'] is None
-  assert got['collectives'] == plan.collectives(compiled.as_text())
+  assert got['collectives'] == hlo.collectives(compiled.as_text())
   if mode == 'train':  # FSDP gathers the parameters it sharded; the donated state is aliased
     assert (got['collectives']['all-gather']['count'] > 0) == fsdp
     assert got['per_chip_bytes']['aliased'] > 0
@@ -171,15 +171,16 @@ def test_fsdp_gathers_parameters_not_the_batch(monkeypatch, tpu_compiler):
   Mformer-B at 256 chips showed 215 GiB of all-gathers per step without it), and a data
   parallel step compiles to the very same program."""
   from mformer_jax.model import motionformer  # pylint: disable=g-import-not-at-top
+  from mformer_jax.plan import probe  # pylint: disable=g-import-not-at-top
   pinned = motionformer.split_batch
-  devices = plan.topology_devices('v5e:2x2')
+  devices = probe.topology_devices('v5e:2x2')
   moved = {}
   for fsdp in (False, True):
     cfg = tf_.config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_size': 256, 'model.depth': 2})
     for pin in (False, True):
       monkeypatch.setattr(motionformer, 'split_batch', pinned if pin else lambda x: x)
-      compiled, _ = plan.compile_step(cfg, devices, 8, 'train')
-      moved[fsdp, pin] = (plan.per_chip_bytes(compiled), plan.collectives(compiled.as_text()))
+      compiled, _ = probe.compile_step(cfg, devices, 8, 'train')
+      moved[fsdp, pin] = (hlo.per_chip_bytes(compiled), hlo.collectives(compiled.as_text()))
   assert moved[False, True] == moved[False, False]
   (mem, free), (mem_pinned, pin) = moved[True, False], moved[True, True]
   assert pin['all-to-all']['bytes'] < free['all-to-all']['bytes'] / 10
@@ -207,10 +208,10 @@ def test_split_batch_is_a_no_op_outside_a_step_on_a_mesh():
 def test_without_libtpu_the_message_says_how_to_install_it(monkeypatch, tmp_path):
   monkeypatch.delenv('TPU_LIBRARY_PATH', raising=False)
   monkeypatch.setattr(sys, 'prefix', str(tmp_path))
-  monkeypatch.setattr(plan.importlib.util, 'find_spec', lambda name: None)
-  assert plan.libtpu_path() is None
-  with pytest.raises(plan.PlanError, match=r'libtpu is not installed.*requirements-tpu\.txt'):
-    plan.use_libtpu()
+  monkeypatch.setattr(libtpu.importlib.util, 'find_spec', lambda name: None)
+  assert libtpu.libtpu_path() is None
+  with pytest.raises(slices.PlanError, match=r'libtpu is not installed.*requirements-tpu\.txt'):
+    libtpu.require(libtpu.libtpu_path())
 
 
 def _pinned_libtpu():
@@ -236,13 +237,58 @@ def test_libtpu_pin_is_the_one_jax_tpu_asks_for():
     ('v4-8', 'v4:2x2x1'), ('v4-32', 'v4:2x2x4'), ('v4-128', 'v4:4x4x4'), ('v4-512', 'v4:4x8x8'),
     ('v5p-8', 'v5p:2x2x1'), ('v5p-64', 'v5p:2x4x4'), ('v5p-256', 'v5p:4x4x8')])
 def test_gcloud_accelerator_names_map_to_topologies(accelerator, topology):
-  assert plan.accelerator_topology(accelerator) == topology
+  assert slices.accelerator_topology(accelerator) == topology
+
+
+@pytest.mark.parametrize('name', ['v5e:4x4', 'v5e:16x16', 'v4:2x2x4', 'v5p:2x4x4', 'v6e:1x1',
+                                  'v5e:3x3', 'tpu9:2x2', 'v4:4x4x4_twisted'])
+def test_well_formed_topologies_pass_to_libtpu(name):
+  assert slices.check_topology(name) == name
+
+
+@pytest.mark.parametrize('name', ['v5e:0x0', 'v5e:2x0', 'v4:2x2x0', 'v5e:-1x2', 'v5e:2', 'v5e:',
+                                  'v5e:2xx2', 'v5e:2x2x2x2', 'v5e', ':2x2', 'v5e:axb'])
+def test_malformed_topologies_are_refused_before_libtpu(name):
+  """A zero side kills the process in libtpu (SIGFPE, exit 136, nothing said): checked first."""
+  with pytest.raises(slices.PlanError, match=rf"TPU topology '{re.escape(name)}': expected "
+                     r'PREFIX:AxB or PREFIX:AxBxC, every side a whole number >= 1'):
+    slices.check_topology(name)
+
+
+@pytest.mark.slow
+def test_a_zero_sided_topology_is_one_error_line_not_a_crash():
+  """Refused before libtpu is looked for: the same on a machine without it."""
+  error = _one_error_line(_plan('--topology=v5e:0x0', '--batch_per_chip=1'))
+  assert error.startswith("error: TPU topology 'v5e:0x0': expected PREFIX:AxB")
+
+
+_CRASH = r"""
+import os, signal
+from mformer_jax.plan import libtpu
+with libtpu.filtered_stderr():
+  os.write(2, b'WARNING: Logging before InitGoogle() is written to STDERR\n'
+              b'E0000 common_lib.cc:860] could not determine TPU worker hostnames\n'
+              b'=== Source Location Trace: === \nlearning/x/libtpu_init_utils.cc:370\n'
+              b'*** SIGFPE received by PID 1; stack trace: ***\n'
+              b'learning/y/z.cc:12\n')
+  os.kill(os.getpid(), signal.SIGFPE)
+"""
+
+
+@pytest.mark.slow
+def test_what_a_crash_inside_libtpu_writes_reaches_stderr():
+  """filtered_stderr drops libtpu's metadata warnings with their source trace, and everything
+  else written before the process dies of a signal still arrives (through the filter child)."""
+  proc = subprocess.run([sys.executable, '-c', _CRASH], cwd=tf_.ROOT, env=tf_.env(),
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == -8
+  assert proc.stderr == '*** SIGFPE received by PID 1; stack trace: ***\nlearning/y/z.cc:12\n'
 
 
 @pytest.mark.parametrize('accelerator', ['v5litepod-12', 'v4-6', 'h100-8', 'v5e'])
 def test_unknown_accelerator_names_are_refused(accelerator):
-  with pytest.raises(plan.PlanError, match='accelerator'):
-    plan.accelerator_topology(accelerator)
+  with pytest.raises(slices.PlanError, match='accelerator'):
+    slices.accelerator_topology(accelerator)
 
 
 # A compiled TPU module in miniature, in XLA:TPU's own text syntax: a 12-step scan whose body
@@ -304,7 +350,7 @@ ENTRY %main.1_spmd (param.1: f32[8]) -> f32[8] {
 
 
 def test_collectives_are_counted_per_step_with_their_loops_trip_counts():
-  got = plan.collectives(_HLO)
+  got = hlo.collectives(_HLO)
   assert got == {
       'all-gather': {'count': 12 + 1, 'bytes': 12 * 768 * 768 * 2 + 32 * 4},
       'reduce-scatter': {'count': 12 + 12, 'bytes': 12 * 768 * 768 * 2 + 12 * 192 * 4 * 4},
@@ -317,10 +363,10 @@ def test_compile_time_oom_messages_are_read():
   msg = ('RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, the total '
          'memory required for HLO temporaries (26.23G) exceeds available HBM (15.75G). HLO '
          'module: jit_train_step.\nSee https://openxla.org/xla/errors/error_1000')
-  oom = plan.compile_time_oom(msg)
+  oom = hlo.compile_time_oom(msg)
   assert (oom['required_bytes'], oom['available_bytes']) == (round(26.23 * 2**30),
                                                              round(15.75 * 2**30))
-  assert plan.compile_time_oom('INVALID_ARGUMENT: something else') is None
+  assert hlo.compile_time_oom('INVALID_ARGUMENT: something else') is None
 
 
 @pytest.mark.parametrize('fixed,per_clip,hbm,curve', [
@@ -338,10 +384,11 @@ def test_max_batch_search_finds_the_largest_that_fits(monkeypatch, fixed, per_cl
             'compile_seconds': 0.0, 'per_chip_bytes': {'total': need} if fits else None,
             'compiler_oom': None if fits else {'required_bytes': need}}
 
-  monkeypatch.setattr(plan, 'plan', fake_plan)
-  fitting = [b for b in range(1, plan._SEARCH_CAP + 1)
+  from mformer_jax.plan import probe  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(probe, 'plan', fake_plan)
+  fitting = [b for b in range(1, probe.SEARCH_CAP + 1)
              if fixed + per_clip * b + curve * b * b <= hbm]
-  result = plan.search_max(None, 'v5e:2x2', devices=['d'])
+  result = probe.search_max(None, 'v5e:2x2', devices=['d'])
   assert result['batch_per_chip'] == (max(fitting) if fitting else 1)
   assert result['fits'] == bool(fitting)
   assert [p['batch_per_chip'] for p in result['search']] == calls and len(set(calls)) == len(calls)
@@ -353,11 +400,12 @@ def test_max_batch_search_finds_the_largest_that_fits(monkeypatch, fixed, per_cl
 def test_model_tflops_per_step_is_the_papers_count():
   """369.4 GMACs per Mformer-B view (the README, flops.py), x 2 x 3 x the global batch."""
   from configs import released  # pylint: disable=g-import-not-at-top
+  from mformer_jax.plan import probe  # pylint: disable=g-import-not-at-top
   config = released.get_config('k400_motionformer_224_16x4')  # auto, bfloat16: counted as einsum
   macs = flops.model_macs(ModelConfig(trajectory_impl='einsum'))  # the reference Mformer-B, one view
   assert round(macs / 1e9, 1) == 369.4
-  assert plan.model_tflops_per_step(config, 64, 'train') == macs * 2 * 3 * 64 / 1e12
-  assert plan.model_tflops_per_step(config, 64, 'eval') == macs * 2 * 64 / 1e12
+  assert probe.model_tflops_per_step(config, 64, 'train') == macs * 2 * 3 * 64 / 1e12
+  assert probe.model_tflops_per_step(config, 64, 'eval') == macs * 2 * 64 / 1e12
 
 
 def test_the_recorded_table_is_rendered_from_the_recorded_plans():
@@ -381,4 +429,4 @@ def test_the_recorded_table_is_rendered_from_the_recorded_plans():
       assert m['total'] == m['arguments'] + m['temporaries'] + m['outputs'] - m['aliased']
       assert p['fits'] == (m['total'] <= p['hbm_bytes_per_chip'])
     # pinned FSDP runs are rows of the FSDP table, so each row is looked for in the whole render
-    assert f"{p['batch_per_chip']} | {plan.needed_bytes(p) / 2**30:.2f} |" in rendered
+    assert f"{p['batch_per_chip']} | {report.needed_bytes(p) / 2**30:.2f} |" in rendered
