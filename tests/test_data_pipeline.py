@@ -86,8 +86,8 @@ def test_two_hosts_read_disjoint_parts(k400):
                                                     process_index=p, process_count=2), 4)
     seen.append({int(t) for b in batches for t in fx.video_tags(b['clip'])})
   assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(videos)
-  evals = [pipeline.make_eval_dataset(cfg, local_batch_size=16, process_index=p,
-                                      process_count=2) for p in (0, 1)]
+  evals = [pipeline.EvalDataset(cfg, local_batch_size=16, process_index=p, process_count=2)
+           for p in (0, 1)]
   ids = [[b['video_index'][b['mask']] for b in e] for e in evals]
   assert len(ids[0]) == len(ids[1])  # Same number of batches on every host.
   sets = [set(np.concatenate(i).tolist()) for i in ids]
@@ -96,7 +96,7 @@ def test_two_hosts_read_disjoint_parts(k400):
 
 def test_eval_10x3_views_grouped_and_every_video_once(k400):
   cfg, videos, root = k400
-  ev = pipeline.make_eval_dataset(cfg, local_batch_size=16, process_index=0, process_count=1)
+  ev = pipeline.EvalDataset(cfg, local_batch_size=16, process_index=0, process_count=1)
   assert (ev.num_videos, ev.views_per_video, ev.num_skipped) == (6, 30, 0)
   assert pipeline.class_names(cfg) == {'label': ['abseiling', 'zumba']}
   batches = list(ev)
@@ -187,8 +187,7 @@ def test_ssv2_segment_sampling_without_flip(tmp_path):
     for i, code in enumerate(codes):  # Inside segment i of the 30 fps timeline.
       lo, hi = np.round(seg * i), np.round(seg * (i + 1))
       assert lo * 12 // 30 <= code <= hi * 12 // 30
-  views = list(pipeline.make_eval_dataset(cfg, local_batch_size=3, process_index=0,
-                                          process_count=1))
+  views = list(pipeline.EvalDataset(cfg, local_batch_size=3, process_index=0, process_count=1))
   assert len(views) == 3  # 3 videos x (1 clip x 3 crops).
   for batch, n in zip(views, lengths):
     np.testing.assert_array_equal(fx.frame_codes(batch['clip']),
@@ -278,7 +277,7 @@ def test_a_record_failing_its_crc_is_replaced_by_the_next_one_deterministically(
 def test_eval_leaves_out_a_video_whose_frame_does_not_decode(k400, tmp_path):
   bad_cfg, shard, key = _damaged_copy(k400, tmp_path, 'test', 3, 'jpeg')
   bad_cfg.max_bad_fraction = 0.2
-  ev = pipeline.make_eval_dataset(bad_cfg, local_batch_size=16, process_index=0, process_count=1)
+  ev = pipeline.EvalDataset(bad_cfg, local_batch_size=16, process_index=0, process_count=1)
   seen = {int(v) for b in ev for v, m in zip(b['video_index'], b['mask']) if m}
   assert seen == {0, 1, 2, 4, 5}
   (example, found), = ev.bad.found.items()

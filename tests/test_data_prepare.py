@@ -117,3 +117,59 @@ def test_epic_kitchens_segments(tmp_path):
   assert summary['num_skipped'] == 1
   assert summary['skipped'][0][0].endswith('P01_101#P01_101_2')
   assert 'unreadable frame' in summary['skipped'][0][1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Index files not in the layout: one line naming the file and line; a bug keeps its traceback
+# ----------------------------------------------------------------------------------------------
+def _one_line_error(argv, capsys):
+  with pytest.raises(SystemExit) as info:
+    prepare.main(argv)
+  err = capsys.readouterr().err
+  assert info.value.code == 2 and len(err.splitlines()) == 1, err
+  return err
+
+
+def test_index_files_not_in_the_layout_are_one_line(tmp_path, capsys):
+  out = ['--out', str(tmp_path / 'out'), '--split', 'train']
+  bad_csv = tmp_path / 'k.csv'
+  bad_csv.write_text('label,youtube_id,time_start,split\nzumba,abc,0,val\n')
+  err = _one_line_error(['kinetics', '--videos', str(tmp_path), '--csv', str(bad_csv), *out],
+                        capsys)
+  assert err == f'error: {bad_csv} has no column time_end (its header: label,youtube_id,' \
+                'time_start,split)\n'
+  bad_csv.write_text('label,youtube_id,time_start,time_end,split\nzumba,abc,0,ten,val\n')
+  err = _one_line_error(['kinetics', '--videos', str(tmp_path), '--csv', str(bad_csv), *out],
+                        capsys)
+  assert err == f"error: {bad_csv}:2: 'ten' is not an integer\n"
+  listing = tmp_path / 'list.txt'
+  listing.write_text('a.mp4 0\nb.mp4 1 extra\n')
+  err = _one_line_error(['kinetics', '--videos', str(tmp_path), '--csv', str(listing), *out],
+                        capsys)
+  assert err == (f'error: {listing}:2: expected "path label" (a PySlowFast list), got '
+                 "['b.mp4', '1', 'extra']\n")
+  entries = fx.ssv2_tree(str(tmp_path / 'ssv2'))
+  with open(tmp_path / 'ssv2' / 'labels' / 'something-something-v2-train.json', 'w') as f:
+    json.dump(entries[:1] + [dict(id='7', template='Juggling [something]')], f)
+  err = _one_line_error(['ssv2', '--videos', str(tmp_path), '--annotations',
+                         str(tmp_path / 'ssv2' / 'labels'), *out], capsys)
+  assert err.startswith('error: ') and "entry 1 (7) has the template 'Juggling something'" in err
+  fx.epic_tree(str(tmp_path / 'ek'))
+  ek = tmp_path / 'ek' / 'annotations' / 'EPIC_100_train.csv'
+  ek.write_text(ek.read_text().replace('00:00:01.00', '1 second'))
+  err = _one_line_error(['epic_kitchens', '--frames', str(tmp_path), '--annotations',
+                         str(ek.parent), *out], capsys)
+  assert err == f"error: {ek}:3: '1 second' is not a HH:MM:SS.ff timestamp\n"
+  err = _one_line_error(['ssv2', '--annotations', str(ek.parent), *out], capsys)
+  assert err == 'error: ssv2 reads its videos and labels from --videos: give the folder\n'
+
+
+def test_a_bug_in_a_layout_reader_keeps_its_traceback(tmp_path, monkeypatch):
+  """Only unreadable files and the readers' InputErrors are the user's: a KeyError from the
+  reader's own code is not turned into a 'not a kinetics layout' line."""
+  def broken(videos, csv_path=''):
+    return {}['a bug']
+  monkeypatch.setattr(layouts, 'kinetics', broken)
+  with pytest.raises(KeyError, match='a bug'):
+    prepare.main(['kinetics', '--videos', str(tmp_path), '--out', str(tmp_path / 'out'),
+                  '--split', 'train'])

@@ -112,7 +112,7 @@ def test_synthetic_pipelines_resume_and_count_every_video_once():
   assert sorted(epoch) == sorted(data.labels)  # One epoch = every clip once.
   seen = []
   for p in (0, 1):
-    ev = pipeline.make_eval_dataset(cfg, local_batch_size=8, process_index=p, process_count=2)
+    ev = pipeline.EvalDataset(cfg, local_batch_size=8, process_index=p, process_count=2)
     assert ev.views_per_video == 1 and ev.num_skipped == 0 and ev.num_batches == 2
     seen.append(np.concatenate([b['video_index'][b['mask']] for b in ev]))
   assert sorted(np.concatenate(seen)) == list(range(30))

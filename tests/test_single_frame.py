@@ -95,8 +95,8 @@ def test_synthetic_single_frame_batches_and_views():
   slots = [[t for t in range(8) if np.array_equal(full['clip'][i, t], batch['clip'][i, 0])]
            for i in range(16)]
   assert all(slots) and len({s[0] for s in slots}) > 1
-  views = next(iter(pipeline.make_eval_dataset(cfg, local_batch_size=4, process_index=0,
-                                               process_count=1)))
-  whole = next(iter(pipeline.make_eval_dataset(multi, local_batch_size=4, process_index=0,
-                                               process_count=1)))
+  views = next(iter(pipeline.EvalDataset(cfg, local_batch_size=4, process_index=0,
+                                         process_count=1)))
+  whole = next(iter(pipeline.EvalDataset(multi, local_batch_size=4, process_index=0,
+                                         process_count=1)))
   np.testing.assert_array_equal(views['clip'], whole['clip'][:, 4:5])

@@ -54,7 +54,7 @@ def test_training_through_tfds_reads_what_rendering_gives(tmp_path):
     x, y = next(a), next(b)
     np.testing.assert_array_equal(x['label'], y['label'])
     np.testing.assert_array_equal(x['clip'], y['clip'])
-  ev = [list(pipeline.make_eval_dataset(c, local_batch_size=4, process_index=0, process_count=1))
+  ev = [list(pipeline.EvalDataset(c, local_batch_size=4, process_index=0, process_count=1))
         for c in (rendered, through)]
   assert len(ev[0]) == len(ev[1]) == 2
   for x, y in zip(*ev):

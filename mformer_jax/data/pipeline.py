@@ -153,7 +153,8 @@ class EvalDataset:
   data; see the module docstring).
   """
 
-  def __init__(self, cfg, local_batch_size, split, process_index, process_count):
+  def __init__(self, cfg, *, local_batch_size, split='test', process_index=None,
+               process_count=None):
     p, count = _process(process_index, process_count)
     self.cfg, self.batch_size, self.split = cfg, local_batch_size, split
     self.source = sources.get(cfg, split)
@@ -212,11 +213,6 @@ class EvalDataset:
       yield {k: np.concatenate([v, np.full((missing,) + v.shape[1:], fill.get(k, -1), v.dtype)])
              for k, v in rows.items()}
       rows = self._empty()
-
-
-def make_eval_dataset(data_cfg, *, local_batch_size, split='test', process_index=None,
-                      process_count=None):
-  return EvalDataset(data_cfg, local_batch_size, split, process_index, process_count)
 
 
 def load_video_views(path, data_cfg):

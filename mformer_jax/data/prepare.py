@@ -27,6 +27,7 @@ flags does too (it resumes: nothing is redone).
 import argparse
 import collections
 import concurrent.futures
+import csv
 import hashlib
 import json
 import multiprocessing
@@ -232,16 +233,26 @@ def main(argv=None):
     exit_with(e)
 
 
+# The flags each layout reads its index files from.
+LAYOUT_FLAGS = {'kinetics': ('videos',), 'ssv2': ('videos', 'annotations'),
+                'epic_kitchens': ('frames', 'annotations')}
+
+
 def read_layout(args):
-  """(items, class names) of the layout the flags name. The readers only parse the user's
-  index files, so anything they raise means a file is missing or not in that layout."""
+  """(items, class names) of the layout the flags name. A file that cannot be opened or decoded
+  is one line here; the readers raise InputError for a file not in the layout. Anything else
+  they raise is a bug and keeps its traceback."""
+  missing = [f'--{f}' for f in LAYOUT_FLAGS[args.layout] if not getattr(args, f)]
+  if missing:
+    raise ConfigError(f'{args.layout} reads its videos and labels from {" and ".join(missing)}: '
+                      'give the folder')
   try:
     if args.layout == 'kinetics':
       return layouts.kinetics(args.videos, args.csv)
     if args.layout == 'ssv2':
       return layouts.ssv2(args.videos, args.annotations, args.split)
     return layouts.epic_kitchens(args.frames, args.annotations, args.split)
-  except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
     raise InputError(f'not a {args.layout} layout: {type(e).__name__}: {e}') from e
 
 

@@ -106,7 +106,7 @@ class Evaluator:
     """Metrics of `params` on the test split; bad_train_records (the trainer's skipped records)
     are counted and listed in the report too."""
     cfg = self.config
-    ds = pipeline.make_eval_dataset(
+    ds = pipeline.EvalDataset(
         cfg.data, local_batch_size=self.local_batch, split='test',
         process_index=jax.process_index(), process_count=jax.process_count())
     # ds.num_videos is this host's share; video_index is global.
