@@ -62,4 +62,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  checkpoints.quiet_orbax()
   sys.exit(main())

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from mformer_jax import config_lib, errors
 from mformer_jax.eval import features
+from mformer_jax.run import checkpoints
 
 
 def _define_flags():
@@ -52,4 +53,5 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
+  checkpoints.quiet_orbax()
   app.run(main)

@@ -14,7 +14,6 @@ are overrides that leave the data and the model disagreeing (`config_lib.finaliz
 Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
 """
-import os
 import re
 import sys
 import time
@@ -57,16 +56,6 @@ def result_table(results: dict, num_classes, wall_s: float) -> str:
   return '\n'.join(f'  {k:<{width}}  {v}' for k, v in rows)
 
 
-def _quiet_orbax(record) -> bool:
-  """Orbax logs every file it writes at INFO; keep its warnings and our own progress. Its errors
-  stay, as one line each: the tracebacks it logs from its threads (a full disk: dozens) are
-  those of the exception that reaches us, which is reported or raised once."""
-  if f'{os.sep}orbax{os.sep}' not in record.pathname:
-    return True
-  record.exc_info = record.exc_text = None
-  return record.levelno >= logging.converter.STANDARD_WARNING
-
-
 def _parse_flags(argv):
   """absl's flag parsing, with a bad flag as one `error:` line and exit status 2. A key the
   config does not have makes ml_collections raise AttributeError (three tracebacks) instead of
@@ -91,14 +80,14 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_logger().addFilter(_quiet_orbax)
   start = time.perf_counter()
   # Before anything touches a device: TF (tf.data) must not claim accelerators, and
   # jax.distributed must be initialised before the first JAX computation.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
-  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import checkpoints, sharding  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(force=flags.FLAGS.multihost)
+  checkpoints.quiet_orbax()
   import jax  # pylint: disable=g-import-not-at-top
   import mformer_jax  # pylint: disable=g-import-not-at-top
   mformer_jax.check_jax_version(jax.__version__)

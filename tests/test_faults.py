@@ -10,6 +10,7 @@ never a hang. (SIGTERM/SIGINT: tests/test_train.py; the pipeline's substitution 
 tests/test_data_pipeline.py.)
 """
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 from flax import traverse_util
 
 import data_fixtures as fx
@@ -65,10 +67,25 @@ CORRUPTIONS = {
 }
 
 
+def _process_hooks():
+  return (sys.excepthook, sys.unraisablehook, list(logging.getLogger('asyncio').filters),
+          list(absl_logging.get_absl_logger().filters))
+
+
+@pytest.fixture
+def quiet_orbax(monkeypatch):
+  """checkpoints.quiet_orbax(), as a command calls it at its start; undone after the test."""
+  for name in ('excepthook', 'unraisablehook'):
+    monkeypatch.setattr(sys, name, getattr(sys, name))
+  for log in (logging.getLogger('asyncio'), absl_logging.get_absl_logger()):
+    monkeypatch.setattr(log, 'filters', list(log.filters))
+  checkpoints.quiet_orbax()
+
+
 @pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')  # orbax's spew
 @pytest.mark.parametrize('kind', sorted(CORRUPTIONS))
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, tmp_path, kind,
-                                                                       capfd, caplog):
+                                                                       capfd, caplog, quiet_orbax):
   copy = _copy(trained, tmp_path)
   CORRUPTIONS[kind](copy / 'checkpoints' / '8')
   _, params = weights.load(str(copy))
@@ -85,6 +102,31 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_good_one(trained, 
                      match='checkpoint step 8 .*strict_restore=True.*readable steps: 4$'):
     weights.load(str(copy), strict=True)
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
+
+
+def test_a_manager_leaves_the_process_hooks_alone(tmp_path, monkeypatch):
+  """Process-wide hooks and log filters are the commands' to install (quiet_orbax), not a
+  library call's."""
+  before = _process_hooks()
+  with checkpoints.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
+    checkpoints.save(mngr, {'params': {'w': jnp.zeros(2)}}, {'step': 1})
+    checkpoints.finish(mngr)
+  with checkpoints.manager(str(tmp_path), read_only=True) as mngr:
+    checkpoints.read_meta(mngr, 1)
+  assert _process_hooks() == before
+  # What quiet_orbax installs, from a process without it (the hooks as Python sets them).
+  monkeypatch.setattr(sys, 'excepthook', sys.__excepthook__)
+  monkeypatch.setattr(sys, 'unraisablehook', sys.__unraisablehook__)
+  for log in (logging.getLogger('asyncio'), absl_logging.get_absl_logger()):
+    monkeypatch.setattr(log, 'filters', [f for f in log.filters if not getattr(
+        f, 'mformer_abandoned', False) and f is not checkpoints._orbax_log])
+  fresh = _process_hooks()
+  checkpoints.quiet_orbax()
+  installed = _process_hooks()
+  assert installed[0] is not fresh[0] and installed[1] is not fresh[1]
+  assert [len(f) for f in installed[2:]] == [len(f) + 1 for f in fresh[2:]]
+  checkpoints.quiet_orbax()  # a second call adds nothing
+  assert _process_hooks() == installed
 
 
 @pytest.mark.slow

@@ -194,10 +194,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  # Orbax logs every file it writes at INFO: keep its warnings and our own progress.
-  logging.get_absl_logger().addFilter(
-      lambda r: (r.levelno >= logging.converter.STANDARD_WARNING
-                 or f'{os.sep}orbax{os.sep}' not in r.pathname))
+  checkpoints.quiet_orbax()
   try:
     results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
   except UserError as e:  # missing/malformed data, bad config: one clear message

@@ -53,7 +53,6 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
   # Handlers named up front, so that reading only some items (params) is a normal restore.
   handlers = {'params': ocp.StandardCheckpointHandler(), 'train': ocp.StandardCheckpointHandler(),
               'meta': ocp.JsonCheckpointHandler()}
-  _mute_abandoned_work()
   return ocp.CheckpointManager(path(workdir) / 'checkpoints', options=options,
                                item_handlers=handlers)
 
@@ -130,7 +129,7 @@ def _verify(mngr, step, item: str, tree, recorded) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Saving
+# Orbax's noise, muted by the commands (quiet_orbax)
 # ----------------------------------------------------------------------------------------------
 def _abandoned(unraisable) -> bool:
   """An error of the work orbax abandons when one array of a restore or save fails: the
@@ -145,14 +144,30 @@ def _loop_closed(value) -> bool:
   return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
 
 
-def _mute_abandoned_work() -> None:
-  """When one array of a restore or save fails, orbax abandons the others, and they report as
+def _orbax_log(record) -> bool:
+  """Orbax logs every file it writes at INFO; keep its warnings and our own progress. Its errors
+  stay, as one line each: the tracebacks it logs from its threads (a full disk: dozens) are
+  those of the exception that reaches us, which is reported or raised once."""
+  if f'{os.sep}orbax{os.sep}' not in record.pathname:
+    return True
+  record.exc_info = record.exc_text = None
+  return record.levelno >= logging.converter.STANDARD_WARNING
+
+
+def quiet_orbax() -> None:
+  """What a command calls once, at its start, to keep orbax's noise out of its output: the
+  per-file INFO log (`_orbax_log`), and the echoes of a failed restore or save.
+
+  When one array of a restore or save fails, orbax abandons the others, and they report as
   they are collected or call back into its closed event loop, from TensorStore's threads, up to
   interpreter exit: as unraisable errors, through sys.excepthook, and (a full disk) as asyncio's
   'Task exception was never retrieved'. The failure itself is raised once, in the main thread
   (CorruptCheckpointError, InputError, or its own traceback); these echoes are dropped, and
-  nothing else. Installed by every manager, where the hooks are not ours already (pytest, for
-  one, puts its own back after each test)."""
+  nothing else. Process-wide hooks, hence not installed by a library call (a manager); calling
+  it again changes nothing."""
+  absl_log = logging.get_absl_logger()
+  if _orbax_log not in absl_log.filters:
+    absl_log.addFilter(_orbax_log)
   for name, drop in (('unraisablehook', lambda u: _abandoned(u)),
                      ('excepthook', lambda t, v, tb: _loop_closed(v))):
     previous = getattr(sys, name)
@@ -167,6 +182,9 @@ def _mute_abandoned_work() -> None:
     asyncio_log.addFilter(keep)
 
 
+# ----------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _storage_errors(mngr):
   """A full disk while writing is the environment's fault: one line naming the intact steps."""
@@ -236,7 +254,7 @@ def _read(mngr, step: int, **items) -> dict:
   except Exception as e:  # pylint: disable=broad-except
     reason = _first_line(e)
   # Out of the except clause, nothing refers to the failed reads any more (the exception's
-  # traceback did, hence no `from e`): collected now, their echoes meet _mute_abandoned_work's
+  # traceback did, hence no `from e`): collected now, their echoes meet quiet_orbax's
   # hooks (which a test runner may replace later).
   gc.collect()
   raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {reason}')
