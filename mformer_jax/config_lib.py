@@ -113,6 +113,8 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   The clip geometry is set on both sides, data.num_frames / crop_size for the pipeline and
   model.num_frames / img_size for the model, and every config sets both: a disagreement (an
   override of one side) is refused, not derived, as either side may be the one meant.
+  data.train_jitter_scales left at () is derived from the final crop
+  (`data.config.train_jitter_scales`), so a crop set on the command line brings its jitter.
   data.label_keys is derived from `ModelConfig.heads` (the one place that decides the heads),
   replacing any value: the pipeline yields exactly the labels the model predicts. Configs
   without a video model (configs/lra_listops.py) pass unchanged.
@@ -130,6 +132,7 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if va != vb:
       raise ConfigError(f'config.{a} but config.{b}: the pipeline\'s clips are the model\'s '
                         'input, so both must agree')
+  data.train_jitter_scales = data_config_lib.train_jitter_scales(data)
   data.label_keys = tuple(ModelConfig.from_config(model).heads)
   return config
 

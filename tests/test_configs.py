@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from mformer_jax import config_lib
+from mformer_jax.data import config as data_config_lib
 from mformer_jax.model import ModelConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,8 +58,9 @@ def test_released_config(dataset, variant):
   assert config.data.test_num_clips == (1 if dataset == 'ssv2' else 10)
   assert bool(config.data.rand_augment) == (dataset == 'ek' or (dataset == 'ssv2' and variant != 'joint'))
   assert config.data.random_resized_crop == (dataset == 'k400' and variant == 'motionformer_l')
-  if variant == 'motionformer_hr':
-    assert tuple(config.data.train_jitter_scales) == (384, 480)
+  # The official configs' TRAIN_JITTER_SCALES, derived from the crop (finalize writes them in).
+  assert data_config_lib.train_jitter_scales(config.data) == (
+      (384, 480) if variant == 'motionformer_hr' else (256, 320))
 
 
 def test_k400_base_is_built_by_released(monkeypatch):
@@ -149,8 +151,11 @@ def _every_config():
 
 @pytest.mark.parametrize('name,arg', _every_config())
 def test_every_config_passes_finalize_unchanged(name, arg):
+  """... but for data.train_jitter_scales left () to be derived from the crop."""
   config = _load(name, arg)
   before = config.to_dict()
+  if before.get('data', {}).get('train_jitter_scales') == ():
+    before['data']['train_jitter_scales'] = data_config_lib.train_jitter_scales(config.data)
   assert config_lib.finalize(config) is config
   assert config.to_dict() == before
 

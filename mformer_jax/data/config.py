@@ -20,6 +20,18 @@ def clip_frames(cfg) -> int:
   return 1 if cfg.single_frame else cfg.num_frames
 
 
+def train_jitter_scales(cfg) -> tuple:
+  """The short sides training resizes to, U[lo, hi]: data.train_jitter_scales, or when it is ()
+  (the default) the official U[256, 320] at a 224 crop scaled with data.crop_size (the official
+  336 configs, K400 16x8 and SSv2 16x4, set exactly that: [384, 480]). synthetic_motion clips are
+  rendered at the crop: (crop, crop). config_lib.finalize writes the result into the config."""
+  if cfg.train_jitter_scales:
+    return tuple(cfg.train_jitter_scales)
+  if cfg.name == 'synthetic_motion':
+    return (cfg.crop_size, cfg.crop_size)
+  return (round(256 * cfg.crop_size / 224), round(320 * cfg.crop_size / 224))
+
+
 def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
                 crop_size: int) -> ml_collections.ConfigDict:
   """Every field has a concrete default so `--config.data.x=y` overrides always type-check."""
@@ -49,9 +61,8 @@ def data_config(dataset: str, *, num_frames: int, sampling_rate: int,
   c.single_frame = False
   c.crop_size = crop_size
   c.target_fps = 30.0  # Sampling happens on a 30 fps-equivalent timeline, as official.
-  # Short-side scale jitter: U[256,320] at 224, U[384,480] at 336 (scaled with the crop).
-  c.train_jitter_scales = ((crop_size, crop_size) if synthetic else
-                           (round(256 * crop_size / 224), round(320 * crop_size / 224)))
+  # Short-side scale jitter (lo, hi); () = derived from the final crop (`train_jitter_scales`).
+  c.train_jitter_scales = ()
   c.inverse_uniform_scale = dataset == 'ssv2'  # Official INV_UNIFORM_SAMPLE for SSv2.
   c.test_num_clips = 1 if dataset in ('ssv2', 'synthetic_motion') else 10
   c.test_num_crops = 1 if synthetic else 3

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mformer_jax.errors import ConfigError
 from mformer_jax.data import augment
-from mformer_jax.data.config import clip_frames
+from mformer_jax.data.config import clip_frames, train_jitter_scales
 
 
 def train_augment(frames, seeds, cfg):
@@ -16,8 +16,8 @@ def train_augment(frames, seeds, cfg):
   if cfg.random_resized_crop:
     clip = augment.random_resized_crop(frames, seeds[0], cfg.crop_size)
   else:
-    clip = augment.scale_jitter_crop(frames, seeds[0], cfg.crop_size,
-                                     cfg.train_jitter_scales, cfg.inverse_uniform_scale)
+    clip = augment.scale_jitter_crop(frames, seeds[0], cfg.crop_size, train_jitter_scales(cfg),
+                                     cfg.inverse_uniform_scale)
   clip.set_shape([clip_frames(cfg), cfg.crop_size, cfg.crop_size, 3])
   if cfg.random_flip:
     clip = augment.flip(clip, seeds[1])
