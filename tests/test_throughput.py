@@ -86,3 +86,28 @@ def test_program_flops_count_what_runs():
   # A loop's body counts once per trip.
   loop = lambda a: jax.lax.scan(lambda c, _: (c @ jnp.ones((8, 8)), None), a, length=5)[0]
   assert throughput.program_flops(loop, x) == 5 * 2 * 4 * 8 * 8
+
+
+@pytest.mark.slow
+def test_a_training_run_logs_throughput_to_tensorboard_and_its_results(tmp_path):
+  import glob  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mformer_jax import train  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import ModelConfig as MC  # pylint: disable=g-import-not-at-top
+  from tests import train_fixtures  # pylint: disable=g-import-not-at-top
+  config = train_fixtures.config()   # 8 steps of 8 clips, logged every 2
+  results = train.train_and_evaluate(config, str(tmp_path))
+  flops = throughput.model_flops_per_clip(MC.from_config(config.model))
+  assert results['train_clips_per_s'] > 0
+  assert results['train_model_tflops_per_device'] == pytest.approx(
+      results['train_clips_per_s'] * flops / jax.device_count() / 1e12)
+  assert 'train_mfu' not in results          # no known peak on a CPU
+  logged = {}
+  for path in glob.glob(str(tmp_path / 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        logged.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
+  assert sorted(logged['perf/clips_per_s']) == [2, 4, 6, 8]
+  for step, clips in logged['perf/clips_per_s'].items():
+    assert clips > 0
+    assert logged['perf/model_tflops_per_device'][step] == pytest.approx(clips * flops / 1e12)

@@ -27,7 +27,7 @@ from mformer_jax.eval import evaluator as evaluator_lib
 from mformer_jax.model import init_variables, make_model
 from mformer_jax.run import checkpoints, preemption, sharding
 from mformer_jax.run import workdir as workdir_lib
-from mformer_jax.train import optim
+from mformer_jax.train import optim, throughput
 from mformer_jax.train.step import abstract_train_state, create_train_state, make_train_step
 
 
@@ -154,6 +154,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
                     '--config.model.dtype=float32 is faster on a CPU.')
   evaluator = evaluator_lib.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
+  meter = throughput.Meter(model.cfg, train_cfg.batch_size)  # clips/s, TFLOP/s, MFU in the logs
   mngr = checkpoints.manager(workdir, ck)
   state, meta = restore_or_create_state(config, model, tx, mngr, state_sh)
   start = meta['step']
@@ -188,6 +189,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
       if step == first:  # throughput excludes compilation (the first step) and evaluation
         jax.block_until_ready(metrics)
         t0 = time.perf_counter()
+        meter.start(step)
       report(step)
       eval_now = step % lengths['eval_every_steps'] == 0 or step == total
       sync = step % train_cfg.log_every_steps == 0 or step % ck.every_steps == 0 or eval_now
@@ -198,7 +200,8 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
         # Also the NaN guard: nothing is saved unless every step since the last check was finite.
         summary = summarize(jax.device_get(acc))
         check_finite(summary, acc_from + 1, step, mngr)
-        writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+        writer.write_scalars(step, {**{f'train/{k}': v for k, v in summary.items()},
+                                    **meter.scalars(step, eval_s)})
         acc, acc_from = None, step
       if eval_now:
         tick = time.perf_counter()
@@ -223,4 +226,5 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   timed_steps = total - first  # steps after the compiling one
   clips_per_s = (timed_steps * train_cfg.batch_size / train_s
                  if timed_steps > 0 and train_s > 0 else 0.0)
-  return {**results, 'steps': total, 'train_clips_per_s': clips_per_s, 'workdir': str(workdir)}
+  return {**results, 'steps': total, 'train_clips_per_s': clips_per_s,
+          **meter.summary(clips_per_s), 'workdir': str(workdir)}

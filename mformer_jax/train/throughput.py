@@ -87,6 +87,14 @@ class Meter:
   def rates(self, clips_per_s: float) -> dict:
     return rates(clips_per_s, self.flops_per_clip, self.devices, self.peak)
 
+  def summary(self, clips_per_s: float) -> dict:
+    """The run's result keys for its overall clips/s: train_model_tflops_per_device, and with
+    a known peak train_mfu and train_peak_tflops; {} for a run that timed no step."""
+    if not clips_per_s:
+      return {}
+    out = {f'train_{k}': v for k, v in self.rates(clips_per_s).items() if k != 'clips_per_s'}
+    return {**out, 'train_peak_tflops': self.peak} if 'train_mfu' in out else out
+
   def scalars(self, step: int, excluded_s: float = 0.0) -> dict:
     """{'perf/clips_per_s', 'perf/model_tflops_per_device'[, 'perf/mfu']} since the last call;
     {} before start() or when no step or no time has passed."""
