@@ -47,6 +47,11 @@ def result_table(results: dict, num_classes, wall_s: float) -> str:
                  f"{results.get('report_dir', 'the eval report')}/metrics.json)"))
   if results.get('train_clips_per_s'):
     rows.append(('training speed', f"{results['train_clips_per_s']:.1f} clips/s"))
+  if results.get('train_model_tflops_per_device'):  # train.throughput: the reference FLOPs
+    rows.append(('model TFLOP/s per device', f"{results['train_model_tflops_per_device']:.3g}"))
+  if 'train_mfu' in results:
+    rows.append(('MFU', f"{100 * results['train_mfu']:.1f} % of "
+                        f"{results['train_peak_tflops']:.0f} TFLOP/s (dense bf16 peak)"))
   rows.append(('wall time', f'{wall_s / 60:.1f} min'))
   if 'workdir' in results:
     rows.append(('TensorBoard', f"tensorboard --logdir {results['workdir']}"))

@@ -111,3 +111,11 @@ def test_result_table_is_the_runs_summary():
       '  wall time                 3.7 min',
       '  TensorBoard               tensorboard --logdir W',
       '  confusion matrix          W/eval/step_8']
+  # With the model FLOPs (train.throughput) and, on a device of known peak, the MFU.
+  results.update(train_model_tflops_per_device=0.012345)
+  assert main.result_table(results, 4, 222.0).splitlines()[5] == (
+      '  model TFLOP/s per device  0.0123')
+  results.update(train_model_tflops_per_device=412.3, train_mfu=0.41689, train_peak_tflops=989.0)
+  assert main.result_table(results, 4, 222.0).splitlines()[5:7] == [
+      '  model TFLOP/s per device  412',
+      '  MFU                       41.7 % of 989 TFLOP/s (dense bf16 peak)']
