@@ -1,10 +1,11 @@
-"""DAVIS-2017 label propagation: metrics against the official code, reader, end to end."""
+"""DAVIS-2017 label propagation: metrics against the official code (davis_metrics), the layout
+reader (davis_layout), the command (davis) end to end."""
 import pathlib
 
 import numpy as np
 import pytest
 
-from mformer_jax.analysis import davis
+from mformer_jax.analysis import davis, davis_layout, davis_metrics
 
 REFERENCE = pathlib.Path(__file__).parent / 'data' / 'davis_reference.npz'
 
@@ -35,27 +36,27 @@ def test_reference_covers_the_hard_cases(ref):
 def test_jaccard_and_f_measure_equal_the_official_code(ref):
   for case in _cases(ref):
     gt, pred = _masks(ref, case)
-    np.testing.assert_allclose(davis.jaccard(gt, pred), ref[f'{case}/J'], rtol=0, atol=1e-12,
+    np.testing.assert_allclose(davis_metrics.jaccard(gt, pred), ref[f'{case}/J'], rtol=0, atol=1e-12,
                                err_msg=case)
-    np.testing.assert_allclose(davis.f_measure(gt, pred), ref[f'{case}/F'], rtol=0, atol=1e-12,
+    np.testing.assert_allclose(davis_metrics.f_measure(gt, pred), ref[f'{case}/F'], rtol=0, atol=1e-12,
                                err_msg=case)
 
 
 def test_empty_mask_conventions(ref):
   gt, _ = _masks(ref, 'blobs_small')
   empty = np.zeros_like(gt)
-  np.testing.assert_array_equal(davis.jaccard(empty, empty), 1.0)
-  np.testing.assert_array_equal(davis.f_measure(empty, empty), 1.0)
-  np.testing.assert_array_equal(davis.f_measure(gt, empty)[gt.any(axis=(1, 2))], 0.0)
-  np.testing.assert_array_equal(davis.jaccard(gt, gt), 1.0)
+  np.testing.assert_array_equal(davis_metrics.jaccard(empty, empty), 1.0)
+  np.testing.assert_array_equal(davis_metrics.f_measure(empty, empty), 1.0)
+  np.testing.assert_array_equal(davis_metrics.f_measure(gt, empty)[gt.any(axis=(1, 2))], 0.0)
+  np.testing.assert_array_equal(davis_metrics.jaccard(gt, gt), 1.0)
 
 
 def test_dilation_is_a_disk_of_the_diagonal_tolerance():
-  assert davis.disk_radius((480, 854)) == 8.0
-  assert davis.disk_radius((24, 36)) == 1.0
+  assert davis_metrics.disk_radius((480, 854)) == 8.0
+  assert davis_metrics.disk_radius((24, 36)) == 1.0
   point = np.zeros((41, 41), bool)
   point[20, 20] = True
-  disk = davis.dilate_disk(point, 8.0)
+  disk = davis_metrics.dilate_disk(point, 8.0)
   yy, xx = np.mgrid[-20:21, -20:21]
   np.testing.assert_array_equal(disk, yy ** 2 + xx ** 2 <= 64)
 
@@ -63,20 +64,20 @@ def test_dilation_is_a_disk_of_the_diagonal_tolerance():
 def test_statistics_equal_db_statistics(ref):
   for key in [k for k in ref if k.startswith('stats_') and k.endswith('/values')]:
     case = key.split('/')[0]
-    np.testing.assert_allclose(davis.statistics(ref[key]), ref[f'{case}/MRD'], rtol=0,
+    np.testing.assert_allclose(davis_metrics.statistics(ref[key]), ref[f'{case}/MRD'], rtol=0,
                                atol=1e-12, equal_nan=True, err_msg=case)
 
 
 def test_sequence_evaluation_and_csvs_equal_the_official_tool(ref):
   seqs = ('alpha', 'beta', 'gamma')
-  summary = davis.summarise(
-      {s: davis.evaluate_sequence(ref[f'eval_{s}/gt'], ref[f'eval_{s}/pred']) for s in seqs})
+  summary = davis_metrics.summarise(
+      {s: davis_metrics.evaluate_sequence(ref[f'eval_{s}/gt'], ref[f'eval_{s}/pred']) for s in seqs})
   assert list(summary['objects']) == list(ref['eval/object_names'])
   for metric in 'JF':
     for key, column in (('M', 'Mean'), ('R', 'Recall'), ('D', 'Decay')):
       ours = [o[f'{metric}-{column}'] for o in summary['objects'].values()]
       np.testing.assert_allclose(ours, ref[f'eval/{metric}_{key}'], rtol=0, atol=1e-12)
-  glob, per_seq = davis.results_csvs(summary)
+  glob, per_seq = davis_metrics.results_csvs(summary)
   assert glob == str(ref['eval/global_results-val.csv'])
   assert per_seq == str(ref['eval/per-sequence_results-val.csv'])
 
@@ -93,21 +94,21 @@ def test_j_and_f_of_a_case_known_by_hand():
   gt[:, 2:6, 2:6], gt[:, 9:13, 9:13] = 1, 2
   pred = np.where(gt == 1, 1, 0).astype(np.uint8)
   pred[2, 9:13, 9:11] = 2
-  j, f = davis.evaluate_sequence(gt, pred)
+  j, f = davis_metrics.evaluate_sequence(gt, pred)
   np.testing.assert_array_equal(j, [[1, 1, 1], [0, 0.5, 0]])
   np.testing.assert_allclose(f, [[1, 1, 1], [0, 11 / 14, 0]], rtol=0, atol=1e-15)
-  assert davis.boundary_map(gt[2] == 2).sum() == 16 and davis.boundary_map(pred[2] == 2).sum() == 12
-  g = davis.summarise({'seq': (j, f)})['global']
+  assert davis_metrics.boundary_map(gt[2] == 2).sum() == 16 and davis_metrics.boundary_map(pred[2] == 2).sum() == 12
+  g = davis_metrics.summarise({'seq': (j, f)})['global']
   assert [g['J&F-Mean'], g['J-Mean'], g['F-Mean']] == pytest.approx([17 / 28, 7 / 12, 53 / 84],
                                                                     abs=1e-15)
-  assert davis.results_csvs(davis.summarise({'seq': (j, f)}))[0].splitlines()[1].startswith(
+  assert davis_metrics.results_csvs(davis_metrics.summarise({'seq': (j, f)}))[0].splitlines()[1].startswith(
       '0.607,0.583,')
 
 
 def test_prediction_with_an_unknown_object_is_an_error(ref):
   gt = ref['eval_beta/gt']
   with pytest.raises(ValueError, match='first frame only 2 objects'):
-    davis.evaluate_sequence(gt, np.full_like(gt, 3))
+    davis_metrics.evaluate_sequence(gt, np.full_like(gt, 3))
 
 
 # --- the DAVIS layout reader ---------------------------------------------------------------
@@ -116,14 +117,14 @@ def test_prediction_with_an_unknown_object_is_an_error(ref):
 @pytest.fixture(scope='module')
 def twin(tmp_path_factory):
   root = tmp_path_factory.mktemp('davis') / 'DAVIS'
-  names = davis.write_synthetic(root, 2, num_frames=8, size=32, num_objects=2)
+  names = davis_layout.write_synthetic(root, 2, num_frames=8, size=32, num_objects=2)
   return root, names
 
 
 def test_reader_reads_the_twin(twin):
   root, names = twin
-  assert davis.sequence_names(root) == names
-  seq = davis.load_sequence(root, names[0])
+  assert davis_layout.sequence_names(root) == names
+  seq = davis_layout.load_sequence(root, names[0])
   assert seq.frames.shape == (8, 32, 32, 3) and seq.frames.dtype == np.uint8
   assert seq.annotations.shape == (8, 32, 32)
   assert seq.num_objects == 2 and set(np.unique(seq.annotations[0])) == {0, 1, 2}
@@ -139,26 +140,26 @@ def _copy(root, tmp_path):
 
 def test_reader_errors(twin, tmp_path):
   root, names = twin
-  with pytest.raises(davis.LayoutError, match='is not a folder'):
-    davis.sequence_names(tmp_path / 'nowhere')
-  with pytest.raises(davis.LayoutError, match='not a DAVIS-2017 root: no JPEGImages/480p'):
-    davis.sequence_names(root / 'Annotations')
-  with pytest.raises(davis.LayoutError, match='no sequence list .*train.txt'):
-    davis.sequence_names(root, 'train')
+  with pytest.raises(davis_layout.LayoutError, match='is not a folder'):
+    davis_layout.sequence_names(tmp_path / 'nowhere')
+  with pytest.raises(davis_layout.LayoutError, match='not a DAVIS-2017 root: no JPEGImages/480p'):
+    davis_layout.sequence_names(root / 'Annotations')
+  with pytest.raises(davis_layout.LayoutError, match='no sequence list .*train.txt'):
+    davis_layout.sequence_names(root, 'train')
   bad = _copy(root, tmp_path)
   (bad / 'ImageSets/2017/val.txt').write_text('\n'.join(names + ['ghost']))
-  assert davis.sequence_names(bad)[-1] == 'ghost'
-  with pytest.raises(davis.LayoutError, match="sequence 'ghost': no frames"):
-    davis.load_sequence(bad, 'ghost')
+  assert davis_layout.sequence_names(bad)[-1] == 'ghost'
+  with pytest.raises(davis_layout.LayoutError, match="sequence 'ghost': no frames"):
+    davis_layout.load_sequence(bad, 'ghost')
   ann = bad / 'Annotations/480p' / names[0]
   (ann / '00003.png').rename(ann / '00042.png')
-  with pytest.raises(davis.LayoutError, match=r"without a frame: \['00042'\], without an "
+  with pytest.raises(davis_layout.LayoutError, match=r"without a frame: \['00042'\], without an "
                      r"annotation: \['00003'\]"):
-    davis.load_sequence(bad, names[0])
+    davis_layout.load_sequence(bad, names[0])
   ann = bad / 'Annotations/480p' / names[1]
-  davis.save_ids(np.zeros((16, 16), np.uint8), ann / '00002.png')
-  with pytest.raises(davis.LayoutError, match='00002.png is 16x16 but its frames are 32x32'):
-    davis.load_sequence(bad, names[1])
+  davis_layout.save_ids(np.zeros((16, 16), np.uint8), ann / '00002.png')
+  with pytest.raises(davis_layout.LayoutError, match='00002.png is 16x16 but its frames are 32x32'):
+    davis_layout.load_sequence(bad, names[1])
 
 
 def test_first_frame_only_annotations_are_read(twin, tmp_path):
@@ -166,7 +167,7 @@ def test_first_frame_only_annotations_are_read(twin, tmp_path):
   bad = _copy(root, tmp_path)
   for p in sorted((bad / 'Annotations/480p' / names[0]).glob('*.png'))[1:]:
     p.unlink()
-  seq = davis.load_sequence(bad, names[0])
+  seq = davis_layout.load_sequence(bad, names[0])
   assert seq.annotations.shape == (1, 32, 32) and len(seq.frames) == 8
 
 
@@ -337,6 +338,21 @@ def test_input_size_keeps_the_aspect_ratio():
     lp.input_size((480, 854), 36, 8)
   with pytest.raises(ValueError, match='patch size 14 does not divide 64'):
     lp.input_size((480, 854), 476, 14, 64)
+  assert lp.input_size((480, 854), 476, 14) == (476, 840)  # 846.9 floored to 14
+  with pytest.raises(ValueError, match=r'patch size 14 does not divide the short side 480 \(it '
+                     r'divides 476 and 490\)'):
+    lp.input_size((480, 854), 480, 14)
+
+
+@pytest.mark.parametrize('protocol,flag,cell,want', [
+    ('dino', None, 8, 64), ('dino', None, 16, 64), ('dino', None, 14, 14),  # 14 does not divide 64
+    ('videowalk', None, 14, 14), ('dino', 0, 8, 8), ('dino', 28, 14, 28), ('videowalk', 32, 8, 32)])
+def test_the_long_sides_multiple_falls_back_to_a_patch_that_does_not_divide_the_protocols(
+    protocol, flag, cell, want):
+  import argparse
+  from mformer_jax.analysis import label_propagation as lp
+  args = argparse.Namespace(size_multiple=flag)
+  assert davis.size_multiple(args, lp.PROTOCOLS[protocol], cell) == want
 
 
 def _read_ids(path):
@@ -352,16 +368,16 @@ def test_end_to_end_oracle_is_perfect_and_outputs_are_official(twin, tmp_path, c
   assert davis.main(['--davis_root', str(root), '--features=oracle', '--stride=1',
                      '--short_side=0', '--out', str(out)]) == 0
   glob = (out / 'global_results-val.csv').read_text().splitlines()
-  assert glob[0] == ','.join(davis.GLOBAL_COLUMNS)
+  assert glob[0] == ','.join(davis_metrics.GLOBAL_COLUMNS)
   values = [float(x) for x in glob[1].split(',')]
   assert values[0] >= 0.99 and values[1] >= 0.99 and values[4] >= 0.99
   rows = (out / 'per-sequence_results-val.csv').read_text().splitlines()
   assert rows[0] == 'Sequence,J-Mean,F-Mean' and len(rows) == 1 + 2 * len(names)
   assert rows[1].startswith(f'{names[0]}_1,')
   # The written PNGs are what was scored, and they are what the official evaluator reads.
-  seq = davis.load_sequence(root, names[1])
+  seq = davis_layout.load_sequence(root, names[1])
   pred = np.stack([_read_ids(out / names[1] / f'{f}.png') for f in seq.frame_names])
-  j, f = davis.evaluate_sequence(seq.annotations, pred)
+  j, f = davis_metrics.evaluate_sequence(seq.annotations, pred)
   assert (out / 'overlays' / f'{names[1]}.png').is_file()
   assert np.mean(j) >= 0.99 and np.mean(f) >= 0.99
   assert f'{names[1]}_2,{np.mean(j[1]):.3f},{np.mean(f[1]):.3f}' in rows
@@ -376,11 +392,11 @@ def test_end_to_end_model_features(twin, tmp_path):
                      '--short_side=0', '--out', str(out)]) == 0
   summary = (out / 'global_results-val.csv').read_text().splitlines()[1]
   # The score is the official evaluation of the PNGs it wrote (an untrained model's: any value).
-  seq = davis.load_sequence(root, names[0])
+  seq = davis_layout.load_sequence(root, names[0])
   pred = np.stack([_read_ids(out / names[0] / f'{f}.png') for f in seq.frame_names])
   assert pred.shape == (8, 32, 32) and set(np.unique(pred)) <= {0, 1, 2}
-  want = davis.results_csvs(davis.summarise(
-      {names[0]: davis.evaluate_sequence(seq.annotations, pred)}))[0]
+  want = davis_metrics.results_csvs(davis_metrics.summarise(
+      {names[0]: davis_metrics.evaluate_sequence(seq.annotations, pred)}))[0]
   assert summary == want.splitlines()[1]
 
 
@@ -391,13 +407,13 @@ def test_end_to_end_model_features(twin, tmp_path):
 def wide_twin(tmp_path_factory):
   """Frames wider than high (64x48), as DAVIS's 854x480."""
   root = tmp_path_factory.mktemp('davis_wide') / 'DAVIS'
-  return root, davis.write_synthetic(root, 2, num_frames=8, size=64, height=48, num_objects=2)
+  return root, davis_layout.write_synthetic(root, 2, num_frames=8, size=64, height=48, num_objects=2)
 
 
 def test_synthetic_twin_crops_to_the_height_and_keeps_every_object(wide_twin):
   root, names = wide_twin
   for name in names:
-    seq = davis.load_sequence(root, name)
+    seq = davis_layout.load_sequence(root, name)
     assert seq.frames.shape == (8, 48, 64, 3) and seq.annotations.shape == (8, 48, 64)
     assert all((seq.annotations[0] == k).sum() >= 48 for k in (1, 2))
 
@@ -422,6 +438,7 @@ def test_cli_records_the_protocol_and_the_input_size_per_sequence(wide_twin, tmp
                                   neighbourhood='square', restrict_first=True, pad_queue=False,
                                   labels='dino', size_multiple=64)
   assert dino['settings']['protocol'] == 'dino' and dino['settings']['short_side'] == 0
+  assert (walk['size_multiple'], dino['size_multiple']) == (8, 64)  # the multiple used
   assert davis.main(args + ['--square', '--out', str(tmp_path / 'square')]) == 0
   assert _results(tmp_path / 'square')['input_sizes'] == {n: [48, 48] for n in names}
 
@@ -442,4 +459,17 @@ def test_cli_size_that_the_cell_does_not_divide_is_one_line(wide_twin, tmp_path,
                        '--short_side=36', '--out', str(tmp_path / 'out')])
   err = capsys.readouterr().err.strip()
   assert status == 2 and len(err.splitlines()) == 1
-  assert err == 'davis: error: the patch size 8 does not divide the short side 36'
+  assert err == 'davis: error: the patch size 8 does not divide the short side 36 (it divides 32 and 40)'
+
+
+def test_model_overrides_take_their_fields_types():
+  """--model_override goes through config_lib.parse_arg with ModelConfig's fields as defaults:
+  only the named fields come back, each converted to its field's type."""
+  from mformer_jax.errors import ConfigError
+  assert davis._overrides('trajectory_impl=chunked,num_heads=4,qkv_bias=False,drop_path=0') == {
+      'trajectory_impl': 'chunked', 'num_heads': 4, 'qkv_bias': False, 'drop_path': 0.0}
+  assert davis._overrides('') == {}
+  with pytest.raises(ConfigError, match="num_heads='four' is not a int"):
+    davis._overrides('num_heads=four')
+  with pytest.raises(ConfigError, match="unknown option 'heads'"):
+    davis._overrides('heads=4')

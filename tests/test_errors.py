@@ -21,7 +21,7 @@ EXPECTED = {
     'mformer_jax.eval.overlay': ['OverlayError'],
     'mformer_jax.plan.slices': ['PlanError'],
     'mformer_jax.lra.listops': ['MalformedExpressionError'],
-    'mformer_jax.analysis.davis': ['LayoutError'],
+    'mformer_jax.analysis.davis_layout': ['LayoutError'],
     'mformer_jax.analysis.class_deltas': ['ReportError'],
     'mformer_jax.analysis.stride_sweep': ['SweepError'],
 }

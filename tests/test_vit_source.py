@@ -6,9 +6,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mformer_jax import weights, data
-from mformer_jax.analysis import davis, single_frame
+from mformer_jax.analysis import davis, davis_layout, single_frame
 from mformer_jax.weights import vit as vit_lib
 from mformer_jax.analysis import label_propagation as lp
 
@@ -89,7 +90,7 @@ def test_files_that_are_not_a_vit_say_which_keys(ref):
 def twin_and_vit(ref, tmp_path_factory):
   """A 64x48 DAVIS-layout twin and the reference ViT as a timm-format .npz (real key names)."""
   root = tmp_path_factory.mktemp('vit') / 'DAVIS'
-  davis.write_synthetic(root, 1, num_frames=6, size=64, height=48, num_objects=2)
+  davis_layout.write_synthetic(root, 1, num_frames=6, size=64, height=48, num_objects=2)
   path = root.parent / 'vit_s8.npz'
   np.savez(path, **_state_dict(ref))
   return root, path
@@ -129,4 +130,54 @@ def test_cli_bad_vit_input_is_one_line_and_status_2(twin_and_vit, tmp_path, caps
   err = _one_line_error(capsys, base + [f'--vit={path}', '--vit_heads=5'])
   assert 'embed dim 24 is not divisible into 5 heads' in err
   err = _one_line_error(capsys, base + [f'--vit={path}', '--short_side=44'])
-  assert err.endswith('the patch size 8 does not divide the short side 44')
+  assert err.endswith('the patch size 8 does not divide the short side 44 (it divides 40 and 48)')
+
+
+def _timm_vit(patch, dim=24, depth=2, grid=4, seed=0):
+  """A random timm-format ViT state dict (timm's key names and shapes), qkv bias, MLP ratio 4;
+  by default the reference ViT's sizes but the patch, so that initialising it reuses most of
+  the operations the reference's compiled."""
+  rng = np.random.default_rng(seed)
+  w = lambda *shape: (0.1 * rng.standard_normal(shape)).astype(np.float32)
+  sd = {'cls_token': w(1, 1, dim), 'pos_embed': w(1, 1 + grid * grid, dim),
+        'patch_embed.proj.weight': w(dim, 3, patch, patch), 'patch_embed.proj.bias': w(dim),
+        'norm.weight': 1 + w(dim), 'norm.bias': w(dim)}
+  for i in range(depth):
+    sd.update({f'blocks.{i}.{k}': v for k, v in {
+        'norm1.weight': 1 + w(dim), 'norm1.bias': w(dim), 'attn.qkv.weight': w(3 * dim, dim),
+        'attn.qkv.bias': w(3 * dim), 'attn.proj.weight': w(dim, dim), 'attn.proj.bias': w(dim),
+        'norm2.weight': 1 + w(dim), 'norm2.bias': w(dim), 'mlp.fc1.weight': w(4 * dim, dim),
+        'mlp.fc1.bias': w(4 * dim), 'mlp.fc2.weight': w(dim, 4 * dim),
+        'mlp.fc2.bias': w(dim)}.items()})
+  return sd
+
+
+@pytest.fixture(scope='module')
+def patch14(tmp_path_factory):
+  """A patch-14 ViT (DINOv2's patch) and an 80x48 DAVIS-layout twin: frames wider than high."""
+  root = tmp_path_factory.mktemp('vit14') / 'DAVIS'
+  davis_layout.write_synthetic(root, 1, num_frames=4, size=80, height=48, num_objects=2)
+  path = root.parent / 'vit_p14.npz'
+  np.savez(path, **_timm_vit(14))
+  return root, path
+
+
+def test_a_patch_14_vit_runs_the_dino_protocol_at_the_aspect_ratio(patch14, tmp_path, capsys):
+  """DINO floors the long side to a multiple of 64, which 14 does not divide: the long side
+  keeps whole patches instead (short side 48 -> 42, long side 42 x 80 / 48 = 70 = 5 x 14), and
+  results.json records the multiple used. An explicit --size_multiple the patch does not divide
+  is refused (test_davis checks the other multiples)."""
+  root, path = patch14
+  base = ['--davis_root', str(root), f'--vit={path}', '--vit_heads=2', '--protocol=dino',
+          '--short_side=0', '--batch_size=1']
+  assert davis.main(base + ['--out', str(tmp_path / 'p14')]) == 0
+  results = json.loads((tmp_path / 'p14' / 'results.json').read_text())
+  assert results['protocol']['size_multiple'] == 64 and results['size_multiple'] == 14
+  assert results['input_sizes'] == {'synth000': [42, 70]}
+  assert 0 <= results['global']['J&F-Mean'] <= 1
+  with Image.open(tmp_path / 'p14' / 'synth000' / '00003.png') as im:
+    assert im.size == (80, 48)  # the predictions come back at the frame's size
+  capsys.readouterr()
+  err = _one_line_error(capsys, base + ['--size_multiple=64', '--out', str(tmp_path / 'x')])
+  assert err == ('davis: error: the patch size 14 does not divide 64, the multiple the long '
+                 'side is floored to')

@@ -47,7 +47,9 @@ class Protocol:
   restrict_first: bool    # the neighbourhood also applies to the first frame
   pad_queue: bool         # the queue starts as `context` copies of frame 0 (else empty, growing)
   labels: str             # how labels enter and leave the grid (`first_labels`, `to_ids`)
-  size_multiple: int      # the long side is floored to a multiple of this (0: the patch size)
+  # The long side is floored to a multiple of this (0: the patch size); a patch that does not
+  # divide it keeps its own (`davis.size_multiple`).
+  size_multiple: int
 
   def __post_init__(self):
     for field, allowed in (('neighbourhood', NEIGHBOURHOODS), ('labels', LABELS)):
@@ -68,7 +70,7 @@ PROTOCOLS = {
     # DINO's defaults (--topk 5 --n_last_frames 7 --size_mask_neighborhood 12, aff / 0.1): the
     # square window masks every context frame, the queue grows from empty; labels by nearest
     # sampling in; out: bilinear x cell, per-channel min-max, argmax, nearest to the frame. Its
-    # frames: short side 480, the long side floored to a multiple of 64.
+    # frames: short side 480, the long side floored to a multiple of 64 (its patches: 8, 16).
     'dino': Protocol(topk=5, context=7, radius=12.0, temperature=0.1, neighbourhood='square',
                      restrict_first=True, pad_queue=False, labels='dino', size_multiple=64),
 }
@@ -85,7 +87,10 @@ def input_size(frame_hw, short_side, cell, multiple=0, square=False):
   h, w = frame_hw
   short = short_side or min(h, w) // cell * cell
   if short % cell or short <= 0:
-    raise ConfigError(f'the patch size {cell} does not divide the short side {short}')
+    nearest, below = '', short // cell * cell
+    if below > 0:
+      nearest = f' (it divides {below} and {below + cell})'
+    raise ConfigError(f'the patch size {cell} does not divide the short side {short}{nearest}')
   if square:
     return short, short
   long = int(short * max(h, w) / min(h, w) // multiple * multiple)
