@@ -355,8 +355,10 @@ class Motionformer(nn.Module):
       self.sow('intermediates', f'block{i}_out', x)
     return self.norm(x)
 
-  def head(self, x, *, train: bool = False, return_features=False):
-    """Last block's output (B, 1+N, D) -> logits (or {'verb', 'noun'}), from the cls token."""
+  def logits(self, x, *, train: bool = False, return_features=False):
+    """Last block's output (B, 1+N, D) -> logits (or {'verb', 'noun'}), from the cls token.
+    Not named `head`: a method named like a parameter ('head') shadows it under
+    flax.nnx.bridge.ToNNX, which exposes the module's methods as attributes."""
     return self._classify(self.norm(x), train, return_features)
 
   def _classify(self, x, train: bool, return_features: bool):

@@ -88,7 +88,7 @@ def train_step(model: Motionformer, opt: AdamW, params, opt_state, clip, loss_fn
     return block_fn(_index(params['blocks'], k), x, k), x
 
   x_last, inputs = jax.lax.scan(forward, x0, jnp.arange(c.depth))
-  head = lambda r, x: loss_fn(model.apply({'params': r}, x, train=True, rngs=rngs, method='head'))
+  head = lambda r, x: loss_fn(model.apply({'params': r}, x, train=True, rngs=rngs, method='logits'))
   loss, head_vjp, aux = jax.vjp(head, rest, x_last, has_aux=True)
   g_rest, g_x = head_vjp(jnp.ones_like(loss))
 
