@@ -18,22 +18,28 @@ that diverges is a result (chance top-1), not an error.
 
   # here (needs the project's config code): the twin's model and schedule configs
   python -m mformer_jax.analysis.twin_search --make_spec=twin_spec.json --totals=768,1536
-  # on the accelerator (needs only jax, flax, optax, numpy)
+  # on the accelerator
   python -m mformer_jax.analysis.twin_search --spec=twin_spec.json --out=twin_search.json
   # summary; every lane as CSV
   python -m mformer_jax.analysis.twin_search --report=twin_search.json
   python -m mformer_jax.analysis.twin_search --csv=OUT.csv --csv_from batch32=twin_search.json ...
 """
 import argparse
+import csv
 import itertools
 import json
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from mformer_jax import config_lib, errors
-
+from mformer_jax.data import synthetic, to_model_input
+from mformer_jax.model import ModelConfig, Motionformer, init_variables
 from mformer_jax.train import optim
+
 CONFIG_FILE = 'configs/motion_twins.py'  # relative to the repository root, where studies run
 CLASSES = 'move_right,move_left,move_down,move_up'
 CHUNK = 128  # Steps between evaluations.
@@ -69,8 +75,6 @@ def make_spec(path, attentions, overrides, totals, config_file=CONFIG_FILE):
 def lane_lrs(a, lanes, num_steps: int):
   """(lanes, num_steps) learning rates of the spec entry `a`: each lane's optim.step_schedule at
   its lr, 0 after its step count (its parameters then stay as they are)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   steps = jnp.arange(num_steps)
   rows = []
   for lr, total, *_ in lanes:
@@ -88,21 +92,103 @@ def lane_optimizer(a, lr_row):
 
 
 def render(data, split, speed):
-  from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   kw = {k: v for k, v in data.items() if k not in ('num_train', 'num_test')}
   v = synthetic.generate(data[f'num_{split}'], split=split, speed=speed, with_masks=False, **kw)
   return v.videos, v.labels
 
 
-def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import to_model_input  # pylint: disable=g-import-not-at-top
-  from mformer_jax.model import ModelConfig, Motionformer, init_variables  # pylint: disable=g-import-not-at-top
+def _on_device(rendered, strides):
+  """The clips of every stride on the device: ((x, y) train, (x, y) test), x (S, N, T, H, W, 3)
+  uint8 and y (S, N), S the strides."""
+  def stack(split, i):
+    return jnp.asarray(np.stack([rendered[s][split][i] for s in strides]))
+  return (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1))
 
+
+def _lane_step(model, a, train):
+  """One training step of one lane (to be vmapped over the lanes): the batch at `step` of the
+  seed's permutation of its stride's clips for that epoch, the trainer's loss at the twins'
+  label_smoothing=0 (cross-entropy), the lane's AdamW update."""
+  x_train, y_train = train
+  batch, num_train = a['batch_size'], x_train.shape[1]
+  spe = num_train // batch
+
+  def lane_step(params, opt_state, step, lr, stride, seed):
+    epoch, pos = step // spe, step % spe
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_train)
+    idx = jax.lax.dynamic_slice(perm, (pos * batch,), (batch,))
+    x, y = to_model_input(x_train[stride][idx]), y_train[stride][idx]  # the twins' data is RGB
+    rngs = {'dropout': jax.random.fold_in(jax.random.key(seed + 1000), step)}
+
+    def loss_fn(p):
+      logits = model.apply({'params': p}, x, train=True, rngs=rngs)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, (jnp.argmax(logits, -1) == y).mean()
+
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = lane_optimizer(a, lr).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, acc
+
+  return lane_step
+
+
+def _programs(model, a, lanes, strides, steps, train, test):
+  """(every lane's (params, optimizer state) at its seed, train_chunk, test_top1): the jitted
+  programs over all lanes at once; train_chunk runs CHUNK steps, test_top1 scores every lane on
+  its stride's test clips."""
+  lane_lr = lane_lrs(a, lanes, -(-steps // CHUNK) * CHUNK)
+  lane_stride = jnp.asarray([strides.index(l[2]) for l in lanes], jnp.int32)
+  lane_seed = jnp.asarray([l[3] for l in lanes], jnp.uint32)
+  lane_step = _lane_step(model, a, train)
+  x_test, y_test = test
+
+  def init(seed, lr):
+    params = init_variables(model, jax.random.key(seed), random_tubelet=True)['params']
+    return params, lane_optimizer(a, lr).init(params)
+
+  @jax.jit
+  def train_chunk(params, opt_state, start):
+    def body(carry, step):
+      p, o = carry
+      p, o, loss, acc = jax.vmap(lane_step, in_axes=(0, 0, None, 0, 0, 0))(
+          p, o, step, lane_lr, lane_stride, lane_seed)
+      return (p, o), (loss, acc)
+    (params, opt_state), (loss, acc) = jax.lax.scan(
+        body, (params, opt_state), start + jnp.arange(CHUNK))
+    return params, opt_state, loss.mean(0), acc.mean(0)
+
+  @jax.jit
+  def test_top1(params):
+    def lane(p, stride):
+      logits = jax.lax.map(lambda x: model.apply({'params': p}, to_model_input(x), train=False),
+                           x_test[stride].reshape(-1, 128, *x_test.shape[2:]))
+      return (jnp.argmax(logits.reshape(-1, logits.shape[-1]), -1) == y_test[stride]).mean()
+    return jax.vmap(lane)(params, lane_stride)
+
+  return jax.jit(jax.vmap(init))(lane_seed, lane_lr), train_chunk, test_top1
+
+
+def _curve(attention, state, train_chunk, test_top1, steps):
+  """Trains every lane for `steps`, scoring them every CHUNK steps: [{step, train_loss,
+  train_acc, test_top1}], each a list over the lanes."""
+  params, opt_state = state
+  curve, t0 = [], time.time()
+  for start in range(0, steps, CHUNK):
+    params, opt_state, loss, acc = train_chunk(params, opt_state, start)
+    top1 = test_top1(params)
+    curve.append(dict(step=start + CHUNK, train_loss=np.asarray(loss).tolist(),
+                      train_acc=np.asarray(acc).tolist(), test_top1=np.asarray(top1).tolist()))
+    print(f'{attention} step {start + CHUNK}: {time.time() - t0:.0f} s, test top-1 '
+          f'min {float(top1.min()):.3f} median {float(jnp.median(top1)):.3f}', flush=True)
+  return curve
+
+
+def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
+  """Trains every (lr, total, stride, seed) lane of each attention of the spec; writes (and
+  returns) the device, the lanes and each attention's curve to `out_path` after each."""
   jax.config.update('jax_default_matmul_precision', 'highest')
-  spec = json.load(open(spec_path))
+  with open(spec_path) as f:
+    spec = json.load(f)
   lanes = list(itertools.product(lrs, totals, strides, seeds))
   steps = max(totals)
   results = dict(device=str(jax.devices()[0].device_kind), jax=jax.__version__, lanes=[
@@ -116,74 +202,12 @@ def search(spec_path, out_path, lrs, totals, strides, seeds, attentions):
       rendered.clear()
       rendered[key] = {s: (render(a['data'], 'train', s), render(a['data'], 'test', s))
                        for s in strides}
-    data = rendered[key]
-    x_train = jnp.asarray(np.stack([data[s][0][0] for s in strides]))  # (S, N, T, H, W, 3) uint8
-    y_train = jnp.asarray(np.stack([data[s][0][1] for s in strides]))
-    x_test = jnp.asarray(np.stack([data[s][1][0] for s in strides]))
-    y_test = jnp.asarray(np.stack([data[s][1][1] for s in strides]))
-    print(f'{attention}: rendered {x_train.shape} + {x_test.shape} in {time.time() - t0:.0f} s',
-          flush=True)
+    train, test = _on_device(rendered[key], strides)
+    print(f'{attention}: rendered {train[0].shape} + {test[0].shape} in '
+          f'{time.time() - t0:.0f} s', flush=True)
     model = Motionformer(ModelConfig.from_config(a['model']))
-    batch, num_train = a['batch_size'], x_train.shape[1]
-    spe = num_train // batch
-
-    lane_lr = lane_lrs(a, lanes, -(-steps // CHUNK) * CHUNK)
-    lane_stride = jnp.asarray([strides.index(l[2]) for l in lanes], jnp.int32)
-    lane_seed = jnp.asarray([l[3] for l in lanes], jnp.uint32)
-
-    def init(seed, lr):
-      params = init_variables(model, jax.random.key(seed), random_tubelet=True)['params']
-      return params, lane_optimizer(a, lr).init(params)
-
-    def clips(x):  # the twins' synthetic data is RGB
-      return to_model_input(x)
-
-    def lane_step(params, opt_state, step, lr, stride, seed):
-      epoch, pos = step // spe, step % spe
-      perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_train)
-      idx = jax.lax.dynamic_slice(perm, (pos * batch,), (batch,))
-      x, y = clips(x_train[stride][idx]), y_train[stride][idx]
-      rngs = {'dropout': jax.random.fold_in(jax.random.key(seed + 1000), step)}
-
-      def loss_fn(p):
-        logits = model.apply({'params': p}, x, train=True, rngs=rngs)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, (jnp.argmax(logits, -1) == y).mean()
-
-      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-      updates, opt_state = lane_optimizer(a, lr).update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), opt_state, loss, acc
-
-    @jax.jit
-    def train_chunk(params, opt_state, start):
-      def body(carry, step):
-        p, o = carry
-        p, o, loss, acc = jax.vmap(lane_step, in_axes=(0, 0, None, 0, 0, 0))(
-            p, o, step, lane_lr, lane_stride, lane_seed)
-        return (p, o), (loss, acc)
-      (params, opt_state), (loss, acc) = jax.lax.scan(
-          body, (params, opt_state), start + jnp.arange(CHUNK))
-      return params, opt_state, loss.mean(0), acc.mean(0)
-
-    @jax.jit
-    def test_top1(params):
-      def lane(p, stride):
-        logits = jax.lax.map(lambda x: model.apply({'params': p}, clips(x), train=False),
-                             x_test[stride].reshape(-1, 128, *x_test.shape[2:]))
-        return (jnp.argmax(logits.reshape(-1, logits.shape[-1]), -1) == y_test[stride]).mean()
-      return jax.vmap(lane)(params, lane_stride)
-
-    params, opt_state = jax.jit(jax.vmap(init))(lane_seed, lane_lr)
-    curve = []
-    t0 = time.time()
-    for start in range(0, steps, CHUNK):
-      params, opt_state, loss, acc = train_chunk(params, opt_state, start)
-      top1 = test_top1(params)
-      curve.append(dict(step=start + CHUNK, train_loss=np.asarray(loss).tolist(),
-                        train_acc=np.asarray(acc).tolist(), test_top1=np.asarray(top1).tolist()))
-      print(f'{attention} step {start + CHUNK}: {time.time() - t0:.0f} s, test top-1 '
-            f'min {float(top1.min()):.3f} median {float(jnp.median(top1)):.3f}', flush=True)
-    results['runs'][attention] = curve
+    programs = _programs(model, a, lanes, strides, steps, train, test)
+    results['runs'][attention] = _curve(attention, *programs, steps)
     with open(out_path, 'w') as f:
       json.dump(results, f)
   return results
@@ -247,7 +271,6 @@ def main():
   if args.report:
     report(args.report)
   if args.csv:
-    import csv  # pylint: disable=g-import-not-at-top
     with open(args.csv, 'w', newline='') as f:
       writer = None
       for item in args.csv_from:
