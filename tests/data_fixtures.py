@@ -148,3 +148,13 @@ def damage_record(prepared, split, example, how):
       for r in records:
         w.write(record.SerializeToString() if r == original else r)
   return name, str(index['key'][example])
+
+
+def cut_shard(prepared, split, example):
+  """Cuts the shard holding `example` of a prepared split just before that record starts (as an
+  interrupted copy leaves it); returns (shard name, video key)."""
+  index = np.load(os.path.join(prepared, f'{split}.index.npz'))
+  with open(os.path.join(prepared, f'{split}.json')) as f:
+    name = json.load(f)['shards'][index['shard'][example]]
+  os.truncate(os.path.join(prepared, name), int(index['offset'][example]) - 12)
+  return name, str(index['key'][example])

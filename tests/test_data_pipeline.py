@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import data_fixtures as fx
 from mformer_jax.data import CorruptDataError, DatasetNotFoundError
+from mformer_jax.errors import MissingInputError
 from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
@@ -282,3 +283,63 @@ def test_eval_leaves_out_a_video_whose_frame_does_not_decode(k400, tmp_path):
   assert seen == {0, 1, 2, 4, 5}
   (example, found), = ev.bad.found.items()
   assert example == 3 and found.startswith(f'{shard} record 1 ({key}): frame 0 does not decode')
+
+
+# ----------------------------------------------------------------------------------------------
+# A shard cut short (an interrupted copy) or missing
+# ----------------------------------------------------------------------------------------------
+def _cut_copy(k400, tmp_path, split, example):
+  cfg, _, root = k400
+  shutil.copytree(root / 'out', tmp_path / 'out')
+  bad = cfg.copy_and_resolve_references()
+  bad.data_dir = str(tmp_path / 'out')
+  return (bad, *fx.cut_shard(bad.data_dir, split, example))
+
+
+def test_records_past_the_cut_of_a_shard_are_bad_records(k400, tmp_path):
+  """Shard 1 of 3 cut where its record 1 (example 3) starts: that record is skipped, counted and
+  named like one failing its CRC (train), left out and listed (eval)."""
+  cfg, videos, _ = k400
+  bad_cfg, shard, key = _cut_copy(k400, tmp_path, 'train', 3)
+  bad_cfg.max_bad_fraction = 0.2
+  damaged, it = _train_batches(bad_cfg, 6)
+  size = os.path.getsize(os.path.join(bad_cfg.data_dir, shard))
+  assert it.bad.found == {3: f'{shard} record 1 ({key}): the shard ends at byte {size}, before '
+                             'this record (cut short: an interrupted copy?)'}
+  bad_tag, = [t for t, v in videos.items() if v['stem'] in key]
+  assert bad_tag not in {int(t) for b in damaged for t in fx.video_tags(b['clip'])}
+  clean, _ = _train_batches(cfg, 6)
+  assert sum(int(t) == bad_tag for b in clean for t in fx.video_tags(b['clip'])) == 4
+  bad_cfg.max_bad_fraction = 0.1
+  with pytest.raises(CorruptDataError, match=f'1 of 6 train records .* {shard} record 1'):
+    _train_batches(bad_cfg, 6)
+  shutil.rmtree(tmp_path / 'out')
+  bad_cfg, shard, key = _cut_copy(k400, tmp_path, 'test', 3)
+  bad_cfg.max_bad_fraction = 0.2
+  size = os.path.getsize(os.path.join(bad_cfg.data_dir, shard))
+  ev = pipeline.EvalDataset(bad_cfg, local_batch_size=16, process_index=0, process_count=1)
+  seen = {int(v) for b in ev for v, m in zip(b['video_index'], b['mask']) if m}
+  assert seen == {0, 1, 2, 4, 5}
+  assert ev.bad.found == {3: f'{shard} record 1 ({key}): the shard ends at byte {size}, before '
+                             'this record (cut short: an interrupted copy?)'}
+
+
+def test_a_missing_shard_is_one_line_when_the_split_is_opened(k400, tmp_path):
+  cfg, _, root = k400
+  shutil.copytree(root / 'out', tmp_path / 'out')
+  bad_cfg = cfg.copy_and_resolve_references()
+  bad_cfg.data_dir = str(tmp_path / 'out')
+  for split in ('train', 'test'):
+    os.remove(tmp_path / 'out' / f'{split}-00001-of-00003.tfrecord')
+    message = (f'{tmp_path / "out" / split}.json lists a shard that is not there: '
+               f'{split}-00001-of-00003.tfrecord. An interrupted copy? Copy the folder again, or '
+               'prepare the split again (mformer_jax/data/README.md)')
+    with pytest.raises(MissingInputError) as e:
+      pipeline.num_examples(bad_cfg, split)
+    assert str(e.value) == message
+  with pytest.raises(MissingInputError):
+    pipeline.EvalDataset(bad_cfg, local_batch_size=16, process_index=0, process_count=1)
+  with pytest.raises(MissingInputError):
+    pipeline.make_train_iterator(bad_cfg, local_batch_size=2, seed=0, process_index=0,
+                                 process_count=1)
+  assert pipeline.class_names(bad_cfg) == {'label': ['abseiling', 'zumba']}  # needs no shard

@@ -46,7 +46,11 @@ def _block(n, p, count):
 
 
 def num_examples(data_cfg, split):
-  return sources.get(data_cfg, split).num_examples
+  """Examples in `split`, which this opens: a prepared split's shards are checked here (a missing
+  one is a MissingInputError, before the caller compiles anything)."""
+  source = sources.get(data_cfg, split)
+  source.open()
+  return source.num_examples
 
 
 def class_names(data_cfg) -> dict:
@@ -117,6 +121,7 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
   'verb','noun': (b,)}."""
   p, count = _process(process_index, process_count)
   source = sources.get(data_cfg, 'train')
+  records = source.open()
   n = source.num_examples
   lo, hi = _block(n, p, count)
   if hi <= lo:
@@ -135,9 +140,9 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
              np.array([seed, g * count + p], np.int64))
 
   batches = source.train_batches(stream, local_batch_size, lo, hi)
-  if source.records is None:
+  if records is None:
     return TrainBatches(batches)
-  bad = BadRecords(source.records, 'train', hi - lo, data_cfg.max_bad_fraction)
+  bad = BadRecords(records, 'train', hi - lo, data_cfg.max_bad_fraction)
   rerun = lambda e, s: source.train_example(tf.constant(e, tf.int64), tf.constant(s))
   return TrainBatches(batches, bad, rerun)
 
@@ -158,6 +163,7 @@ class EvalDataset:
     p, count = _process(process_index, process_count)
     self.cfg, self.batch_size, self.split = cfg, local_batch_size, split
     self.source = sources.get(cfg, split)
+    records = self.source.open()
     total = self.source.num_examples
     self.lo, self.hi = _block(total, p, count)
     self.num_videos = self.hi - self.lo
@@ -165,8 +171,8 @@ class EvalDataset:
     self.num_batches = -(-(-(-total // count)) * self.views_per_video // local_batch_size)
     self.source.check_eval(self.views_per_video)
     self.skipped = list(self.source.skipped)
-    self.bad = (BadRecords(self.source.records, split, self.num_videos, cfg.max_bad_fraction)
-                if self.source.records is not None else None)
+    self.bad = (BadRecords(records, split, self.num_videos, cfg.max_bad_fraction)
+                if records is not None else None)
     self.num_skipped = len(self.skipped)
 
   def _videos(self):

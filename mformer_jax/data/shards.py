@@ -2,17 +2,23 @@
 writes), by example index, and why a record is unusable when one is.
 
 Every read checks the TFRecord framing's two CRCs (length and data); the index gives each
-example's shard, byte offset and length, so a read touches one record only.
+example's shard, byte offset and length, so a read touches one record only. Opening a split
+checks that every shard its summary lists is there (a missing one is a MissingInputError, before
+anything is read) and says which are shorter than the index says (an interrupted copy): their
+records past the cut are unreadable records, like one failing its CRC.
 """
 
+import concurrent.futures
 import functools
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
+from mformer_jax.errors import MissingInputError
 from mformer_jax.data import DatasetNotFoundError
 
 
@@ -26,14 +32,49 @@ def summary(data_dir, name, split) -> dict:
     return json.load(f)
 
 
+def _size(path):
+  try:
+    return tf.io.gfile.stat(path).length
+  except tf.errors.NotFoundError:
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(data_dir, name, split):
+  """(summary, index) of a split whose shards are all there; see the module docstring. Cached:
+  the trainer opens its splits at start and at every evaluation, and a bucket answers each stat
+  in tens of ms (so they run in parallel)."""
+  info = summary(data_dir, name, split)
+  with tf.io.gfile.GFile(os.path.join(data_dir, f'{split}.index.npz'), 'rb') as f:
+    index = dict(np.load(f))
+  names = info['shards']
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    sizes = list(pool.map(_size, [os.path.join(data_dir, n) for n in names]))
+  missing = [n for n, size in zip(names, sizes) if size is None]
+  if missing:
+    listed = (f'a shard that is not there: {missing[0]}' if len(missing) == 1 else
+              f'{len(missing)} shards that are not there: {", ".join(missing[:3])}' +
+              (' ...' if len(missing) > 3 else ''))
+    raise MissingInputError(
+        f'{os.path.join(data_dir, split)}.json lists {listed}. An interrupted copy? Copy the '
+        'folder again, or prepare the split again (mformer_jax/data/README.md)')
+  ends = index['offset'] + index['length'] + 4  # the data's CRC closes a record
+  for k, (shard, size) in enumerate(zip(names, sizes)):
+    mine = index['shard'] == k
+    lost = int(np.sum(mine & (ends > size)))
+    if lost:
+      logging.warning('%s is cut short (an interrupted copy?): %d bytes, its index says %d; '
+                      '%d of its %d records will be skipped as unreadable', shard, size,
+                      ends[mine].max(), lost, int(np.sum(mine)))
+  return info, index
+
+
 class Shards:
   """The records of one prepared split: `frames(example)` as a TensorFlow op (inside tf.data),
   `describe` / `diagnose` in Python for the bad-record report."""
 
   def __init__(self, data_dir, name, split):
-    self.summary = summary(data_dir, name, split)
-    with tf.io.gfile.GFile(os.path.join(data_dir, f'{split}.index.npz'), 'rb') as f:
-      index = dict(np.load(f))
+    self.summary, index = _opened(data_dir, name, split)
     self.num = self.summary['num_examples']
     paths = [os.path.join(data_dir, s) for s in self.summary['shards']]
     self.path = tf.gather(tf.constant(paths), index['shard']) if self.num else None
@@ -76,9 +117,16 @@ class Shards:
     """Why an example's record is unusable, or '' when it is fine (the failure was elsewhere)."""
     e = int(example)
     first = lambda err: (str(getattr(err, 'message', err)).strip().splitlines() or [''])[0]
+    path, offset, length = (self.paths[self.np_index['shard'][e]], self.np_index['offset'][e],
+                            self.np_index['length'][e])
+    size = _size(path)  # now: the shard may have changed since the split was opened
+    if size is None:
+      return 'its shard is missing'
+    if size < offset + length + 4:
+      return (f'the shard ends at byte {size}, before this record'
+              f'{" ends" if size > offset - 12 else ""} (cut short: an interrupted copy?)')
     try:
-      record = self._read(self.paths[self.np_index['shard'][e]], self.np_index['offset'][e],
-                          self.np_index['length'][e])
+      record = self._read(path, offset, length)
     except tf.errors.DataLossError as err:
       return f'fails its CRC ({first(err)})'
     try:

@@ -2,14 +2,13 @@
 build (config.data.source), behind one interface that the pipelines use.
 
 A source of one split has `num_examples`, `class_names()`, `skipped` (videos left out at
-preparation: (path, reason)), `records` (the `shards.Shards` whose unreadable records the
-pipelines count, or None), `check_eval(views_per_video)`, and two iterators:
+preparation: (path, reason)), `open()` (checks the split's files; returns the `shards.Shards`
+whose unreadable records the pipelines count, or None), `check_eval(views_per_video)`, and two
+iterators:
 `train_batches(stream, batch_size, lo, hi)` (a stream of (candidate examples, seed) per stream
 position -> batches) and `eval_videos(lo, hi)` (one dict per video, in order). `get` picks the
 source.
 """
-
-import functools
 
 import numpy as np
 import tensorflow as tf
@@ -45,10 +44,13 @@ class Prepared:
     self.summary = shards.summary(cfg.data_dir, cfg.name, split)
     self.num_examples = self.summary['num_examples']
     self.skipped = [tuple(s) for s in self.summary['skipped']]
+    self._records = None
 
-  @functools.cached_property
-  def records(self):
-    return shards.Shards(self.cfg.data_dir, self.cfg.name, self.split)
+  def open(self):
+    """The split's shards, checked when first opened (a missing one: MissingInputError)."""
+    if self._records is None:
+      self._records = shards.Shards(self.cfg.data_dir, self.cfg.name, self.split)
+    return self._records
 
   def class_names(self) -> dict:
     cfg = self.cfg
@@ -65,28 +67,28 @@ class Prepared:
     del views_per_video  # any number of views: cut from the stored frames
 
   def _labels(self, example):
-    return {k: self.records.index[k][example] for k in self.cfg.label_keys}
+    return {k: self.open().index[k][example] for k in self.cfg.label_keys}
 
   def train_example(self, example, seed):
-    cfg, index = self.cfg, self.records.index
-    n, fps = index['num_frames'][example], index['fps'][example]
+    cfg, records = self.cfg, self.open()
+    n, fps = records.index['num_frames'][example], records.index['fps'][example]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
     idx = transforms.frame_indices(n, fps, cfg, train_seed=seeds[0])
-    clip = transforms.train_augment(augment.decode_frames(self.records.frames(example), idx),
+    clip = transforms.train_augment(augment.decode_frames(records.frames(example), idx),
                                     seeds[1:], cfg)
     return dict(clip=clip, **self._labels(example))
 
   def test_example(self, example):
-    index = self.records.index
-    n, fps = index['num_frames'][example], index['fps'][example]
-    views = transforms.test_views(self.records.frames(example), n, fps, self.cfg, decoded=False)
+    records = self.open()
+    n, fps = records.index['num_frames'][example], records.index['fps'][example]
+    views = transforms.test_views(records.frames(example), n, fps, self.cfg, decoded=False)
     return dict(clip=views, video_index=tf.cast(example, tf.int32), **self._labels(example))
 
   def train_batches(self, stream, batch_size, lo, hi):
     """Every stream position yields one slot: the first readable of its SUBSTITUTES candidates,
     or a placeholder (_skipped = SUBSTITUTES) when none is."""
     del lo, hi  # the stream holds the host's examples
-    _ = self.records  # opened here, eagerly: the functions traced below capture its tensors
+    self.open()  # here, eagerly: the functions traced below capture its tensors
     ds = tf.data.Dataset.from_generator(
         lambda: stream(SUBSTITUTES),
         output_signature=(tf.TensorSpec([SUBSTITUTES], tf.int64), tf.TensorSpec([2], tf.int64)))
@@ -113,7 +115,7 @@ class Prepared:
   def eval_videos(self, lo, hi):
     """Per video, in order: test views, labels, video_index; an unreadable one is left out (the
     gaps in video_index are the unreadable videos)."""
-    _ = self.records  # opened here, eagerly: the functions traced below capture its tensors
+    self.open()  # here, eagerly: the functions traced below capture its tensors
     parallel = self.cfg.num_parallel_calls or tf.data.AUTOTUNE
     ds = tf.data.Dataset.range(lo, hi).interleave(
         lambda e: tf.data.Dataset.from_tensors(e).map(self.test_example).ignore_errors(),
@@ -125,11 +127,14 @@ class Prepared:
 class Synthetic:
   """synthetic_motion rendered here; a host's whole training block is cached when it is small."""
 
-  skipped, records = (), None
+  skipped = ()
 
   def __init__(self, cfg, split):
     self.cfg, self.split = cfg, split
     self.num_examples = cfg.synthetic[f'num_{split}']
+
+  def open(self):
+    return None  # nothing to check: rendered, or built by TFDS on first use
 
   def class_names(self) -> dict:
     s = self.cfg.synthetic
