@@ -95,6 +95,7 @@ class Evaluator:
     self.config, self.mesh, self.workdir = config, mesh, checkpoints.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     self.names = pipeline.class_names(config.data)
+    pipeline.num_examples(config.data, 'test')  # opens the split: a missing shard fails here
     sizes = {h: len(n) for h, n in self.names.items()}
     if sizes != model.cfg.heads:
       raise ConfigError(f'the data has classes {sizes} but the model heads are {model.cfg.heads} '
