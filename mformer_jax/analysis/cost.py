@@ -3,7 +3,7 @@ r"""Training cost (appendix .1.5): what a config's full recipe costs on the devi
   python -m mformer_jax.analysis.cost --config=configs/k400_base.py [--config.x=y] \
       [--batch=1] [--steps=3] [--mfu --peak_tflops=989] [--out=cost.json]
 
-Runs the trainer's own `train.train_step` for a few steps at `--batch` clips per device (compile
+Runs the trainer's own step (`train.step.make_train_step`) for a few steps at `--batch` clips per device (compile
 excluded; random clips of the config's shape), then scales the measured time per clip to the
 recipe: steps per epoch and total steps as the trainer derives them (training set size from the
 prepared data when `data.data_dir` is set, else the dataset's nominal size), and device-hours =
@@ -13,14 +13,20 @@ batch (throughput usually grows with batch, so on an accelerator this is an uppe
 for forward + backward, over `--peak_tflops` per device) and the ideal device-hours at 100 %.
 The paper's GPU-hours are printed beside ours where the config corresponds.
 """
-import functools
 import json
 import time
 
+import jax
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from mformer_jax import config_lib, errors
 from mformer_jax.errors import ConfigError
+from mformer_jax.model import flops, init_variables, make_model
+from mformer_jax.run import sharding
+from mformer_jax.train import optim
+from mformer_jax.train.step import create_train_state, make_train_step
 
 FLAGS = flags.FLAGS
 
@@ -65,6 +71,7 @@ def paper_hours(config):
 
 def num_train_examples(config) -> tuple[int, str]:
   """(training clips, where the number comes from)."""
+  # Here, not at the top: the pipeline brings TensorFlow, which measuring a step does not need.
   from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   if config.data.source == 'synthetic' or config.data.data_dir:
     return pipeline.num_examples(config.data, 'train'), 'data'
@@ -74,29 +81,20 @@ def num_train_examples(config) -> tuple[int, str]:
 
 
 def measure_step(config, batch_per_device: int, steps: int) -> dict:
-  """Median seconds of the trainer's step at `batch_per_device` clips on every local device."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from mformer_jax import train  # pylint: disable=g-import-not-at-top
-  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
-  from mformer_jax.model import init_variables, make_model  # pylint: disable=g-import-not-at-top
-
+  """Median seconds of the trainer's step (`train.step.make_train_step`: its shardings over all
+  local devices, its optimizer) at `batch_per_device` random clips on every local device."""
   model = make_model(config.model)
   mesh = sharding.make_mesh()
   batch_size = batch_per_device * jax.device_count()
-  tx, schedule = train.make_optimizer(config, model, steps_per_epoch=1000)
-  step = jax.jit(functools.partial(
-      train.train_step, model=model, tx=tx, schedule=schedule,
-      label_smoothing=config.train.label_smoothing,
-      fused_update=bool(config.train.fused_update)), donate_argnums=(0,))
+  step, tx, _, state_sh = make_train_step(config, model, mesh, steps_per_epoch=1000)
   c = config.model
   rng = np.random.default_rng(0)
   batch = {'clip': rng.uniform(-1, 1, (batch_size, c.num_frames, c.img_size, c.img_size, 3))
                       .astype(np.float32)}
   batch.update({head: rng.integers(0, n, batch_size) for head, n in model.cfg.heads.items()})
   batch = sharding.global_batch(batch, mesh)
-  state = jax.jit(lambda k: train.create_train_state(
-      init_variables(model, k)['params'], tx, config.seed))(jax.random.key(0))
+  state = jax.jit(lambda k: create_train_state(init_variables(model, k)['params'], tx, config.seed),
+                  out_shardings=state_sh)(jax.random.key(0))
   state, metrics = step(state, batch)                 # compiles
   jax.block_until_ready(metrics)
   times = []
@@ -112,7 +110,6 @@ def measure_step(config, batch_per_device: int, steps: int) -> dict:
 
 def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0) -> dict:
   """The recipe's steps and device-hours from a measured step (pure arithmetic, tested)."""
-  from mformer_jax.train import optim  # pylint: disable=g-import-not-at-top
   t = config.train
   spe = optim.steps_per_epoch(num_train, t.batch_size)
   total_steps = round(t.num_epochs * spe)
@@ -123,7 +120,6 @@ def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0
          'epochs': t.num_epochs, 'total_steps': total_steps, 'device_s_per_clip': per_clip,
          'device_hours': clips * per_clip / 3600}
   if peak_tflops:
-    from mformer_jax.model import flops  # pylint: disable=g-import-not-at-top
     train_flop_per_clip = 2 * 3 * flops.reference_macs(config.model)
     out['train_gflop_per_clip'] = train_flop_per_clip / 1e9
     out['mfu'] = train_flop_per_clip / per_clip / (peak_tflops * 1e12)
@@ -157,7 +153,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = FLAGS.config
-  from mformer_jax import config_lib, errors  # pylint: disable=g-import-not-at-top
   try:
     if FLAGS.mfu and FLAGS.peak_tflops <= 0:
       raise errors.ConfigError('--mfu needs --peak_tflops (the device dense peak, TFLOP/s)')

@@ -24,8 +24,6 @@ into ROOT/stride_sweep.csv and ROOT/stride_sweep.png (top: top-1 minus trajector
 top-1; mean over seeds with their min-max as bars). Results and commands: paper/motion_cues.md.
 """
 
-from mformer_jax import errors
-from mformer_jax.errors import UserError
 import csv
 import json
 import pathlib
@@ -35,18 +33,26 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-ATTENTIONS = ('joint', 'divided', 'trajectory')
+from mformer_jax import config_lib, errors
+from mformer_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
-_STRIDES = flags.DEFINE_list('strides', None, 'Temporal strides (Kinetics/synthetic: numbers; '
-                             'SSv2: multiples of S such as S/4, 0.5S, S).')
-_ATTENTIONS = flags.DEFINE_list('attentions', list(ATTENTIONS), 'Attention types.')
-_SEEDS = flags.DEFINE_list('seeds', None, "Model seeds (default: the config's).")
-_ROOT = flags.DEFINE_string('root', None, 'One workdir per cell under this folder.')
-_CELL = flags.DEFINE_string('cell', '', 'ATTENTION:STRIDE[:SEED]: run only this cell.')
-_EVAL_ONLY = flags.DEFINE_bool('eval_only', False, 'Evaluate --checkpoints at every stride.')
-_CHECKPOINTS = flags.DEFINE_list('checkpoints', [], 'ATTENTION=WORKDIR_OR_CHECKPOINT, ...')
-_COLLECT = flags.DEFINE_bool('collect', False, 'Run nothing: collect the finished cells.')
+ATTENTIONS = ('joint', 'divided', 'trajectory')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command's flags; defined when run as a script, so that importing this module next to
+  another absl command (tests import several) defines nothing."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
+  flags.DEFINE_list('strides', None, 'Temporal strides (Kinetics/synthetic: numbers; '
+                    'SSv2: multiples of S such as S/4, 0.5S, S).')
+  flags.DEFINE_list('attentions', list(ATTENTIONS), 'Attention types.')
+  flags.DEFINE_list('seeds', None, "Model seeds (default: the config's).")
+  flags.DEFINE_string('root', None, 'One workdir per cell under this folder.')
+  flags.DEFINE_string('cell', '', 'ATTENTION:STRIDE[:SEED]: run only this cell.')
+  flags.DEFINE_bool('eval_only', False, 'Evaluate --checkpoints at every stride.')
+  flags.DEFINE_list('checkpoints', [], 'ATTENTION=WORKDIR_OR_CHECKPOINT, ...')
+  flags.DEFINE_bool('collect', False, 'Run nothing: collect the finished cells.')
 
 
 class SweepError(UserError, ValueError):
@@ -108,6 +114,8 @@ def run_cell(config, workdir: pathlib.Path, checkpoint: str = '') -> dict:
   if done.exists():
     logging.info('%s: done, skipped', workdir)
     return json.loads(done.read_text())
+  # Here, not at the top: they bring TensorFlow's input pipeline, which --collect and the
+  # grid's checks do not need.
   from mformer_jax import train  # pylint: disable=g-import-not-at-top
   from mformer_jax.eval import evaluator  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
@@ -180,6 +188,7 @@ def summary(rows):
 
 
 def plot(path, rows, title=''):
+  # matplotlib only where a figure is drawn (its import takes seconds).
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -215,22 +224,21 @@ def plot(path, rows, title=''):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}', exitcode=2)
+  f = FLAGS
   try:
-    if _CONFIG.value is None or not _ROOT.value or not _STRIDES.value:
+    if f.config is None or not f.root or not f.strides:
       raise SweepError('--config, --root and --strides are required')
     checkpoints = {}
-    for item in _CHECKPOINTS.value:
+    for item in f.checkpoints:
       a, sep, path = item.partition('=')
       if not sep or not path:
         raise SweepError(f'--checkpoints wants ATTENTION=PATH items, got {item!r}')
       checkpoints[a] = path
-    if _EVAL_ONLY.value != bool(checkpoints):
+    if f.eval_only != bool(checkpoints):
       raise SweepError('--eval_only and --checkpoints go together')
-    from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
-    config_lib.finalize(_CONFIG.value)
-    rows = sweep(_CONFIG.value, strides=_STRIDES.value, attentions=_ATTENTIONS.value,
-                 root=_ROOT.value, seeds=_SEEDS.value, cell=_CELL.value, checkpoints=checkpoints,
-                 collect_only=_COLLECT.value)
+    config_lib.finalize(f.config)
+    rows = sweep(f.config, strides=f.strides, attentions=f.attentions, root=f.root,
+                 seeds=f.seeds, cell=f.cell, checkpoints=checkpoints, collect_only=f.collect)
   except UserError as e:
     errors.exit_with(e)
   for a, d in summary(rows).items():
@@ -239,4 +247,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
