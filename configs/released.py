@@ -5,15 +5,16 @@ r"""Every released Motionformer model, named like its official checkpoint file.
 
 Names: {k400,k600,ssv2,ek}_{motionformer_224_16x4, motionformer_224_32x3 (L),
 motionformer_336_16x4 (HR; K400: 336_16x8), joint_224_16x4, divided_224_16x4}; the paper's
-ablations are reachable as e.g. k400_orthoformer_224_16x4 and k400_space_224_16x4.
+ablations are reachable as e.g. k400_orthoformer_224_16x4 and k400_space_224_16x4. The released
+checkpoint files by these names: mformer_jax/weights/released.py (NAMES; `mf.load_official(name)`
+downloads one).
 
 Option (config_lib.parse_arg): name (positional; default k400_motionformer_224_16x4).
 """
 import re
 
 from mformer_jax import config_lib
-
-DATASETS = {'k400': 'kinetics400', 'k600': 'kinetics600', 'ssv2': 'ssv2', 'ek': 'epic_kitchens'}
+from mformer_jax.weights.released import DATASETS  # the name's prefix -> config.data.name
 VARIANTS = {('motionformer', 224, 16): 'motionformer', ('motionformer', 224, 32): 'motionformer_l',
             ('motionformer', 336, 16): 'motionformer_hr', ('joint', 224, 16): 'joint',
             ('divided', 224, 16): 'divided', ('orthoformer', 224, 16): 'orthoformer',

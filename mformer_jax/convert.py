@@ -3,6 +3,7 @@
 Writes DIR/checkpoints/0 (params + metadata with the model config), which everything reading a
 workdir reads: `mf.load(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features.
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4.pyth --output=/ckpts/k400_mf
+    python -m mformer_jax.convert --input=k400_motionformer_224_16x4 --output=DIR  # downloaded
     python -m mformer_jax.convert --input=x.npz --output=DIR --override=num_heads=12,img_size=336
     python -m mformer_jax.convert --input=x.pth --output=DIR \
         --official_config=configs/K400/motionformer_224_16x4.yaml
@@ -19,7 +20,7 @@ import numpy as np
 from mformer_jax import errors
 from mformer_jax.errors import UserError
 from mformer_jax.run import checkpoints
-from mformer_jax.weights import official
+from mformer_jax.weights import official, released
 
 
 def _parse_overrides(text: str) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def _parse_overrides(text: str) -> dict[str, Any]:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(prog='python -m mformer_jax.convert', description=__doc__.split('\n')[0])
-  ap.add_argument('--input', required=True, help='official .pyth/.pth or .npz state dict')
+  ap.add_argument('--input', required=True,
+                  help='official .pyth/.pth or .npz state dict, or a released name (downloaded)')
   ap.add_argument('--output', required=True,
                   help='workdir for the checkpoint (OUTPUT/checkpoints/0; none there yet)')
   ap.add_argument('--override', default='', help='ModelConfig fields, e.g. num_heads=12,img_size=336')
@@ -47,9 +49,11 @@ def main(argv=None):
     fields = (official.config_from_official(official.read_official_config(args.official_config))
               if args.official_config else {})
     overrides = {**fields, **_parse_overrides(args.override)}
-    model, variables = official.read_official(args.input, overrides or None)
+    model, variables = released.read(  # a released name: its cached download
+        args.input, lambda path: official.read_official(path, overrides or None))
     cfg, params = model.cfg, variables['params']
-    checkpoints.save_params(args.output, params, cfg, converted_from=os.path.abspath(args.input))
+    checkpoints.save_params(args.output, params, cfg, converted_from=(
+        args.input if released.release_name(args.input) else os.path.abspath(args.input)))
   except UserError as e:
     return errors.report(e)
   n = sum(x.size for x in jax.tree.leaves(params))

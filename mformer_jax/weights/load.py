@@ -17,7 +17,7 @@ from flax import traverse_util
 from mformer_jax.errors import ConfigError, CorruptCheckpointError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
-from mformer_jax.weights import official
+from mformer_jax.weights import official, released
 from mformer_jax.model.layout import blocks_layout, check_fit, param_shapes
 from mformer_jax.weights.tree import merge, names
 
@@ -77,7 +77,7 @@ def _source(source, cfg, step, strict, log):
                             'of this trainer, a python -m mformer_jax.convert output or an '
                             'official .pyth/.pth/.npz file was expected')
   log(f'Loading {source if isinstance(source, (str, os.PathLike)) else "a state dict"}')
-  model, variables = official.read_official(source, cfg)
+  model, variables = released.read(source, lambda path: official.read_official(path, cfg), log)
   return model.cfg, variables['params']
 
 
