@@ -63,5 +63,20 @@ if [[ "${MFORMER_LIBTPU:-on}" != "off" ]]; then
     || echo "[setup] libtpu not reachable: mformer_jax.plan (TPU plans) unavailable, all else works"
 fi
 # ---- end libtpu ------------------------------------------------------------------------------
+# ---- export (optional extra, requirements-export.txt) ----------------------------------------
+# Only `python -m mformer_jax.export --format=onnx` uses it. --no-deps into .venv/export, outside
+# site-packages: jax2onnx pins an orbax-checkpoint older than requirements.txt's, so installed
+# beside the core packages `pip check` would fail; the core environment provides the packages it
+# shares. Unreachable is not an error; MFORMER_EXPORT=off skips it.
+if [[ "${MFORMER_EXPORT:-on}" != "off" ]]; then
+  if [[ -x .venv/bin/uv ]]; then
+    export_install=(.venv/bin/uv pip install -q -p .venv/bin/python)
+  else
+    export_install=(.venv/bin/pip install -q)
+  fi
+  "${export_install[@]}" --no-deps --target .venv/export -r requirements-export.txt \
+    || echo "[setup] export extra not reachable: --format=onnx unavailable, all else works"
+fi
+# ---- end export ------------------------------------------------------------------------------
 touch .venv/.ready
 echo "[setup] done"

@@ -23,6 +23,9 @@ NOT_IMPORTED = {
 }
 TEST_ONLY = {'pytest', 'nbclient', 'nbformat'}  # in requirements.txt, not package dependencies
 OPTIONAL = {'torch'}  # requirements-torch.txt: the official PyTorch code in benchmarks/ only
+# requirements-export.txt, installed outside site-packages (.venv/export): the ONNX route of
+# mformer_jax.export (serving/onnx_graph.py) and its runtime in benchmarks/export.py.
+EXPORT_EXTRA = {'jax2onnx', 'onnxruntime'}
 # The project's own top-level names: the packages and the tests' helper modules.
 LOCAL = {'mformer_jax', 'configs', 'benchmarks', 'tests'} | {
     p.stem for p in pathlib.Path(__file__).parent.glob('*.py')}
@@ -53,7 +56,8 @@ def _imported(*folders):
               modules.add(node.module.split('.')[0])
   modules -= set(sys.stdlib_module_names) | LOCAL
   dists = importlib.metadata.packages_distributions()
-  modules -= {m for m in OPTIONAL if m not in dists}  # benchmarks import it where it is installed
+  # benchmarks import it where it is installed
+  modules -= {m for m in OPTIONAL | EXPORT_EXTRA if m not in dists}
   unknown = sorted(m for m in modules if m not in dists)
   assert not unknown, f'imported but not installed: {unknown}'
   return {_norm(dists[m][0]) for m in modules}
@@ -71,6 +75,7 @@ def test_requirements_txt_is_what_the_code_imports():
   assert pinned - used - set(NOT_IMPORTED) == set(), 'pinned but never imported'
   assert used - pinned == set(), 'imported but not pinned'
   assert _requirements('requirements-torch.txt') == OPTIONAL
+  assert EXPORT_EXTRA <= _requirements('requirements-export.txt')
 
 
 def test_pyproject_dependencies_are_what_the_package_imports():

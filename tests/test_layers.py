@@ -15,10 +15,10 @@ LAYERS = (
     ('model', 'data'),
     ('run', 'config_lib'),
     ('weights',),
-    ('eval',),
+    ('eval', 'serving'),
     ('train',),
     ('analysis', 'lra'),
-    ('main', 'convert', 'features', 'plan'),
+    ('main', 'convert', 'features', 'plan', 'export'),
 )
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 OUTSIDE = ('configs', 'benchmarks', 'tests')  # folders of the repository, not of the package
