@@ -121,6 +121,25 @@ def matmul_rates(official_python: str = '', repeats: int = 5) -> dict:
   return rates
 
 
+def trainer_step(model, fused: bool = False):
+  """(step, init, abstract state, batch sharding) of the trainer's own training step
+  (`train.step.make_train_step`) for `model` on one device, at the K400 recipe (AdamW, label
+  smoothing, metrics): `step(state, batch)` jitted with the trainer's shardings and donation,
+  `init(key)` the jitted state. In a worker (jax is imported here, not by the drivers)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from mformer_jax.model import init_variables  # pylint: disable=g-import-not-at-top
+  from mformer_jax.run import sharding  # pylint: disable=g-import-not-at-top
+  from mformer_jax.train.step import create_train_state, make_train_step  # pylint: disable=g-import-not-at-top
+  config = config_lib.make_config('kinetics400')
+  config.train.fused_update = fused
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  step, tx, abstract, state_sh = make_train_step(config, model, mesh, steps_per_epoch=1000)
+  init = jax.jit(lambda key: create_train_state(init_variables(model, key)['params'], tx, 0),
+                 out_shardings=state_sh)
+  return step, init, abstract, sharding.batch_sharded(mesh)
+
+
 def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

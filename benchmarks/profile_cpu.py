@@ -4,7 +4,8 @@
         [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
 eval = the forward of a converted checkpoint through `weights.load_official`'s default path;
-train = the trainer's `train.train_step` (chunked attention, no remat, float32, batch 1, 16x224).
+train = the trainer's step (`train.step.make_train_step`; chunked attention, no remat, float32,
+batch 1, 16x224).
 Each (what, flags) runs in its own process: one warm-up call, then `--repeats` traced calls.
 The trace's XLA events (one per executed thunk, on XLA's worker threads) are grouped by kind:
 matmul (YNNPACK/XNNPACK/oneDNN fusions, dots, custom calls), elementwise/reduce fusions,
@@ -106,10 +107,8 @@ def summarise(path, calls, names=None):
 
 
 def jax_worker(spec):
-  import functools  # pylint: disable=g-import-not-at-top
-
   import jax  # pylint: disable=g-import-not-at-top
-  from mformer_jax import config_lib, weights, train  # pylint: disable=g-import-not-at-top
+  from mformer_jax import weights  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import ModelConfig, Motionformer  # pylint: disable=g-import-not-at-top
 
   key = jax.random.key(0)
@@ -123,15 +122,10 @@ def jax_worker(spec):
     impl, hlo = model.cfg.trajectory_kernel, fn.as_text()
   else:
     model = Motionformer(ModelConfig(num_frames=16, img_size=224, trajectory_impl='chunked'))
-    config = config_lib.make_config('kinetics400')
-    tx, schedule = train.make_optimizer(config, model, steps_per_epoch=1000)
-    holder = {'state': train.create_train_state(
-        jax.jit(model.init)(key, clip)['params'], tx, 0)}
-    batch = {'clip': clip, 'label': jax.numpy.zeros((1,), jax.numpy.int32)}
-    step = jax.jit(functools.partial(
-        train.train_step, model=model, tx=tx, schedule=schedule,
-        label_smoothing=config.train.label_smoothing), donate_argnums=(0,)).lower(
-            holder['state'], batch).compile()
+    step, init, _, rows = common.trainer_step(model)
+    holder = {'state': init(key)}
+    batch = jax.device_put({'clip': clip, 'label': jax.numpy.zeros((1,), jax.numpy.int32)}, rows)
+    step = step.lower(holder['state'], batch).compile()
     hlo = step.as_text()
 
     def call():

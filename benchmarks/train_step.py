@@ -6,14 +6,15 @@
         [--out=PATH]   # default: benchmarks/results/<machine class>/train_step_<jax>.json
 
 Mformer-B (trajectory attention, ViT-B/16, 2x16x16 tubelets), float32, batch 1, 16x224,
-K400 head; ours runs the trainer's own `train.train_step` (label smoothing and metrics included). Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and official
-alternate within one run (`--rounds` repeats the alternation). Times are per step after one
+K400 head; ours runs the trainer's own step (`train.step.make_train_step`: label smoothing and
+metrics included). Every measurement is a fresh subprocess (peak RSS = its ru_maxrss), ours and
+official alternate within one run (`--rounds` repeats the alternation). Times are per step after one
 warm-up step (which includes compilation for JAX); medians over `--repeats` steps.
 
 GPU (run later where one is available): `--device=gpu --dtype=bfloat16 --batch=8
 --attention_backend=cudnn --ours=frames:none` reports steps/s and model-FLOP utilisation
-(MFU = model FLOPs of the official computation per step / step time / peak bf16 FLOP/s given by
---peak_tflops, 989 for an H100 SXM dense bf16).
+(`train.throughput`: model FLOPs of the reference computation per step / step time / the dense
+bf16 peak given by --peak_tflops).
 """
 import argparse
 import os
@@ -24,34 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
 
-def model_flops(frames=16, crop=224, depth=12, dim=768, heads=12, mlp=4, classes=400,
-                official=True):
-  """Matmul FLOPs of one forward pass (2 per multiply-add), batch 1, trajectory attention.
-
-  official=True counts proj_kv on both halves (what the official code computes); False counts
-  only the k-half (what our fast impls compute). A training step is counted as 3x forward.
-  """
-  f, p = frames // 2, (crop // 16) ** 2
-  n, t = f * p, f * p + 1
-  per_block = (2 * t * dim * 3 * dim            # qkv
-               + 2 * 2 * n * n * dim            # spatial scores + aggregation (all heads)
-               + 2 * 2 * t * dim                # cls row (scores + aggregation)
-               + 2 * n * dim * dim              # proj_q
-               + 2 * n * f * dim * (2 if official else 1) * dim   # proj_kv on N*F tokens
-               + 2 * 2 * n * f * dim            # temporal scores + aggregation
-               + 2 * t * dim * dim              # proj
-               + 2 * 2 * t * dim * mlp * dim)   # mlp
-  embed = 2 * n * (2 * 16 * 16 * 3) * dim
-  return depth * per_block + embed + 2 * dim * dim + 2 * dim * classes
-
-
 def jax_worker(spec):
-  import functools
-
   import jax
   import jax.numpy as jnp
-  from mformer_jax import config_lib, train
   from mformer_jax.model import Motionformer, ModelConfig
+  from mformer_jax.train import throughput
 
   dtype = spec.get('dtype', 'float32')
   cfg = ModelConfig(num_frames=16, img_size=224, dtype=dtype, trajectory_impl=spec['impl_'],
@@ -59,23 +37,15 @@ def jax_worker(spec):
                     scan_blocks=spec.get('scan', False))
   model = Motionformer(cfg)
   b = spec.get('batch', 1)
-  batch = {'clip': jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32),
-           'label': jnp.arange(b) % 400}
-  # The trainer's own optimizer and step (K400 recipe: AdamW, label smoothing, metrics).
-  config = config_lib.make_config('kinetics400')
-  config.train.fused_update = bool(spec.get('fused'))
-  tx, schedule = train.make_optimizer(config, model, steps_per_epoch=1000)
-  step = functools.partial(train.train_step, model=model, tx=tx, schedule=schedule,
-                           label_smoothing=config.train.label_smoothing,
-                           fused_update=config.train.fused_update)
-  init = jax.jit(lambda key: train.create_train_state(
-      model.init(key, batch['clip'][:1])['params'], tx, 0))
+  step, init, abstract, rows = common.trainer_step(model, fused=bool(spec.get('fused')))
+  batch = jax.device_put(
+      {'clip': jax.random.normal(jax.random.key(0), (b, 16, 224, 224, 3), jnp.float32),
+       'label': jnp.arange(b) % 400}, rows)
 
   # Compile everything from shapes first, so that compilation's own memory is not on top of
   # the state (as the trainer does).
-  state_shape = jax.eval_shape(init, jax.random.key(0))
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=(0,)).lower(state_shape, batch).compile()
+  compiled = step.lower(abstract, batch).compile()
   compile_s = time.perf_counter() - t0
   init = init.lower(jax.random.key(0)).compile()
   ma = compiled.memory_analysis()
@@ -94,7 +64,8 @@ def jax_worker(spec):
          'xla_arg_mb': ma.argument_size_in_bytes / 2**20, 'base_rss_mb': base_rss,
          'device': str(jax.devices()[0])}
   if spec.get('peak_tflops'):
-    res['mfu'] = model_flops() * 3 * b / common.median(times) / (spec['peak_tflops'] * 1e12)
+    res.update(throughput.rates(b / common.median(times), throughput.model_flops_per_clip(cfg),
+                                1, spec['peak_tflops']))
   common.emit(res)
 
 
@@ -149,10 +120,12 @@ def main():
   args = ap.parse_args()
   script = os.path.abspath(__file__)
   results, out = common.new_results(args.out, 'train_step')
+  from mformer_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
+  from mformer_jax.train import throughput  # pylint: disable=g-import-not-at-top
   results.update(matmul_gflops=common.matmul_rates(
                      args.official_python if args.official_repo else ''),
-                 model_gflop_fwd_official=model_flops() / 1e9,
-                 model_gflop_fwd_ours=model_flops(official=False) / 1e9)
+                 model_gflop_fwd_official=throughput.model_flops_per_clip(
+                     ModelConfig(num_frames=16, img_size=224), train=False) / 1e9)
   for rnd in range(args.rounds):
     todo = []
     if args.official_repo:

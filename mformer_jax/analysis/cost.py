@@ -1,7 +1,7 @@
 r"""Training cost (appendix .1.5): what a config's full recipe costs on the devices at hand.
 
   python -m mformer_jax.analysis.cost --config=configs/k400_base.py [--config.x=y] \
-      [--batch=1] [--steps=3] [--mfu --peak_tflops=989] [--out=cost.json]
+      [--batch=1] [--steps=3] [--mfu [--peak_tflops=989]] [--out=cost.json]
 
 Runs the trainer's own step (`train.step.make_train_step`) for a few steps at `--batch` clips per device (compile
 excluded; random clips of the config's shape), then scales the measured time per clip to the
@@ -9,8 +9,8 @@ recipe: steps per epoch and total steps as the trainer derives them (training se
 prepared data when `data.data_dir` is set, else the dataset's nominal size), and device-hours =
 total clips x seconds per clip / 3600. That assumes the time per clip holds at the recipe's
 batch (throughput usually grows with batch, so on an accelerator this is an upper bound).
-`--mfu` adds the model-FLOP utilisation of the measured step (the model's own MAC count x 2 x 3
-for forward + backward, over `--peak_tflops` per device) and the ideal device-hours at 100 %.
+`--mfu` adds the model-FLOP utilisation of the measured step (`train.throughput`'s model FLOPs
+per training clip, over `--peak_tflops` per device) and the ideal device-hours at 100 %.
 The paper's GPU-hours are printed beside ours where the config corresponds.
 """
 import json
@@ -23,9 +23,9 @@ from ml_collections import config_flags
 
 from mformer_jax import config_lib, errors
 from mformer_jax.errors import ConfigError
-from mformer_jax.model import flops, init_variables, make_model
+from mformer_jax.model import init_variables, make_model
 from mformer_jax.run import sharding
-from mformer_jax.train import optim
+from mformer_jax.train import optim, throughput
 from mformer_jax.train.step import create_train_state, make_train_step
 
 FLAGS = flags.FLAGS
@@ -39,7 +39,7 @@ def define_flags():
   flags.DEFINE_integer('steps', 3, 'Measured steps (after one compiling step).')
   flags.DEFINE_bool('mfu', False, 'Report model-FLOP utilisation (needs --peak_tflops).')
   flags.DEFINE_float('peak_tflops', 0.0, 'Dense peak of one device, TFLOP/s, for --mfu '
-                     '(H100 SXM bf16: 989).')
+                     "(0: the device's, where train.throughput.PEAK_TFLOPS knows it).")
   flags.DEFINE_string('out', '', 'Also write the report as JSON here.')
 
 
@@ -120,7 +120,7 @@ def estimate(config, measured: dict, num_train: int, *, peak_tflops: float = 0.0
          'epochs': t.num_epochs, 'total_steps': total_steps, 'device_s_per_clip': per_clip,
          'device_hours': clips * per_clip / 3600}
   if peak_tflops:
-    train_flop_per_clip = 2 * 3 * flops.reference_macs(config.model)
+    train_flop_per_clip = throughput.model_flops_per_clip(config.model)
     out['train_gflop_per_clip'] = train_flop_per_clip / 1e9
     out['mfu'] = train_flop_per_clip / per_clip / (peak_tflops * 1e12)
     out['ideal_device_hours'] = clips * train_flop_per_clip / (peak_tflops * 1e12) / 3600
@@ -154,14 +154,16 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = FLAGS.config
   try:
-    if FLAGS.mfu and FLAGS.peak_tflops <= 0:
-      raise errors.ConfigError('--mfu needs --peak_tflops (the device dense peak, TFLOP/s)')
+    peak = FLAGS.peak_tflops if FLAGS.peak_tflops > 0 else throughput.peak_tflops()
+    if FLAGS.mfu and not peak:
+      raise errors.ConfigError(f'--mfu needs --peak_tflops: no known dense peak for a '
+                               f'{jax.devices()[0].device_kind!r} (train.throughput.PEAK_TFLOPS)')
     num_train, source = num_train_examples(config_lib.finalize(config))
   except errors.UserError as e:
     errors.exit_with(e)
   measured = measure_step(config, FLAGS.batch, FLAGS.steps)
-  est = {**estimate(config, measured, num_train,
-                    peak_tflops=FLAGS.peak_tflops if FLAGS.mfu else 0.0), 'source': source}
+  est = {**estimate(config, measured, num_train, peak_tflops=peak if FLAGS.mfu else 0.0),
+         'source': source}
   paper = paper_hours(config)
   print(f'\nTraining cost ({config.experiment}):\n' + report(config, measured, est, paper),
         flush=True)
