@@ -158,3 +158,15 @@ def cut_shard(prepared, split, example):
     name = json.load(f)['shards'][index['shard'][example]]
   os.truncate(os.path.join(prepared, name), int(index['offset'][example]) - 12)
   return name, str(index['key'][example])
+
+
+def prepared_kinetics(root, per_shard=2):
+  """`kinetics_tree` in root/videos prepared into root/out, both splits from the same 6 videos
+  (3 shards of 2 each by default); returns (out folder, the tree's metadata)."""
+  from mformer_jax.data import layouts, prepare  # pylint: disable=g-import-not-at-top
+  videos, _ = kinetics_tree(os.path.join(root, 'videos'))
+  items, classes = layouts.kinetics(os.path.join(root, 'videos'))
+  for split in ('train', 'test'):
+    prepare.build(items, classes, out=os.path.join(root, 'out'), split=split, layout='kinetics',
+                  per_shard=per_shard)
+  return os.path.join(root, 'out'), videos

@@ -11,18 +11,11 @@ import pytest
 
 import data_fixtures as fx
 import train_fixtures as tf_
-from mformer_jax.data import layouts, prepare
 
 
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
-  root = tmp_path_factory.mktemp('clips')
-  fx.kinetics_tree(str(root / 'videos'))
-  items, classes = layouts.kinetics(str(root / 'videos'))
-  for split in ('train', 'test'):
-    prepare.build(items, classes, out=str(root / 'out'), split=split, layout='kinetics',
-                  per_shard=2)
-  return root / 'out'
+  return fx.prepared_kinetics(str(tmp_path_factory.mktemp('clips')))[0]
 
 
 def _train_on(data, workdir, **overrides):

@@ -23,11 +23,7 @@ T, RATE, CROP = 4, 2, 32
 @pytest.fixture(scope='module')
 def k400(tmp_path_factory):
   root = tmp_path_factory.mktemp('k400')
-  videos, _ = fx.kinetics_tree(str(root / 'videos'))
-  items, classes = layouts.kinetics(str(root / 'videos'))
-  for split in ('train', 'test'):
-    prepare.build(items, classes, out=str(root / 'out'), split=split, layout='kinetics',
-                  per_shard=2)
+  _, videos = fx.prepared_kinetics(str(root))
   cfg = config.data_config('kinetics400', num_frames=T, sampling_rate=RATE, crop_size=CROP)
   cfg.data_dir = str(root / 'out')
   cfg.train_jitter_scales = (36, 44)
