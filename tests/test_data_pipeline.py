@@ -292,24 +292,22 @@ def _cut_copy(k400, tmp_path, split, example):
   return (bad, *fx.cut_shard(bad.data_dir, split, example))
 
 
-def test_records_past_the_cut_of_a_shard_are_bad_records(k400, tmp_path):
+def test_train_records_past_the_cut_of_a_shard_are_bad_records(k400, tmp_path):
   """Shard 1 of 3 cut where its record 1 (example 3) starts: that record is skipped, counted and
-  named like one failing its CRC (train), left out and listed (eval)."""
-  cfg, videos, _ = k400
+  named like one failing its CRC."""
+  _, videos, _ = k400
   bad_cfg, shard, key = _cut_copy(k400, tmp_path, 'train', 3)
   bad_cfg.max_bad_fraction = 0.2
-  damaged, it = _train_batches(bad_cfg, 6)
+  damaged, it = _train_batches(bad_cfg, 2)  # 8 slots: a whole epoch of the 6 videos
   size = os.path.getsize(os.path.join(bad_cfg.data_dir, shard))
   assert it.bad.found == {3: f'{shard} record 1 ({key}): the shard ends at byte {size}, before '
                              'this record (cut short: an interrupted copy?)'}
   bad_tag, = [t for t, v in videos.items() if v['stem'] in key]
-  assert bad_tag not in {int(t) for b in damaged for t in fx.video_tags(b['clip'])}
-  clean, _ = _train_batches(cfg, 6)
-  assert sum(int(t) == bad_tag for b in clean for t in fx.video_tags(b['clip'])) == 4
-  bad_cfg.max_bad_fraction = 0.1
-  with pytest.raises(CorruptDataError, match=f'1 of 6 train records .* {shard} record 1'):
-    _train_batches(bad_cfg, 6)
-  shutil.rmtree(tmp_path / 'out')
+  tags = [int(t) for b in damaged for t in fx.video_tags(b['clip'])]
+  assert bad_tag not in tags and len(set(tags)) == 5
+
+
+def test_eval_leaves_out_a_video_past_the_cut_of_a_shard(k400, tmp_path):
   bad_cfg, shard, key = _cut_copy(k400, tmp_path, 'test', 3)
   bad_cfg.max_bad_fraction = 0.2
   size = os.path.getsize(os.path.join(bad_cfg.data_dir, shard))
