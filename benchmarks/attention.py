@@ -1,8 +1,8 @@
 """Attention benchmark: time and peak memory per layer and for the whole model, ours vs official.
 
-    python benchmarks/attention.py --scope=layer --sizes=B,L,HR --repeats=3 \
+    python -m benchmarks.attention --scope=layer --sizes=B,L,HR --repeats=3 \
         [--official_repo=/tmp/mformer_official --official_python=/tmp/venv_official/bin/python] \
-        [--out=PATH]   # default: benchmarks/results/<machine class>/<scope>_<jax>.json
+        [--out=PATH | --variant=SUFFIX]   # default: results/<machine class>/<scope>_<jax>.json
 
 Each (scope, variant, size, mode) runs in its own subprocess (peak RSS = ru_maxrss of that
 process, which includes compilation); JAX runs also report XLA's `memory_analysis()` of the
@@ -15,8 +15,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 SIZES = {'B': dict(frames=16, crop=224), 'L': dict(frames=32, crop=224),
          'HR': dict(frames=16, crop=336)}
@@ -188,7 +187,7 @@ def main():
   common.out_arg(ap, '<scope>')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results, out = common.new_results(args.out, args.scope)
+  results, out = common.new_results(args.out, args.scope, args.variant)
   results['matmul_gflops'] = common.matmul_rates(args.official_python if args.official_repo else '')
   skip = set(args.official_skip.split(',')) - {''}
   for size in args.sizes.split(','):

@@ -19,7 +19,23 @@ import sys
 import time
 
 RESULT = 'RESULT '
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+RESULTS_DIR = os.path.join(ROOT, 'benchmarks', 'results')
+
+# What a results file's name may add after its benchmark and stack
+# (<benchmark>_<jax>[_<suffix>].json, --variant): how its runs differ from the benchmark's
+# default file. The only suffixes there are; a new kind of file adds its word here.
+SUFFIXES = {
+    'float32': 'every run in float32',
+    'bfloat16': 'every run in bfloat16 (ours: model.dtype; official: torch.autocast)',
+    'impls': "our trajectory kernels against each other, without the official code",
+    'chunked': 'the chunked kernel against the einsum reference only',
+    'tied': 'remat=tied beside the other remat settings',
+    'lhr': 'the L and HR sizes (the default file: B)',
+    'concurrency_scheduler': "XLA:CPU's default concurrency-optimised scheduler",
+    'eval': 'the eval forward only',
+    'train': 'the training step only',
+}
 MEMORY_SCHEDULER = '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
 
 
@@ -83,33 +99,55 @@ def machine_class(m: dict) -> str:
   return f"{family}-{m.get('cores', 0)}core"
 
 
-def results_path(benchmark: str, m: dict) -> str:
-  """benchmarks/results/<class>/<benchmark>_jax<major><minor>.json (the stack in the name)."""
+def results_path(benchmark: str, m: dict, suffix: str = '') -> str:
+  """benchmarks/results/<class>/<benchmark>_jax<major><minor>[_<suffix>].json (the stack in the
+  name; `suffix` one of SUFFIXES)."""
+  if suffix and suffix not in SUFFIXES:
+    raise ValueError(f'results suffix {suffix!r}; expected one of {sorted(SUFFIXES)}')
   tag = ''
   if m.get('jax'):
     major, minor = m['jax'].split('.')[:2]
     tag = f'_jax{major}{int(minor):02d}'
-  return os.path.join(RESULTS_DIR, machine_class(m), f'{benchmark}{tag}.json')
+  return os.path.join(RESULTS_DIR, machine_class(m),
+                      f'{benchmark}{tag}' + (f'_{suffix}' if suffix else '') + '.json')
 
 
 def out_arg(ap, benchmark: str, flag: str = '--out') -> None:
-  """The scripts' results flag: a path, '' for no file, or by default `results_path`."""
+  """The scripts' results flags: a path, '' for no file, or by default `results_path`; and
+  --variant, the suffix of that default name."""
   ap.add_argument(flag, default=None,
                   help=f"results JSON ('' = none; default: benchmarks/results/<machine class>/"
-                       f"{benchmark}_<jax>.json)")
+                       f"{benchmark}_<jax>[_<variant>].json)")
+  ap.add_argument('--variant', default='', choices=[''] + sorted(SUFFIXES),
+                  help='what sets these runs apart, the suffix of the default file name: '
+                       + '; '.join(f'{k}: {v}' for k, v in SUFFIXES.items()))
 
 
-def new_results(out, benchmark: str):
+def command_line(argv=None) -> str:
+  """How this script was run, as `-m benchmarks.<name> ARGS` (what follows `python`)."""
+  argv = sys.argv if argv is None else argv
+  name = os.path.splitext(os.path.basename(argv[0]))[0]
+  return shlex.join(['-m', f'benchmarks.{name}', *argv[1:]])
+
+
+def invocation(command: str) -> str:
+  """A recorded `command` as it runs now (after `python`): files recorded as
+  `benchmarks/<name>.py ARGS` ran as scripts, which is `-m benchmarks.<name> ARGS` today."""
+  m = re.match(r'benchmarks/(\w+)\.py(?=\s|$)', command)
+  return f'-m benchmarks.{m.group(1)}{command[m.end():]}' if m else command
+
+
+def new_results(out, benchmark: str, suffix: str = ''):
   """(the results dict a script fills, the path it writes: `out` or its default)."""
   m = machine()
-  results = {'machine': m, 'command': shlex.join(sys.argv), 'runs': []}
-  return results, results_path(benchmark, m) if out is None else out
+  results = {'machine': m, 'command': command_line(), 'runs': []}
+  return results, results_path(benchmark, m, suffix) if out is None else out
 
 
 def matmul_rates(official_python: str = '', repeats: int = 5) -> dict:
   """Both frameworks' 2048^2 matmul GFLOP/s (float32, bfloat16) on this machine, now: the scale
   a results file's times are read against (benchmarks/matmul.py measures more shapes)."""
-  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'matmul.py')
+  script = os.path.join(ROOT, 'benchmarks', 'matmul.py')
   spec = dict(repeats=repeats, shapes=['square2048'])
   todo = [('xla', sys.executable, dict(spec, impl='jax'))]
   if official_python:
@@ -176,12 +214,14 @@ def emit(result: dict) -> None:
 
 
 def run_worker(python: str, script: str, spec: dict, timeout: float = 1800) -> dict:
-  """Runs `python script --worker=<spec json>` and returns its RESULT dict (or the error)."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=os.getcwd())
+  """Runs `python -m benchmarks.<script's name> --worker=<spec json>` from the repository root
+  and returns its RESULT dict (or the error)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT)
+  module = 'benchmarks.' + os.path.splitext(os.path.basename(script))[0]
   t0 = time.time()
   try:
-    proc = subprocess.run([python, script, '--worker=' + json.dumps(spec)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run([python, '-m', module, '--worker=' + json.dumps(spec)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
   except subprocess.TimeoutExpired:
     return {**spec, 'error': f'timeout after {timeout:.0f} s'}
   lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT)]

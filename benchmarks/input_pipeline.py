@@ -2,7 +2,7 @@ r"""Input pipeline benchmark: training clips/s per core at the K400 recipe, and 
 decoding only the sampled frames over decoding the whole video.
 
   TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
-      .venv/bin/python benchmarks/input_pipeline.py --out benchmarks/out [--results=PATH]
+      .venv/bin/python -m benchmarks.input_pipeline --out benchmarks/out [--results=PATH]
 
 Synthetic 10 s videos (30 fps, 320x426, h264) are encoded with PyAV and prepared with
 `mformer_jax.data.prepare` (native frames as JPEG). The training pipeline (16 frames at rate 4,
@@ -22,8 +22,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 HEIGHT, WIDTH, FPS, SECONDS = 320, 426, 30, 10
 
@@ -134,8 +133,9 @@ def main():
                  records_mb=sum(os.path.getsize(os.path.join(data_dir, f))
                                 for f in os.listdir(data_dir) if f.endswith('.tfrecord')) / 2**20)
   for mode in ('train1', 'train_all'):
-    out = subprocess.run([sys.executable, __file__, '--out', args.out, '--clips',
-                          str(args.clips), '--measure', mode], check=True, capture_output=True,
+    out = subprocess.run([sys.executable, '-m', 'benchmarks.input_pipeline', '--out',
+                          os.path.abspath(args.out), '--clips', str(args.clips), '--measure',
+                          mode], cwd=common.ROOT, check=True, capture_output=True,
                          text=True).stdout
     results[f'{mode}_clips_per_s'] = json.loads(out.strip().splitlines()[-1])
   results.update(decode_speedup(data_dir, videos, repeats=8))
@@ -143,7 +143,7 @@ def main():
   results['speedup_needed_vs_all_jpegs'] = (results['record_all_jpegs'] /
                                             results['record_needed_jpegs'])
   print(json.dumps(results, indent=1))
-  record, path = common.new_results(args.results, 'input_pipeline')
+  record, path = common.new_results(args.results, 'input_pipeline', args.variant)
   record['versions'] = {d: importlib.metadata.version(d) for d in ('tensorflow', 'tensorflow-cpu', 'av')
                         if _installed(d)}
   record['runs'].append(results)

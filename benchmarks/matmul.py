@@ -1,6 +1,6 @@
 """Matmul rates of both frameworks on this machine: what each can reach, float32 and bfloat16.
 
-    python benchmarks/matmul.py [--official_python=/tmp/venv_official/bin/python] \
+    python -m benchmarks.matmul [--official_python=/tmp/venv_official/bin/python] \
         [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
 Three shapes that dominate Mformer-B: a 2048^2 square product, the attention's batched product
@@ -13,8 +13,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common, report_tables
 
 # name -> (batch, m, k, n)
 SHAPES = {'square2048': (1, 2048, 2048, 2048), 'attention_scores': (12, 1568, 64, 1568),
@@ -66,18 +65,6 @@ def torch_worker(spec):
                'mkldnn_bf16': bool(getattr(torch.backends.mkldnn, 'is_available', bool)())})
 
 
-def table(results) -> str:
-  """Markdown: one row per shape/dtype, one column per framework run."""
-  runs = [r for r in results['runs'] if 'gflops' in r]
-  label = lambda r: ('PyTorch ' + r.get('torch', '') if r['impl'] == 'torch' else
-                     f"XLA ({r.get('xla_flags') or 'default flags'})")
-  lines = ['| shape / dtype (GFLOP/s) | ' + ' | '.join(label(r) for r in runs) + ' |',
-           '|---|' + '---|' * len(runs)]
-  for key in runs[0]['gflops'] if runs else []:
-    lines.append(f'| {key} | ' + ' | '.join(f"{r['gflops'][key]:.0f}" for r in runs) + ' |')
-  return '\n'.join(lines)
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--repeats', type=int, default=10)
@@ -88,7 +75,7 @@ def main():
   common.out_arg(ap, 'matmul')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results, out = common.new_results(args.out, 'matmul')
+  results, out = common.new_results(args.out, 'matmul', args.variant)
   if args.official_python:
     common.run_and_record(args.official_python, script, dict(impl='torch', repeats=args.repeats),
                           results, out)
@@ -97,7 +84,7 @@ def main():
     common.run_and_record(sys.executable, script,
                           dict(impl='jax', repeats=args.repeats, xla_flags=flags), results,
                           out)
-  print(table(results))
+  print(report_tables.matmul_table(results))
 
 
 if __name__ == '__main__':

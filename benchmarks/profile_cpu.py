@@ -1,6 +1,6 @@
 """Where XLA:CPU spends Mformer-B's time: a `jax.profiler` trace summarised by op kind.
 
-    python benchmarks/profile_cpu.py --what=eval,train --repeats=2 \
+    python -m benchmarks.profile_cpu --what=eval,train --repeats=2 \
         [--xla_variants='default;--xla_cpu_use_onednn=true'] [--out=PATH]
 
 eval = the forward of a converted checkpoint through `weights.load_official`'s default path;
@@ -21,8 +21,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common, report_tables
 
 # Event-name prefixes -> kind (first match wins). Names are XLA's HLO instruction names.
 KINDS = (('matmul', ('ynn_fusion', 'xnn_fusion', 'onednn', 'dot', 'custom-call', 'custom_call',
@@ -146,24 +145,6 @@ def jax_worker(spec):
                'thread_s_by_kind': kinds, 'top_ops_ms': top, 'thread_s_by_op_path': paths})
 
 
-def table(results) -> str:
-  kinds = ('matmul', 'elementwise', 'reduce', 'layout', 'other')
-  lines = ['| what | XLA flags | wall s/call | ' + ' | '.join(f'{k} thread-s' for k in kinds)
-           + ' | matmul share |', '|---|---|---|' + '---|' * (len(kinds) + 1)]
-  for r in results['runs']:
-    if 'thread_s_by_kind' not in r:
-      lines.append(f"| {r['what']} | {r.get('xla_flags') or 'default'} | error: "
-                   f"{r.get('error', '')[:80]} |")
-      continue
-    k = r['thread_s_by_kind']
-    total = sum(k.values()) or 1.0
-    lines.append(f"| {r['what']} | {r.get('xla_flags') or 'default'} | "
-                 f"{r['wall_s_per_call']:.2f} | "
-                 + ' | '.join(f'{k.get(x, 0.0):.2f}' for x in kinds)
-                 + f" | {k.get('matmul', 0.0) / total:.0%} |")
-  return '\n'.join(lines)
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--what', default='eval,train')
@@ -172,7 +153,7 @@ def main():
   common.out_arg(ap, 'profile')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results, out = common.new_results(args.out, 'profile')
+  results, out = common.new_results(args.out, 'profile', args.variant)
   results['matmul_gflops'] = common.matmul_rates('')
   for what in args.what.split(','):
     for flags in args.xla_variants.split(';'):
@@ -180,7 +161,7 @@ def main():
       common.run_and_record(sys.executable, script,
                             dict(impl='jax', what=what, repeats=args.repeats, xla_flags=flags),
                             results, out)
-  print(table(results))
+  print(report_tables.profile_table(results))
   for r in results['runs']:
     print(f"\n{r['what']} ({r.get('xla_flags') or 'default flags'}): thread-s per call by op path")
     for path, sec in list(r.get('thread_s_by_op_path', {}).items())[:15]:

@@ -2,8 +2,8 @@
 users rent, one subprocess per case, into benchmarks/results/tpu-compile/plan.json, rendered to
 plan.md next to it.
 
-    python benchmarks/tpu_plan.py [--groups=grid,fsdp,fsdp_pinned,scan,max,slices] [--only=S]
-    python benchmarks/tpu_plan.py --render      # plan.md from plan.json only
+    python -m benchmarks.tpu_plan [--groups=grid,fsdp,fsdp_pinned,scan,max,slices] [--only=S]
+    python -m benchmarks.report                 # plan.md (and results/README.md) only
 
 Resumable: a case already in the JSON (same group and command) is skipped; each run records
 the commit its package was at ('code'). Every figure is the
@@ -17,17 +17,14 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from benchmarks import common  # noqa: E402
+from benchmarks import common, report
 
-RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'tpu-compile')
-JSON = os.path.join(RESULTS, 'plan.json')
-MD = os.path.join(RESULTS, 'plan.md')
+ROOT = common.ROOT
+JSON = report.TPU_PLAN
 
 MODELS = {'B': 'k400_motionformer_224_16x4', 'L': 'k400_motionformer_224_32x3',
           'HR': 'k400_motionformer_336_16x8'}
-# The slices: gcloud's name -> topology (mformer_jax.plan.accelerator_topology maps them).
+# The slices: gcloud's name -> topology (mformer_jax.plan.slices.accelerator_topology maps them).
 SLICES = {'v5litepod-16': 'v5e:4x4', 'v5litepod-256': 'v5e:16x16', 'v4-32': 'v4:2x2x4',
           'v5p-64': 'v5p:2x4x4', 'v6e-16': 'v6e:4x4'}
 LEAN = {'trajectory_impl': 'chunked', 'remat': 'full'}
@@ -85,9 +82,8 @@ def load():
 
 
 # What the compiled step is made of (the data pipeline and the analyses are not in it).
-_STEP_CODE = ['configs', *(f'mformer_jax/{m}.py' for m in (
-    'approx', 'attention', 'config_lib', 'evaluate', 'fast_attention', 'flops', 'fused', 'model',
-    'optim', 'plan', 'posembed', 'remat', 'sharding', 'train'))]
+_STEP_CODE = ['configs', 'mformer_jax/config_lib.py', 'mformer_jax/data/config.py',
+              *(f'mformer_jax/{unit}' for unit in ('model', 'run', 'eval', 'train', 'plan'))]
 
 
 def _code():
@@ -118,30 +114,27 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument('--groups', default='grid,fsdp,fsdp_pinned,scan,max,slices')
   p.add_argument('--only', default='')
-  p.add_argument('--render', action='store_true')
   p.add_argument('--python', default=sys.executable)
   a = p.parse_args()
   data = load()
-  if not a.render:
-    data.setdefault('machine', common.machine())
-    done = {(r['group'], r['command']) for r in data['runs']}
-    for c in cases():
-      command = 'python -m mformer_jax.plan ' + ' '.join(c['args'])
-      if (c['group'] not in a.groups.split(',') or a.only not in command
-          or (c['group'], command) in done):
-        continue
-      print(f'[tpu_plan] {command}', flush=True)
-      r = run_case(c, a.python)
-      print(f"[tpu_plan]   exit {r['exit_status']} in {r['wall_s']} s {r['error'] or ''}",
-            flush=True)
-      if r['plan'] is None:
-        continue  # a crash, not a plan: shown above, not recorded
-      data['runs'].append(r)
-      with open(JSON, 'w') as f:
-        json.dump(data, f, indent=1)
-  from benchmarks import tpu_plan_report  # pylint: disable=g-import-not-at-top
-  with open(MD, 'w') as f:
-    f.write(tpu_plan_report.render(data))
+  data.setdefault('machine', common.machine())
+  done = {(r['group'], r['command']) for r in data['runs']}
+  for c in cases():
+    command = 'python -m mformer_jax.plan ' + ' '.join(c['args'])
+    if (c['group'] not in a.groups.split(',') or a.only not in command
+        or (c['group'], command) in done):
+      continue
+    print(f'[tpu_plan] {command}', flush=True)
+    r = run_case(c, a.python)
+    print(f"[tpu_plan]   exit {r['exit_status']} in {r['wall_s']} s {r['error'] or ''}",
+          flush=True)
+    if r['plan'] is None:
+      continue  # a crash, not a plan: shown above, not recorded
+    data['runs'].append(r)
+    with open(JSON, 'w') as f:
+      json.dump(data, f, indent=1)
+  with open(report.TPU_PLAN_DOCUMENT, 'w') as f:
+    f.write(report.plan_document(data))
 
 
 if __name__ == '__main__':

@@ -1,9 +1,9 @@
 """Whole-model training step (forward, backward, AdamW): ours vs the official PyTorch code.
 
-    python benchmarks/train_step.py --repeats=3 --rounds=1 \
+    python -m benchmarks.train_step --repeats=3 --rounds=1 \
         --ours=chunked:full,einsum:none \
         [--official_repo=/tmp/mformer_official --official_python=/tmp/venv_official/bin/python] \
-        [--out=PATH]   # default: benchmarks/results/<machine class>/train_step_<jax>.json
+        [--out=PATH | --variant=SUFFIX]   # default: results/<machine class>/train_step_<jax>.json
 
 Mformer-B (trajectory attention, ViT-B/16, 2x16x16 tubelets), float32, batch 1, 16x224,
 K400 head; ours runs the trainer's own step (`train.step.make_train_step`: label smoothing and
@@ -21,8 +21,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def jax_worker(spec):
@@ -119,7 +118,7 @@ def main():
   common.out_arg(ap, 'train_step')
   args = ap.parse_args()
   script = os.path.abspath(__file__)
-  results, out = common.new_results(args.out, 'train_step')
+  results, out = common.new_results(args.out, 'train_step', args.variant)
   from mformer_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
   from mformer_jax.train import throughput  # pylint: disable=g-import-not-at-top
   results.update(matmul_gflops=common.matmul_rates(
