@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import train_fixtures as tf_
-from mformer_jax.eval import evaluator, metrics
-from mformer_jax.run import sharding
+from mformer_jax.eval import evaluator, features, metrics, predict
+from mformer_jax.run import checkpoints, sharding
 from mformer_jax.data import pipeline
 from mformer_jax.model import init_variables, make_model
 
@@ -87,3 +87,44 @@ def test_evaluator_counts_every_video_once_and_writes_reports(tmp_path):
   assert report['top1'] == results['top1']
   assert len(report['per_class']['label']) == cfg.model.num_classes
   assert (out / 'confusion_matrix.png').stat().st_size > 1000
+
+
+@pytest.mark.slow  # end to end: two checkpoint restores, four compiles
+def test_orthoformer_eval_predict_and_features_agree_on_a_clip(tmp_path, monkeypatch):
+  """The Orthoformer draws landmarks even at test time. A clip gets the same ones in the
+  evaluator's step (among other clips, anywhere in its batch), in predict and in features (the
+  clip's views alone): the same probabilities, and features that give them."""
+  config = tf_.config(**{'model.approx': 'orthoformer', 'model.num_landmarks': 8,
+                         'model.depth': 2, 'init.checkpoint': str(tmp_path / 'weights')})
+  model = make_model(config.model)
+  # Depth 2: the cls token, which the head reads, sees the landmarks from the second block on.
+  # Weights at a trained model's scale (init's are too small for sharp attention).
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda x: rng.normal(0, 0.4, x.shape).astype(np.float32),
+                        jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))['params'])
+  checkpoints.save_params(str(tmp_path / 'weights'), params, model.cfg)
+  shape = (config.data.num_frames, config.data.crop_size, config.data.crop_size, 3)
+  views = rng.normal(size=(2, *shape)).astype(np.float32)  # one video's two test views
+  others = rng.normal(size=(5, *shape)).astype(np.float32)
+  monkeypatch.setattr(pipeline, 'load_video_views', lambda path, data_cfg: views)
+  names = pipeline.class_names(config.data)['label']
+
+  # The landmarks matter in this model: with other first landmarks, other probabilities.
+  apply = jax.jit(lambda key: jax.nn.softmax(model.apply(
+      {'params': params}, views, train=False, rngs={'landmarks': key})))
+  assert np.abs(apply(jax.random.key(2)) - apply(jax.random.key(3))).max() > 1e-3
+
+  batch = {'clip': np.concatenate([others[:3], views[:1], others[3:], views[1:]]),
+           'video_index': np.arange(7, dtype=np.int32)}
+  probs, _ = evaluator.eval_step(model, sharding.make_mesh())(params, batch)
+  in_eval = np.asarray(probs['label'])[[3, 6]]
+
+  config.video = 'clip.mp4'
+  top = predict.predict(config, str(tmp_path / 'work'))['label']
+  np.testing.assert_allclose([dict(top)[n] for n in names], in_eval.mean(0), rtol=1e-5)
+
+  out = str(tmp_path / 'features.npz')
+  features.extract(config, str(tmp_path / 'work'), ['clip.mp4'], out, per_view=True)
+  with np.load(out) as z:
+    logits = z['views'][0] @ params['head']['kernel'] + params['head']['bias']
+  np.testing.assert_allclose(_softmax(logits), in_eval, rtol=1e-5)

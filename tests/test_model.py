@@ -290,6 +290,21 @@ def _exact(q, k, v, f):
   return x[:, :, :, 0]
 
 
+def test_eval_landmarks_of_a_clip_do_not_depend_on_its_batch():
+  """Without a 'landmarks' RNG stream (evaluation, predict, features) a row's first landmark
+  comes from the layer's key and its head alone (over the row's real tokens, with a mask): a
+  clip gets the same landmarks wherever it sits in whatever batch."""
+  key = approx.layer_key('attn')
+  first = np.asarray(approx.eval_first_index(key, 3, 4, 64)).reshape(3, 4)
+  assert (first == first[:1]).all() and len(set(first[0])) > 1  # per head, not per row
+  np.testing.assert_array_equal(approx.eval_first_index(key, 1, 4, 64), first[0])
+  real = np.array([4, 4, 9, 9])[:, None] > np.arange(12)  # 2 clips x 2 heads, 4 and 9 tokens
+  masked = np.asarray(approx.eval_first_index(key, 2, 2, 12, real))
+  assert (masked < [4, 4, 9, 9]).all()
+  np.testing.assert_array_equal(approx.eval_first_index(key, 1, 2, 12, real[2:]), masked[2:])
+  # (The model's outputs in evaluation, predict and features: tests/test_eval.py.)
+
+
 @pytest.mark.slow
 def test_nystrom_exact_when_landmarks_equal_tokens():
   with jax.enable_x64(True):  # the 16x16 softmax kernel is ill-conditioned; check the maths in f64

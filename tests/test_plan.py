@@ -89,8 +89,7 @@ def _compile_here(mode, cfg, topology, batch_per_chip):
   batch.update(video_index=jax.ShapeDtypeStruct((n,), jnp.int32, sharding=rows),
                mask=jax.ShapeDtypeStruct((n,), jnp.bool_, sharding=rows))
   params = jax.tree.map(place, state['params'], state_sh['params'])
-  index = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
-  return evaluator.eval_step(model, mesh).lower(params, batch, index).compile()
+  return evaluator.eval_step(model, mesh).lower(params, batch).compile()
 
 
 @needs_libtpu

@@ -17,7 +17,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mformer_jax import weights
-from mformer_jax.eval import metrics, overlay
+from mformer_jax.eval import metrics
 from mformer_jax.run import checkpoints, sharding
 from mformer_jax.errors import ConfigError, MissingInputError
 from mformer_jax.run import workdir as workdir_lib
@@ -67,21 +67,21 @@ def write_report(directory, results: dict, per_head: dict, names: dict, unreadab
   (directory / 'metrics.json').write_text(json.dumps(report, indent=1))
 
 
-def probabilities(model, params, clip, landmark_key):
-  """{head: softmax} of a batch of views. The Orthoformer draws a random first landmark even at
-  test time (official); a fixed key keeps evaluation reproducible."""
-  out = model.apply({'params': params}, clip, train=False, rngs={'landmarks': landmark_key})
+def probabilities(model, params, clip):
+  """{head: softmax} of a batch of views. No RNG stream: the Orthoformer's landmarks are then
+  the same for a clip in any batch (`model.approx.eval_first_index`), so evaluation, predict
+  and features agree."""
+  out = model.apply({'params': params}, clip, train=False)
   return {k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in outputs_by_head(out).items()}
 
 
 def eval_step(model, mesh):
-  """The jitted forward the Evaluator runs: (params, batch, batch index) -> ({head: softmax},
-  the batch's other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
+  """The jitted forward the Evaluator runs: (params, batch) -> ({head: softmax}, the batch's
+  other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
 
-  def forward(params, batch, index):
+  def forward(params, batch):
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-      probs = probabilities(model, params, batch['clip'],
-                             jax.random.fold_in(jax.random.key(0), index))
+      probs = probabilities(model, params, batch['clip'])
     return probs, {k: v for k, v in batch.items() if k != 'clip'}
 
   # Replicated outputs: every host sees every row of the global batch.
@@ -112,9 +112,8 @@ class Evaluator:
         process_index=jax.process_index(), process_count=jax.process_count())
     # ds.num_videos is this host's share; video_index is global.
     ensemble = metrics.Ensemble(pipeline.num_examples(cfg.data, 'test'), ds.views_per_video)
-    for i, batch in enumerate(ds):
-      ensemble.add(*jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh),
-                                                 i)))
+    for batch in ds:
+      ensemble.add(*jax.device_get(self._forward(params, sharding.global_batch(batch, self.mesh))))
     # Records found unreadable now (on any host: every host's ensemble holds every video).
     bad = _on_every_host(sorted(ds.bad.found)) if ds.bad else []
     ensemble.drop(bad)

@@ -72,10 +72,9 @@ def extract(config, workdir: str, videos: list[str], out: str, *, per_view=False
   params, tag = evaluator.params_to_evaluate(config, workdir, model, sharding.make_mesh())
   settings = _settings(config, tag, per_view)
   done, bad = _load(out, settings)
-  # The Orthoformer draws its first landmark at random even at test time: a fixed key.
+  # As evaluator.probabilities: no RNG stream, so a clip gets the landmarks it gets there.
   forward = jax.jit(lambda p, clip: model.apply({'params': p}, clip, train=False,
-                                                return_features=True,
-                                                rngs={'landmarks': jax.random.key(0)})[1])
+                                                return_features=True)[1])
   todo = [v for v in dict.fromkeys(videos) if v not in done]  # Unreadable ones are retried.
   for n, path in enumerate(tqdm.tqdm(todo, unit='video', desc='features'), 1):
     try:

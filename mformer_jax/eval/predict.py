@@ -3,6 +3,8 @@
     python -m mformer_jax.main --config=... --workdir=... --config.mode=predict \
         --config.video=clip.mp4 --config.predict_output=labelled.mp4
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,7 @@ def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, _ = params_to_evaluate(config, workdir, model, mesh)
   views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
-  forward = jax.jit(lambda p, clip: probabilities(model, p, clip, jax.random.key(0)))
+  forward = jax.jit(functools.partial(probabilities, model))
   names = pipeline.class_names(config.data)
   result = {}
   for head, probs in forward(params, jnp.asarray(views)).items():

@@ -5,8 +5,6 @@ position embeddings, pre-LayerNorm blocks (attention, then a GELU MLP), a final 
 pooling over the real tokens (mean) or the first one (CLS), and a ReLU MLP classifier. The
 attention is `mformer_jax.model.approx.self_attention`; padded tokens are masked out of every key sum.
 """
-import zlib
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -31,19 +29,22 @@ class SelfAttention(nn.Module):
     h = self.num_heads
     q, k, v = jnp.split(nn.Dense(3 * dim, name='qkv')(x), 3, axis=-1)
     rows = lambda t: t.reshape(b, n, h, dim // h).transpose(0, 2, 1, 3).reshape(b * h, n, dim // h)
-    kw = {}
-    # A fixed per-layer key where no RNG stream is given (eval, benchmarks): deterministic outputs.
-    fixed = jax.random.fold_in(jax.random.key(0), zlib.crc32((self.name or '').encode()))
+    kw, mask = {}, jnp.repeat(mask, h, axis=0)
+    # The main model's fixed per-layer key where no RNG stream is given (eval, benchmarks).
+    fixed = approx.layer_key(self.name or '')
     if self.attention == 'orthoformer':
-      kw = dict(num_landmarks=min(self.num_landmarks, n),
-                rng=self.make_rng('landmarks') if self.has_rng('landmarks') else fixed)
+      kw = dict(num_landmarks=min(self.num_landmarks, n))
+      if self.has_rng('landmarks'):
+        kw['rng'] = self.make_rng('landmarks')
+      else:
+        kw['first_index'] = approx.eval_first_index(fixed, b, h, n, mask)
     elif self.attention == 'nystrom':
       kw = dict(num_landmarks=self.num_landmarks, pinv_iters=self.pinv_iters)
     elif self.attention == 'performer':
       # Features fixed per layer (a constant, like a buffer), as in the main model.
       kw = dict(features=approx.orthogonal_gaussian(fixed, self.performer_features, dim // h))
     out = approx.self_attention(rows(q), rows(k), rows(v), method=self.attention,
-                                mask=jnp.repeat(mask, h, axis=0), **kw)
+                                mask=mask, **kw)
     out = out.reshape(b, h, n, dim // h).transpose(0, 2, 1, 3).reshape(b, n, dim)
     return nn.Dense(dim, name='out')(out)
 

@@ -10,7 +10,9 @@ exactly. The temporal step that follows is unchanged.
 
 * `orthoformer`: the paper's Orthoformer with landmarks shared across frames (the model's path),
   landmarks chosen greedily from the queries, most orthogonal first, with no gradient through
-  the selection. The first landmark is random (a JAX key) or replayed (an index per row).
+  the selection. The first landmark is random (a JAX key) or replayed (an index per row); a
+  layer given no 'landmarks' RNG stream (evaluation, predict, features) takes
+  `eval_first_index`, which is the same for a clip whatever batch it is in.
 * `nystrom`: Nystromformer-style segment-mean landmarks + iterative pseudo-inverse, per frame.
 * `performer`: FAVOR+ positive orthogonal random features, per-frame normalisation.
 (The official Nystrom and Performer branches crash; these are our own working versions.)
@@ -20,6 +22,8 @@ is how the Long Range Arena encoder (`mformer_jax/lra`) uses them through `self_
 optional key padding `mask` (BH, N), True = real token, keeps padded tokens out of every key
 sum and out of the landmark choice; without one, behaviour is unchanged.
 """
+import zlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,9 +43,30 @@ def _mask_keys(logits, mask, num_frames):
   return jnp.where(m, logits, jnp.finfo(logits.dtype).min)
 
 
+def layer_key(name: str) -> jax.Array:
+  """A layer's fixed key (its Performer features, its eval-time landmarks): key(0) folded with
+  the layer's name by crc32, which, unlike Python's salted str hash, is the same in every
+  process and on every host."""
+  return jax.random.fold_in(jax.random.key(0), zlib.crc32(name.encode()) % 2**31)
+
+
 # ----------------------------------------------------------------------------------------------
 # Orthoformer
 # ----------------------------------------------------------------------------------------------
+def eval_first_index(key, batch: int, heads: int, n: int, mask=None):
+  """The Orthoformer's first landmark of every row (b * heads + head, batch-major), (batch *
+  heads,) int32, where no 'landmarks' RNG stream is given. The official model draws it at random
+  even at test time; here each head's is drawn from `key` (a layer_key) alone, uniform over the
+  row's n tokens (or its real ones, mask (batch * heads, n)), so a clip gets the same landmarks
+  in evaluation, predict and features, whatever batch it is in and wherever in it."""
+  keys = jax.random.split(key, heads)
+  if mask is None:
+    per_head = jax.vmap(lambda k: jax.random.randint(k, (), 0, n))(keys)
+    return jnp.broadcast_to(per_head, (batch, heads)).reshape(-1)
+  logits = jnp.where(mask, 0.0, -jnp.inf).reshape(batch, heads, n)
+  return jax.vmap(lambda lg: jax.vmap(jax.random.categorical)(keys, lg))(logits).reshape(-1)
+
+
 def orthogonal_landmark_indices(q, num_landmarks: int, first_index, mask=None):
   """Greedy most-orthogonal subset of the rows of q, per batch row.
 

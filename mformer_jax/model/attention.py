@@ -9,19 +9,12 @@ import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import zlib
 
 from mformer_jax.model import approx, fast_attention
 
 Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02),
                           bias_init=nn.initializers.zeros)
-
-
-def _stable_id(name):
-  # Python's str hash is salted per process; crc32 is stable across runs and hosts.
-  return zlib.crc32(name.encode()) % (2**31)
 
 
 _softmax = fast_attention.softmax
@@ -195,10 +188,11 @@ class TrajectoryAttention(nn.Module):
     if self.approx == 'orthoformer':
       if first_landmarks is not None:
         landmarks = dict(first_index=first_landmarks)
-      else:
-        # Eval without a 'landmarks' RNG stream gets a fixed per-layer key: deterministic outputs.
-        landmarks = dict(rng=self.make_rng('landmarks') if self.has_rng('landmarks')
-                         else jax.random.fold_in(jax.random.key(0), _stable_id(self.name or '')))
+      elif self.has_rng('landmarks'):
+        landmarks = dict(rng=self.make_rng('landmarks'))
+      else:  # evaluation: the same landmarks for a clip in any batch
+        landmarks = dict(first_index=approx.eval_first_index(approx.layer_key(self.name or ''),
+                                                             b, h, n))
       x = approx.orthoformer(q, k, v, num_landmarks=self.num_landmarks,
                              num_frames=self.temporal_slots,
                              return_attn=return_attn, **landmarks)
@@ -209,8 +203,8 @@ class TrajectoryAttention(nn.Module):
                          pinv_iters=self.nystrom_iters)
     elif self.approx == 'performer':
       # Fixed random features per layer (a constant, like a buffer), so eval is deterministic.
-      key = jax.random.fold_in(jax.random.key(0), _stable_id(self.name or ''))
-      feats = approx.orthogonal_gaussian(key, self.performer_features, d)
+      feats = approx.orthogonal_gaussian(approx.layer_key(self.name or ''),
+                                         self.performer_features, d)
       x = approx.performer(q, k, v, num_frames=self.temporal_slots, features=feats)
     else:
       raise ValueError(f'unknown approx {self.approx!r}')

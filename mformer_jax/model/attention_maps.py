@@ -16,7 +16,7 @@ token n = f*P + p; leading axis = the selected layers, in increasing order):
 Divided maps leave out the cls query's row (it attends to all 1+N tokens in both steps).
 Orthoformer models give the maps the model actually uses, which are approximate: the per-frame
 softmax implied by its landmarks, softmax(q L) softmax_f(L k) (`approx.orthoformer`), with the
-model's eval landmarks (its fixed per-layer key, or `first_landmarks` replayed like the model's
+model's eval landmarks (`approx.eval_first_index`, or `first_landmarks` replayed like the model's
 forward). Nystrom and Performer have no per-frame probabilities; they are an error (load the
 weights with approx='none' for the exact attention they approximate).
 

@@ -9,7 +9,7 @@ names mirror the official state dict (see `convert.py` for the table).
 """
 import dataclasses
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -62,8 +62,7 @@ def compile_step(config, devices, global_batch: int, mode: str):
     batch['video_index'] = jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=rows)
     batch['mask'] = jax.ShapeDtypeStruct((global_batch,), jnp.bool_, sharding=rows)
     params = jax.tree.map(with_sh, abstract['params'], state_sh['params'])
-    lowered = evaluator.eval_step(model, mesh).lower(
-        params, batch, jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh)))
+    lowered = evaluator.eval_step(model, mesh).lower(params, batch)
   compiled = lowered.compile()
   return compiled, time.perf_counter() - t0
 

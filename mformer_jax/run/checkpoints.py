@@ -20,16 +20,13 @@ import contextlib
 import gc
 import logging as std_logging
 import os
-import re
 import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from flax import traverse_util
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 

@@ -11,7 +11,6 @@ position, so it continues the exact sequence of the uninterrupted run.
 The step and its pieces are importable from `train.step` (tests, benchmarks and the TPU plan run
 that very step); `train_and_evaluate` is the loop around it.
 """
-import functools
 import time
 
 import jax
