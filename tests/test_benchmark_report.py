@@ -61,12 +61,8 @@ def test_every_results_file_is_filed_by_its_machine_class_and_named_by_its_stack
   for path in paths:
     with open(path) as f:
       m = json.load(f)['machine']
-    name = os.path.basename(path)
-    benchmark = next(b for b in ('input_pipeline', 'train_step', 'layer', 'model', 'eval',
-                                 'profile', 'matmul') if name.startswith(b))
-    plain = common.results_path(benchmark, m)
-    assert os.path.dirname(path) == os.path.dirname(plain), path
-    suffix = name[len(os.path.basename(plain)) - len('.json'):-len('.json')].lstrip('_')
+    benchmark, _, tag = os.path.basename(path)[:-len('.json')].partition('_jax')
+    suffix = tag[len('012'):].lstrip('_')  # after the stack's three digits
     assert path == common.results_path(benchmark, m, suffix), path
 
 
