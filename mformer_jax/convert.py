@@ -1,7 +1,7 @@
 """`python -m mformer_jax.convert`: an official checkpoint file -> a workdir checkpoint.
 
-Writes DIR/checkpoints/0 (params + metadata with the model config), which everything reading a
-workdir reads: `mf.load(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features.
+Writes DIR/checkpoints/0 (params + metadata with the model config and, for a released model,
+its class names), which everything reading a workdir reads: `mf.load(DIR)`, `--config.init.checkpoint=DIR`, eval, predict, features.
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4.pyth --output=/ckpts/k400_mf
     python -m mformer_jax.convert --input=k400_motionformer_224_16x4 --output=DIR  # downloaded
     python -m mformer_jax.convert --input=x.npz --output=DIR --override=num_heads=12,img_size=336
@@ -20,7 +20,7 @@ import numpy as np
 from mformer_jax import errors
 from mformer_jax.errors import UserError
 from mformer_jax.run import checkpoints
-from mformer_jax.weights import official, released
+from mformer_jax.weights import labels, official, released
 
 
 def _parse_overrides(text: str) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def main(argv=None):
         args.input, lambda path: official.read_official(path, overrides or None))
     cfg, params = model.cfg, variables['params']
     checkpoints.save_params(args.output, params, cfg, converted_from=(
-        args.input if released.release_name(args.input) else os.path.abspath(args.input)))
+        args.input if released.release_name(args.input) else os.path.abspath(args.input)),
+                            class_names=labels.of_source(args.input, cfg.heads))
   except UserError as e:
     return errors.report(e)
   n = sum(x.size for x in jax.tree.leaves(params))

@@ -1,7 +1,7 @@
 r"""Feature extraction: one pre-logits vector per video of a list, written to an .npz.
 
   python -m mformer_jax.features --config=configs/released.py:k400_motionformer_224_16x4 \
-      --workdir=DIR --config.init.checkpoint=k400_motionformer_224_16x4.pyth \
+      --workdir=DIR --config.init.checkpoint=k400_motionformer_224_16x4 \
       --videos=videos.txt --out=features.npz [--per_view]
 
 --videos: a text file with one video path per line (relative paths are relative to the file's
@@ -10,7 +10,9 @@ folder), a folder (every video file below it, sorted) or one video. The model is
 
 The .npz holds `paths` (N,), `features` (N, D) float32: the model's (B, D) pre-logits feature
 (`model.apply(..., return_features=True)`, after tanh) averaged over the test views (as the
-evaluation averages scores), `views` (N, V, D) with --per_view, and `unreadable` / `reasons`
+evaluation averages scores), `views` (N, V, D) with --per_view, `scores` (N, C): the softmax
+averaged over the views (Epic-Kitchens: `verb_scores`, `noun_scores`), `class_names` (C,) where
+the names are known (`verb_class_names`, ...; weights/labels.py), and `unreadable` / `reasons`
 (M,) for the videos that could not be decoded: they are listed, never fatal. The file is
 rewritten every --save_every videos; rerunning the same command skips the videos already in it
 (and tries the unreadable ones again).

@@ -17,6 +17,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mformer_jax import weights
+from mformer_jax.weights import labels
 from mformer_jax.eval import metrics
 from mformer_jax.run import checkpoints, sharding
 from mformer_jax.errors import ConfigError, MissingInputError
@@ -94,7 +95,10 @@ class Evaluator:
   def __init__(self, config, model, mesh, workdir: str):
     self.config, self.mesh, self.workdir = config, mesh, checkpoints.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
-    self.names = pipeline.class_names(config.data)
+    # The dataset's names, or where it only numbers its classes those of the checkpoint or of
+    # the dataset's shipped list (weights.labels).
+    self.names = labels.class_names(config.data, model.cfg.heads,
+                                    (workdir, config.init.checkpoint))
     pipeline.num_examples(config.data, 'test')  # opens the split: a missing shard fails here
     sizes = {h: len(n) for h, n in self.names.items()}
     if sizes != model.cfg.heads:

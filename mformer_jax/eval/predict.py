@@ -15,6 +15,7 @@ from mformer_jax.eval import overlay
 from mformer_jax.eval.evaluator import params_to_evaluate, probabilities
 from mformer_jax.model import make_model
 from mformer_jax.run import sharding
+from mformer_jax.weights import labels
 
 
 def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
@@ -29,7 +30,7 @@ def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   params, _ = params_to_evaluate(config, workdir, model, mesh)
   views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
   forward = jax.jit(functools.partial(probabilities, model))
-  names = pipeline.class_names(config.data)
+  names = labels.class_names(config.data, model.cfg.heads, (workdir, config.init.checkpoint))
   result = {}
   for head, probs in forward(params, jnp.asarray(views)).items():
     probs = np.asarray(probs).sum(0) / len(views)

@@ -17,7 +17,7 @@ from flax import traverse_util
 from mformer_jax.errors import ConfigError, CorruptCheckpointError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
-from mformer_jax.weights import official, released
+from mformer_jax.weights import labels, official, released
 from mformer_jax.model.layout import blocks_layout, check_fit, param_shapes
 from mformer_jax.weights.tree import merge, names
 
@@ -128,8 +128,9 @@ def load_model(source, **overrides):
 
 
 def load_official(path_or_state_dict, cfg=None):
-  """(model, variables) from an official checkpoint file or state dict (or, as
-  `load` is underneath, a workdir of this trainer).
+  """(model, variables) from a released model's name (weights.released: downloaded once), an
+  official checkpoint file or state dict (or, as `load` is underneath, a workdir of this
+  trainer). It also has `.class_names`: {head: names} where known (labels.of_source), else None.
 
   cfg: None reads the model config from the file's own `cfg` (yaml in .pyth, `meta__json` in
   golden .npz) or, failing that, from the state dict's shapes; a ModelConfig is used as is;
@@ -144,4 +145,5 @@ def load_official(path_or_state_dict, cfg=None):
   again on every call.
   """
   model_cfg, params = load(path_or_state_dict, cfg)
-  return Motionformer(model_cfg), jax.device_put({'params': params})
+  return labels.WithNames(Motionformer(model_cfg), jax.device_put({'params': params}),
+                          labels.of_source(path_or_state_dict, model_cfg.heads))
