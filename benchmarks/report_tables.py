@@ -5,6 +5,7 @@ No jax or torch here: the scripts print their tables with it too.
 """
 import collections
 import os
+import re
 
 from benchmarks import common
 from mformer_jax.plan.report import needed_bytes
@@ -24,16 +25,23 @@ def _table(head, rows):
                    + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
 
+# The script that wrote a results file (its recorded command) -> the kind of its tables.
+_KIND_OF_SCRIPT = {'train_step': 'train_step', 'profile_cpu': 'profile', 'matmul': 'matmul',
+                   'input_pipeline': 'input'}
+
+
 def kind(data) -> str:
-  """Which script wrote a results file, from its runs' keys."""
-  first = data['runs'][0] if data['runs'] else {}
-  for key, name in (('gflops', 'matmul'), ('what', 'profile'), ('train1_clips_per_s', 'input'),
-                    ('variant', 'attention')):
-    if key in first:
-      if name == 'attention':
-        return 'eval' if first['variant'] == 'load_official' else first['scope']
-      return name
-  return 'train_step'
+  """The kind of a results file, from the script its command ran (attention: its scope, or eval
+  for the converted checkpoint's forward)."""
+  script = re.match(r'-m benchmarks\.(\w+)', common.invocation(data['command']))
+  script = script and script.group(1)
+  if script == 'attention':
+    first = data['runs'][0] if data['runs'] else {}
+    return 'eval' if first.get('variant') == 'load_official' else first.get('scope', 'model')
+  if script not in _KIND_OF_SCRIPT:
+    raise ValueError(f'a results file of {script or data["command"]!r}: no tables for it '
+                     '(report_tables._KIND_OF_SCRIPT, report.KINDS)')
+  return _KIND_OF_SCRIPT[script]
 
 
 # ---------------------------------------------------------------- attention (layer / model)

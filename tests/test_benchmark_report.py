@@ -129,7 +129,7 @@ def test_a_synthetic_training_file_renders_its_ratios_to_official():
 def test_a_synthetic_attention_file_renders_speed_up_and_error_cells():
   run = lambda impl, mode, **kw: dict(scope='layer', size='B', variant='divided', mode=mode,
                                       impl=impl, **kw)
-  data = {'machine': {'cpu': 'x', 'cores': 2}, 'command': 'c', 'runs': [
+  data = {'machine': {'cpu': 'x', 'cores': 2}, 'command': '-m benchmarks.attention', 'runs': [
       run('jax', 'fwd', median_s=0.5, median_cpu_s=0.8, xla_temp_mb=65.54, peak_rss_mb=531.6,
           base_rss_mb=400.0),
       run('torch', 'fwd', median_s=1.0, median_cpu_s=1.0, peak_rss_mb=461.5),
