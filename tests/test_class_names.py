@@ -95,13 +95,14 @@ def test_released_and_converted_models_carry_their_names(releases, tmp_path, cap
     loaded = mf.load_official(name)
     assert loaded.class_names == labels.label_map(released.dataset(name))
     model, _ = loaded  # still unpacks as (model, variables)
-    out = tmp_path / f'{name}_converted'
-    assert convert.main(['--input', name, '--output', str(out)]) == 0
-    with checkpoints.manager(str(out), read_only=True) as mngr:
-      assert checkpoints.read_meta(mngr, 0)['class_names'] == loaded.class_names
-    assert labels.of_source(str(out), model.cfg.heads) == loaded.class_names
     # The file by hand, named as released: the same names.
     assert mf.load_official(str(tmp_path / f'{name}.pyth')).class_names == loaded.class_names
+  # Converted (the EK model: two heads), the workdir records them and gives them back.
+  out = tmp_path / 'converted'
+  assert convert.main(['--input', name, '--output', str(out)]) == 0
+  with checkpoints.manager(str(out), read_only=True) as mngr:
+    assert checkpoints.read_meta(mngr, 0)['class_names'] == loaded.class_names
+  assert labels.of_source(str(out), model.cfg.heads) == loaded.class_names
   assert mf.load_official(str(ROOT / 'tests' / 'goldens' / 'model_trajectory_orig.npz')
                           ).class_names is None
   capsys.readouterr()
