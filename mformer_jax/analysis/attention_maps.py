@@ -19,14 +19,17 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from PIL import Image
 
-from mformer_jax import data, weights
+from mformer_jax import data, errors, weights
+from mformer_jax.data import synthetic, video
+from mformer_jax.data.config import data_config
 from mformer_jax.errors import ConfigError
 from mformer_jax.model import ModelConfig, attention_maps
 
 
 def _synthetic_clip(cfg: ModelConfig, seed: int, index: int, classes: str):
-  from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   v = synthetic.render([index], num_frames=cfg.num_frames, size=cfg.img_size, seed=seed,
                        split='test', classes=classes, num_distractors=0, background_speed=0.0)
   return v.videos[0], v.centers[0]
@@ -34,8 +37,8 @@ def _synthetic_clip(cfg: ModelConfig, seed: int, index: int, classes: str):
 
 def _video_clip(path: str, cfg: ModelConfig, sampling_rate: int):
   """The model's input (T, S, S, 3): one centre view, as the evaluator (and predict) see it."""
+  # Here, not at the top: the pipeline brings TensorFlow, which a synthetic clip does not need.
   from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data.config import data_config  # pylint: disable=g-import-not-at-top
   data_cfg = data_config('kinetics400', num_frames=cfg.num_frames, sampling_rate=sampling_rate,
                          crop_size=cfg.img_size)
   data_cfg.test_num_clips = data_cfg.test_num_crops = 1      # one centre view
@@ -51,9 +54,6 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
   Bad input (unreadable video, query outside the clip, layer or head out of range) raises
   ValueError or video.VideoError with a one-line message.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from mformer_jax import weights  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
   if bool(video_path) == (synthetic_seed is not None):
     raise ConfigError('give exactly one of --video=FILE or --synthetic=SEED')
   model, variables = weights.load_model(checkpoint)
@@ -100,8 +100,6 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
 
 
 def main(argv=None):
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from mformer_jax import errors  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.attention_maps',
                               description=__doc__.split('\n')[0])
   p.add_argument('--checkpoint', required=True, help='Trainer workdir or official .pyth/.npz '

@@ -108,6 +108,7 @@ def write_csv(path, rows):
 
 
 def plot(path, gains, losses, name_a='A', name_b='B'):
+  # matplotlib only where a figure is drawn (its import takes seconds).
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

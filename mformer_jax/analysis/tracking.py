@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mformer_jax import model as model_lib
+from mformer_jax import weights
+from mformer_jax.data import synthetic, to_model_input
 from mformer_jax.model import attention_maps
-from mformer_jax.data import to_model_input
 from mformer_jax.errors import ConfigError, UserError, exit_with
 
 RADII = (4.0, 8.0, 16.0)   # pixels: half a patch, a patch, two patches of the demo's 8 px
@@ -246,9 +248,6 @@ def _csv(results, radii=RADII):
 
 
 def main(argv=None):
-  from mformer_jax import weights  # pylint: disable=g-import-not-at-top
-  from mformer_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  from mformer_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(prog='python -m mformer_jax.analysis.tracking',
                               description=__doc__.split('\n')[0])
   p.add_argument('--models', default='',
