@@ -9,7 +9,7 @@ import time
 import pytest
 
 import real_footage
-import train_fixtures as tf_
+import train_fixtures as tfx
 
 Run = collections.namedtuple('Run', 'workdir results params')
 
@@ -20,8 +20,8 @@ def trained(tmp_path_factory):
   results and its final parameters (flat). Shared: a test that damages it works on a copy."""
   from mformer_jax import train  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('trained')
-  results = train.train_and_evaluate(tf_.config(), str(workdir))
-  return Run(workdir, results, tf_.final_params(workdir))
+  results = train.train_and_evaluate(tfx.config(), str(workdir))
+  return Run(workdir, results, tfx.final_params(workdir))
 
 
 @pytest.fixture(scope='session')

@@ -5,7 +5,7 @@ import os
 import jax
 import numpy as np
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax.run import checkpoints
 from mformer_jax.model import init_variables, make_model
 
@@ -21,7 +21,7 @@ def clip(name):
 def tiny_params():
   """(model, params) of train_fixtures' tiny trajectory model, noised: at init the 3D patch
   kernel is zero, so the input would be ignored."""
-  model = make_model(tf_.config().model)
+  model = make_model(tfx.config().model)
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape, np.float32),
                         init_variables(model, jax.random.key(3))['params'])

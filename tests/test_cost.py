@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from configs import released
 from mformer_jax.analysis import cost
 
 
 def test_estimate_scales_the_measured_step_to_the_recipe():
-  config = tf_.config(**{'train.batch_size': 32, 'train.num_epochs': 10.0})
+  config = tfx.config(**{'train.batch_size': 32, 'train.num_epochs': 10.0})
   measured = {'step_s': 0.5, 'devices': 2, 'batch': 4}          # 0.25 device-s per clip
   est = cost.estimate(config, measured, num_train=1000)
   assert est['steps_per_epoch'] == 31 and est['total_steps'] == 310   # 1000 // 32, x 10 epochs
@@ -39,8 +39,8 @@ def test_paper_hours_follow_the_config():
 def test_command_on_a_tiny_model(tmp_path):
   out = tmp_path / 'cost.json'
   cmd = [sys.executable, '-m', 'mformer_jax.analysis.cost', '--steps=2', f'--out={out}',
-         '--mfu', '--peak_tflops=1'] + tf_.flags()
-  proc = subprocess.run(cmd, cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True,
+         '--mfu', '--peak_tflops=1'] + tfx.flags()
+  proc = subprocess.run(cmd, cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'device-hours' in proc.stdout and 'MFU' in proc.stdout
@@ -49,6 +49,6 @@ def test_command_on_a_tiny_model(tmp_path):
   assert measured['steps_timed'] == 2 and measured['step_s'] > 0
   assert est['train_clips'] == 32 and est['source'] == 'data'    # the tiny synthetic set
   assert est['total_steps'] == 8 and report['paper'] is None
-  bad = subprocess.run(cmd[:3] + ['--mfu'] + tf_.flags(), cwd=tf_.ROOT, env=tf_.env(),
+  bad = subprocess.run(cmd[:3] + ['--mfu'] + tfx.flags(), cwd=tfx.ROOT, env=tfx.env(),
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2 and 'peak_tflops' in bad.stderr and 'Traceback' not in bad.stderr

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import data_fixtures as fx
-import train_fixtures as tf_
+import train_fixtures as tfx
 
 
 @pytest.fixture(scope='module')
@@ -21,8 +21,8 @@ def prepared(tmp_path_factory):
 def _train_on(data, workdir, **overrides):
   cmd = [sys.executable, '-m', 'mformer_jax.main', f'--config=configs/own_videos.py:{data}',
          f'--workdir={workdir}'] + [f'--config.{k}={v}' for k, v in
-                                    {**tf_.ON_CLIPS, **overrides}.items()]
-  return subprocess.run(cmd, cwd=tf_.ROOT, env=tf_.env(JAX_LOG_COMPILES='1'),
+                                    {**tfx.ON_CLIPS, **overrides}.items()]
+  return subprocess.run(cmd, cwd=tfx.ROOT, env=tfx.env(JAX_LOG_COMPILES='1'),
                         capture_output=True, text=True, timeout=400)
 
 

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 
 # Pinned though never imported by our code, each for a stated reason.
 NOT_IMPORTED = {
@@ -42,8 +42,8 @@ def _imported(*folders):
   """Distributions imported (at any depth, lazily included) by the .py files under folders."""
   modules = set()
   for folder in folders:
-    for dirpath, _, files in os.walk(os.path.join(tf_.ROOT, folder)):
-      if os.path.relpath(dirpath, tf_.ROOT).startswith(FIXTURE_GENERATORS):
+    for dirpath, _, files in os.walk(os.path.join(tfx.ROOT, folder)):
+      if os.path.relpath(dirpath, tfx.ROOT).startswith(FIXTURE_GENERATORS):
         continue
       for name in files:
         if name.endswith('.py'):
@@ -64,7 +64,7 @@ def _imported(*folders):
 
 
 def _requirements(path):
-  lines = open(os.path.join(tf_.ROOT, path)).read().splitlines()
+  lines = open(os.path.join(tfx.ROOT, path)).read().splitlines()
   return {_norm(re.split(r'[=<>\[ ]', l.strip())[0]) for l in lines
           if l.strip() and not l.startswith('#')}
 
@@ -79,7 +79,7 @@ def test_requirements_txt_is_what_the_code_imports():
 
 
 def test_pyproject_dependencies_are_what_the_package_imports():
-  with open(os.path.join(tf_.ROOT, 'pyproject.toml'), 'rb') as f:
+  with open(os.path.join(tfx.ROOT, 'pyproject.toml'), 'rb') as f:
     project = tomllib.load(f)['project']
   declared = {_norm(re.split(r'[=<>\[ ]', d)[0]) for d in project['dependencies']}
   runtime = _imported('mformer_jax') - OPTIONAL
@@ -100,7 +100,7 @@ def test_jax_pins_are_inside_the_supported_range():
   import mformer_jax
   lo, hi = map(_version_key, mformer_jax.JAX_SUPPORTED)
   pins = dict(re.match(r'(jax|jaxlib)==([\d.]+)', l).groups() for l in
-              open(os.path.join(tf_.ROOT, 'requirements.txt')).read().splitlines()
+              open(os.path.join(tfx.ROOT, 'requirements.txt')).read().splitlines()
               if re.match(r'(jax|jaxlib)==', l))
   assert pins['jax'] == pins['jaxlib']
   assert lo <= _version_key(pins['jax']) < hi

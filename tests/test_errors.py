@@ -63,11 +63,11 @@ def test_every_expected_failure_is_a_user_error(module):
 def test_a_resume_with_another_block_layout_is_a_config_error(tmp_path):
   """A trainer resuming a workdir written with other model.scan_blocks / train.fused_update
   settings: one line saying which, before anything is restored."""
-  import train_fixtures as tf_  # pylint: disable=g-import-not-at-top
+  import train_fixtures as tfx  # pylint: disable=g-import-not-at-top
   from mformer_jax import train  # pylint: disable=g-import-not-at-top
   from mformer_jax.model import make_model  # pylint: disable=g-import-not-at-top
   from mformer_jax.run import checkpoints  # pylint: disable=g-import-not-at-top
-  config = tf_.config()
+  config = tfx.config()
   with checkpoints.manager(str(tmp_path), config.checkpoint) as mngr:
     checkpoints.save(mngr, {'params': {'w': np.zeros(2, np.float32)}, 'step': np.int32(3)},
                      {'step': 3, 'model': {'scan_blocks': True}, 'fused_update': False})

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax.eval import evaluator, features, metrics, predict
 from mformer_jax.run import checkpoints, sharding
 from mformer_jax.data import pipeline
@@ -72,7 +72,7 @@ def test_per_class_accuracy_and_confusion():
 
 
 def test_evaluator_counts_every_video_once_and_writes_reports(tmp_path):
-  cfg = tf_.config()  # 13 test videos in global batches of 8: the last batch is padded
+  cfg = tfx.config()  # 13 test videos in global batches of 8: the last batch is padded
   mesh = sharding.make_mesh()
   model = make_model(cfg.model)
   params = init_variables(model, jax.random.key(0))['params']
@@ -94,7 +94,7 @@ def test_orthoformer_eval_predict_and_features_agree_on_a_clip(tmp_path, monkeyp
   """The Orthoformer draws landmarks even at test time. A clip gets the same ones in the
   evaluator's step (among other clips, anywhere in its batch), in predict and in features (the
   clip's views alone): the same probabilities, and features that give them."""
-  config = tf_.config(**{'model.approx': 'orthoformer', 'model.num_landmarks': 8,
+  config = tfx.config(**{'model.approx': 'orthoformer', 'model.num_landmarks': 8,
                          'model.depth': 2, 'init.checkpoint': str(tmp_path / 'weights')})
   model = make_model(config.model)
   # Depth 2: the cls token, which the head reads, sees the landmarks from the second block on.

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import torch_files
-import train_fixtures as tf_
+import train_fixtures as tfx
 from benchmarks import export as bench
 from mformer_jax import export, serving, weights
 from mformer_jax.eval import evaluator
@@ -199,7 +199,7 @@ def _export_and_run(source, fmt, tmp_path, clips, timeout=900):
   cannot import mformer_jax; its outputs {name: {batch: array}}."""
   out = str(tmp_path / bench.FILES[fmt])
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.export', f'--source={source}',
-                         f'--format={fmt}', f'--out={out}'], cwd=tf_.ROOT, env=tf_.env(),
+                         f'--format={fmt}', f'--out={out}'], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.splitlines()[-1].startswith(f'wrote {out} ({fmt}, ')

@@ -25,7 +25,7 @@ from absl import logging as absl_logging
 from flax import traverse_util
 
 import data_fixtures as fx
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import errors, train, weights
 from mformer_jax.eval import evaluator
 from mformer_jax.run import checkpoints, workdir as workdir_lib
@@ -108,7 +108,7 @@ def test_a_manager_leaves_the_process_hooks_alone(tmp_path, monkeypatch):
   """Process-wide hooks and log filters are the commands' to install (quiet_orbax), not a
   library call's."""
   before = _process_hooks()
-  with checkpoints.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
+  with checkpoints.manager(str(tmp_path), tfx.config().checkpoint) as mngr:
     checkpoints.save(mngr, {'params': {'w': jnp.zeros(2)}}, {'step': 1})
     checkpoints.finish(mngr)
   with checkpoints.manager(str(tmp_path), read_only=True) as mngr:
@@ -134,15 +134,15 @@ def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, t
   """The row that was silent: eval reported 23 % from NaN weights, resuming blamed the lr."""
   copy = _copy(trained, tmp_path)
   _flip_bytes(copy / 'checkpoints' / '8')
-  results = evaluator.evaluate_checkpoint(tf_.config(mode='eval'), str(copy))
+  results = evaluator.evaluate_checkpoint(tfx.config(mode='eval'), str(copy))
   assert results['report_dir'].endswith('step_4')
   assert os.listdir(copy / 'eval') == ['step_4']  # nothing written from the failed step 8
   # Resuming: from step 4, the broken step 8 kept aside (not deleted, not "best"), and the run
   # ends bitwise where the uninterrupted one did.
-  again = train.train_and_evaluate(tf_.config(), str(copy))
+  again = train.train_and_evaluate(tfx.config(), str(copy))
   assert os.listdir(copy / checkpoints.BROKEN) == ['8']
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
-  final = tf_.final_params(copy)
+  final = tfx.final_params(copy)
   assert all(np.array_equal(final[k], trained[2][k]) for k in final)
   assert again['top1'] == trained[1]['top1']
 
@@ -150,7 +150,7 @@ def test_flipped_bytes_never_reach_an_eval_report_and_resume_is_exact(trained, t
 def test_a_wrong_checksum_or_non_finite_values_fail_the_step(tmp_path):
   state = {'params': {'w': jnp.arange(6.0).reshape(2, 3)}, 'step': jnp.ones((), jnp.int32)}
   shard = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
-  with checkpoints.manager(str(tmp_path), tf_.config().checkpoint) as mngr:
+  with checkpoints.manager(str(tmp_path), tfx.config().checkpoint) as mngr:
     checkpoints.save(mngr, state, {'step': 1})
     checkpoints.save(mngr, jax.tree.map(lambda x: x.at[()].set(1) if x.ndim == 0 else
                                           x.at[0, 0].set(jnp.nan), state), {'step': 2})
@@ -176,7 +176,7 @@ def test_a_checkpoint_of_another_model_is_a_mismatch_not_corruption(trained, tmp
   with pytest.raises(weights.CheckpointMismatchError,
                      match=r'(?s)step 8 in .* \(params\) does not fit the model:\n.*: '
                            r'checkpoint \(32,\) vs model \(64,\)'):
-    evaluator.evaluate_checkpoint(tf_.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
+    evaluator.evaluate_checkpoint(tfx.config(**{'mode': 'eval', 'model.embed_dim': 64}), str(copy))
   assert sorted(os.listdir(copy / 'checkpoints')) == ['4', '8']
 
 
@@ -199,7 +199,7 @@ def _one_error_line(proc, *fragments):
                                       ('--config.train.batchsize=4', 'batch_size')])
 def test_an_unknown_config_key_at_any_depth_is_one_line(tmp_path, flag, key):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
-                         f'--workdir={tmp_path}', flag], cwd=tf_.ROOT, env=tf_.env(),
+                         f'--workdir={tmp_path}', flag], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=120)
   _one_error_line(proc, key, 'no such key')
   assert not os.listdir(tmp_path)  # refused before anything ran
@@ -228,7 +228,7 @@ def test_workdir_faults_are_input_errors_naming_the_cause(tmp_path):
 @pytest.mark.slow
 def test_a_workdir_through_a_file_is_one_line_before_compiling(tmp_path):
   (tmp_path / 'afile').write_text('')
-  proc = tf_.run_main(tmp_path / 'afile' / 'w')
+  proc = tfx.run_main(tmp_path / 'afile' / 'w')
   _one_error_line(proc, f'{tmp_path / "afile"} is a file, not a directory')
   assert 'Parameters' not in proc.stderr  # nothing was built
 
@@ -244,8 +244,8 @@ def _mount_namespace_or_skip():
 def _in_tmpfs(mount, options, *commands, timeout=400):
   """Runs shell `commands` in a new mount namespace with a tmpfs on `mount`."""
   script = f'mount -t tmpfs -o {options} tmpfs {mount} && ' + ' && '.join(commands)
-  return subprocess.run(_mount_namespace_or_skip() + ['bash', '-c', script], cwd=tf_.ROOT,
-                        env=tf_.env(), capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(_mount_namespace_or_skip() + ['bash', '-c', script], cwd=tfx.ROOT,
+                        env=tfx.env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _shell(cmd):
@@ -256,7 +256,7 @@ def _shell(cmd):
 def test_a_read_only_workdir_is_one_line(tmp_path):
   mount = tmp_path / 'ro'
   mount.mkdir()
-  proc = _in_tmpfs(mount, 'ro,size=1m', _shell(tf_.main_cmd(mount / 'w')))
+  proc = _in_tmpfs(mount, 'ro,size=1m', _shell(tfx.main_cmd(mount / 'w')))
   _one_error_line(proc, f'{mount / "w"}', 'not writable (Read-only file system)')
 
 
@@ -267,7 +267,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(trained, tm
   mount = tmp_path / 'disk'
   mount.mkdir()
   work = mount / 'w'
-  cmd = _shell(tf_.main_cmd(work))
+  cmd = _shell(tfx.main_cmd(work))
   # Room for one checkpoint (and the logs), not two: step 4 is written, step 8 fails.
   size = (int(step_bytes * 1.6) // 4096 + 1) * 4096
   proc = _in_tmpfs(mount, f'size={size}', f'{{ {cmd} 2>{tmp_path}/full.err; echo $? > '
@@ -283,7 +283,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(trained, tm
 
 @pytest.mark.slow
 def test_a_gs_workdir_without_credentials_is_one_line(tmp_path):
-  proc = tf_.run_main('gs://mformer-jax-no-such-bucket-for-tests/w', timeout=180)
+  proc = tfx.run_main('gs://mformer-jax-no-such-bucket-for-tests/w', timeout=180)
   _one_error_line(proc, 'gs://mformer-jax-no-such-bucket-for-tests/w', 'credentials')
 
 
@@ -300,8 +300,8 @@ time.sleep(600)
 
 
 def _holder(workdir):
-  holder = subprocess.Popen([sys.executable, '-c', _HOLD, str(workdir)], cwd=tf_.ROOT,
-                            env=tf_.env(), stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD, str(workdir)], cwd=tfx.ROOT,
+                            env=tfx.env(), stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
   return holder
 
@@ -327,7 +327,7 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_takes_over_after(
 def test_the_trainer_refuses_a_locked_workdir_in_one_line(tmp_path):
   holder = _holder(tmp_path)
   try:
-    proc = tf_.run_main(tmp_path)
+    proc = tfx.run_main(tmp_path)
     _one_error_line(proc, f'{tmp_path} is in use by another trainer', f'pid {holder.pid}')
     assert not (tmp_path / 'checkpoints').exists() and 'Parameters' not in proc.stderr
   finally:
@@ -356,9 +356,9 @@ def corrupt_shards(tmp_path_factory):
 def _train_on(data, workdir, **overrides):
   cmd = [sys.executable, '-m', 'mformer_jax.main', f'--config=configs/own_videos.py:{data}',
          f'--workdir={workdir}'] + [f'--config.{k}={v}' for k, v in
-                                    {**tf_.ON_CLIPS, **overrides}.items()]
+                                    {**tfx.ON_CLIPS, **overrides}.items()]
   # The timeout is the point as much as the status: a dead input pipeline must never hang.
-  return subprocess.run(cmd, cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True,
+  return subprocess.run(cmd, cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True,
                         timeout=400)
 
 

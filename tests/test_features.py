@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import real_footage
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import weights
 from mformer_jax.eval import predict, features
 from mformer_jax.data import pipeline, video
@@ -24,7 +24,7 @@ def setup(tmp_path_factory, converted_tiny):
   data = open(clips[1], 'rb').read()
   with open(corrupt, 'wb') as f:  # The header intact, the frames cut off.
     f.write(data[:len(data) // 4])
-  return tf_.config(**{'init.checkpoint': converted_tiny}), clips, corrupt
+  return tfx.config(**{'init.checkpoint': converted_tiny}), clips, corrupt
 
 
 @pytest.mark.slow
@@ -73,8 +73,8 @@ def test_cli(setup, tmp_path):
   cfg, (bikes, carphone, _), corrupt = setup
   (tmp_path / 'list.txt').write_text(f'{carphone}\n{corrupt}\n\n{bikes}\n')
   cmd = [sys.executable, '-m', 'mformer_jax.features', f'--workdir={tmp_path / "work"}',
-         f'--out={tmp_path / "f.npz"}', *tf_.flags(**{'init.checkpoint': cfg.init.checkpoint})]
-  proc = subprocess.run(cmd + [f'--videos={tmp_path / "list.txt"}'], cwd=tf_.ROOT, env=tf_.env(),
+         f'--out={tmp_path / "f.npz"}', *tfx.flags(**{'init.checkpoint': cfg.init.checkpoint})]
+  proc = subprocess.run(cmd + [f'--videos={tmp_path / "list.txt"}'], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.splitlines()[0] == f'2 videos -> {tmp_path / "f.npz"}; 1 unreadable:'
@@ -82,7 +82,7 @@ def test_cli(setup, tmp_path):
   assert 'features: 100%' in proc.stderr  # The progress bar.
   with np.load(tmp_path / 'f.npz') as z:
     assert list(z['paths']) == [carphone, bikes] and 'views' not in z.files
-  proc = subprocess.run(cmd + ['--videos=missing.txt'], cwd=tf_.ROOT, env=tf_.env(),
+  proc = subprocess.run(cmd + ['--videos=missing.txt'], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 2 and 'Traceback' not in proc.stderr
   assert 'error: no video list, folder or video at missing.txt' in proc.stderr

@@ -9,11 +9,11 @@ import sys
 import ml_collections
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax.plan import libtpu_path as _libtpu_path
 from mformer_jax.run import preemption
 
-LAUNCH = os.path.join(tf_.ROOT, 'launch')
+LAUNCH = os.path.join(tfx.ROOT, 'launch')
 
 
 _RESOLVE = """
@@ -31,7 +31,7 @@ print(config.value.to_json())
 def _resolve(args):
   """The config `python -m mformer_jax.main ARGS` would run with, parsed with main's flags
   (config_flags registers its overrides on the global flags, hence a fresh process)."""
-  out = subprocess.run([sys.executable, '-c', _RESOLVE, *args], cwd=tf_.ROOT, env=tf_.env(),
+  out = subprocess.run([sys.executable, '-c', _RESOLVE, *args], cwd=tfx.ROOT, env=tfx.env(),
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   return ml_collections.ConfigDict(json.loads(out.stdout))
@@ -136,19 +136,19 @@ def test_tpu_pod_plans_for_its_accelerator_and_run_refuses_what_does_not_fit(tmp
   bin_dir.mkdir()
   calls = tmp_path / 'gcloud_calls'
   _fake(bin_dir, 'gcloud', f'printf "%s\\n" "$@" >> {calls}\n')
-  env = dict(tf_.env(), PATH=f'{bin_dir}:{os.environ["PATH"]}', ACCELERATOR='v5litepod-4')
+  env = dict(tfx.env(), PATH=f'{bin_dir}:{os.environ["PATH"]}', ACCELERATOR='v5litepod-4')
   pod = lambda *args, **extra: subprocess.run(
       ['bash', os.path.join(LAUNCH, 'tpu_pod.sh'), *args], env=dict(env, **extra),
       capture_output=True, text=True, timeout=300)
 
   # `plan` needs no pod (nor TPU_NAME): v5litepod-4 is compiled for as v5e:2x2 here.
-  out = pod('plan', *tf_.flags(), '--batch_per_chip=2')
+  out = pod('plan', *tfx.flags(), '--batch_per_chip=2')
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'v5e:2x2: 4 x TPU v5 lite' in out.stdout and re.search(r'fits +yes', out.stdout)
   assert not calls.exists()
 
   # `run` plans the run's own global batch first: 60000 clips per chip cannot fit.
-  run = ['run', *tf_.flags(**{'train.batch_size': 4 * 60000}), '--workdir=gs://b/w']
+  run = ['run', *tfx.flags(**{'train.batch_size': 4 * 60000}), '--workdir=gs://b/w']
   out = pod(*run, TPU_NAME='pod', ZONE='z')
   assert out.returncode == 2 and not calls.exists()
   assert re.search(r'^error: does not fit: the compiler needs [\d.]+ GiB per chip', out.stderr,
@@ -159,6 +159,6 @@ def test_tpu_pod_plans_for_its_accelerator_and_run_refuses_what_does_not_fit(tmp
 
   # A run that fits (8 clips over 4 chips) starts after its plan.
   calls.unlink()
-  out = pod('run', *tf_.flags(), '--workdir=gs://b/w', TPU_NAME='pod', ZONE='z')
+  out = pod('run', *tfx.flags(), '--workdir=gs://b/w', TPU_NAME='pod', ZONE='z')
   assert out.returncode == 0, out.stderr[-2000:]
   assert re.search(r'fits +yes', out.stdout) and '--multihost' in calls.read_text()

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import weights
 from mformer_jax.eval import evaluator
 from mformer_jax.run import checkpoints
@@ -17,7 +17,7 @@ from mformer_jax.data import synthetic, video
 @pytest.mark.slow
 def test_k400_without_data_says_how_to_prepare_kinetics(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/k400_base.py',
-                         f'--workdir={tmp_path}'], cwd=tf_.ROOT, env=tf_.env(),
+                         f'--workdir={tmp_path}'], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert 'Traceback' not in proc.stderr
@@ -30,14 +30,14 @@ def test_k400_without_data_says_how_to_prepare_kinetics(tmp_path):
 def test_unknown_config_key_is_an_error(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.main', '--config=configs/demo.py',
                          f'--workdir={tmp_path}', '--config.train.batchsize=4'],
-                        cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=120)
+                        cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and 'batchsize' in proc.stderr
 
 
 @pytest.mark.slow
 def test_eval_mode_reproduces_the_final_training_evaluation(trained):
   workdir, results, _ = trained
-  again = evaluator.evaluate_checkpoint(tf_.config(**{'mode': 'eval'}), str(workdir))
+  again = evaluator.evaluate_checkpoint(tfx.config(**{'mode': 'eval'}), str(workdir))
   assert again['top1'] == results['top1'] and again['num_videos'] == 13
 
 
@@ -47,11 +47,11 @@ def test_predict_mode_prints_the_top_class_names(trained, tmp_path):
   clip = synthetic.generate(1, num_frames=8, size=32, split='test').videos[0]
   path = str(tmp_path / 'clip.mp4')
   video.write_video(path, clip)
-  proc = subprocess.run(tf_.main_cmd(workdir, **{'mode': 'predict', 'video': path}),
-                        cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(tfx.main_cmd(workdir, **{'mode': 'predict', 'video': path}),
+                        cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.strip().splitlines()
-  top = min(5, tf_.config().model.num_classes)
+  top = min(5, tfx.config().model.num_classes)
   assert lines[0].startswith(f'{path}: top-{top}')
   names = [l.split()[1] for l in lines[1:]]
   assert len(names) == top and set(names) <= set(synthetic.MOTION_CLASSES)
@@ -61,7 +61,7 @@ def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
   workdir = trained.workdir
   _, trained_params = weights.load(str(workdir))
   # A 2-class model (K400 -> SSv2 style): the head must be re-initialised.
-  cfg = tf_.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})
+  cfg = tfx.config(**{'data.synthetic.classes': 'move_left,move_right', 'model.num_classes': 2})
   model = make_model(cfg.model)
   fresh = init_variables(model, jax.random.key(1))['params']
   with pytest.raises(weights.CheckpointMismatchError, match='reset_head=True'):
@@ -72,7 +72,7 @@ def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
   np.testing.assert_array_equal(params['blocks_0']['attn']['qkv']['kernel'],
                                 trained_params['blocks_0']['attn']['qkv']['kernel'])
   # What `python -m mformer_jax.convert` writes, as used for released checkpoints.
-  same = make_model(tf_.config().model)
+  same = make_model(tfx.config().model)
   checkpoints.save_params(str(tmp_path / 'converted'), trained_params, same.cfg)
   _, loaded = weights.load(str(tmp_path / 'converted'), same.cfg,
                                  like=init_variables(same, jax.random.key(1))['params'])
@@ -80,7 +80,7 @@ def test_init_from_own_run_converted_dir_and_head_reset(trained, tmp_path):
 
 
 def test_init_from_imagenet_vit_weights(tmp_path):
-  cfg = tf_.config()
+  cfg = tfx.config()
   model = make_model(cfg.model)
   fresh = jax.device_get(init_variables(model, jax.random.key(1))['params'])
   donor = jax.device_get(init_variables(model, jax.random.key(2))['params'])

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import real_footage
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import weights
 from mformer_jax.data import pipeline
 from mformer_jax.data.config import data_config
 
-NOTEBOOK = os.path.join(tf_.ROOT, 'notebooks', 'motionformer_quickstart.ipynb')
+NOTEBOOK = os.path.join(tfx.ROOT, 'notebooks', 'motionformer_quickstart.ipynb')
 
 
 def test_notebook_committed_without_outputs():
@@ -28,7 +28,7 @@ def test_notebook_committed_without_outputs():
 @pytest.mark.slow
 def test_notebook_runs_offline(tmp_path, monkeypatch):
   monkeypatch.setenv('MFORMER_NOTEBOOK_CI', '1')
-  monkeypatch.setenv('PYTHONPATH', tf_.ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  monkeypatch.setenv('PYTHONPATH', tfx.ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
   monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '3')
   nb = nbformat.read(NOTEBOOK, as_version=4)
   # A failing cell raises CellExecutionError (allow_errors is off); the kernel works in tmp_path.

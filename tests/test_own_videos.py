@@ -8,13 +8,13 @@ import pytest
 from flax import traverse_util
 
 import real_footage
-import train_fixtures as tf_
+import train_fixtures as tfx
 from configs import own_videos
 from mformer_jax import weights, convert, train
 from mformer_jax.data import prepare, video
 
 CLIP_FRAMES = 24
-TINY = tf_.ON_CLIPS  # the tiny trainer on this data: 2 classes x 3 training clips
+TINY = tfx.ON_CLIPS  # the tiny trainer on this data: 2 classes x 3 training clips
 
 
 def make_class_folders(root):
@@ -49,14 +49,14 @@ def test_own_videos_prepare_finetune_evaluate(tmp_path):
                   '--out', prep, '--workers', '1'])
   checkpoint, released = converted_checkpoint(tmp_path)
 
-  config = tf_.override(own_videos.get_config(prep), {**TINY, 'init.checkpoint': checkpoint})
+  config = tfx.override(own_videos.get_config(prep), {**TINY, 'init.checkpoint': checkpoint})
   assert config.model.num_classes == 2 and config.init.reset_head  # From PREP/train.json.
   assert config.data.data_dir == prep and config.data.label_keys == ('label',)
   results = train.train_and_evaluate(config, str(tmp_path / 'work'))
   assert results['num_videos'] == 2 and results['views_per_video'] == 1
   assert results['num_unreadable'] == 0 and results['top1'] in (0.0, 0.5, 1.0)
 
-  params = tf_.final_params(str(tmp_path / 'work'))
+  params = tfx.final_params(str(tmp_path / 'work'))
   assert params[('head', 'kernel')].shape == (32, 2)  # The new 2-class head.
   # The body started from the checkpoint: 3 small AdamW steps move it far less than the noise
   # that sets it apart from a fresh initialisation.

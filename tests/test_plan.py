@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax.plan import hlo, libtpu, slices
 from mformer_jax.model import flops
 from mformer_jax.model import ModelConfig
@@ -22,8 +22,8 @@ needs_libtpu = pytest.mark.skipif(
 
 
 def _plan(*args, **overrides):
-  cmd = [sys.executable, '-m', 'mformer_jax.plan', *tf_.flags(**overrides), *args]
-  return subprocess.run(cmd, cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True,
+  cmd = [sys.executable, '-m', 'mformer_jax.plan', *tfx.flags(**overrides), *args]
+  return subprocess.run(cmd, cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True,
                         timeout=300)
 
 
@@ -103,7 +103,7 @@ def test_cli_plan_is_the_memory_analysis_of_the_trainers_step(mode, fsdp, tmp_pa
   assert proc.returncode == 0, proc.stderr[-3000:]
   got = json.loads(out.read_text())
 
-  compiled = _compile_here(mode, tf_.config(**overrides), 'v5e:2x2', 2)
+  compiled = _compile_here(mode, tfx.config(**overrides), 'v5e:2x2', 2)
   m = compiled.memory_analysis()
   assert got['per_chip_bytes'] == {
       'arguments': m.argument_size_in_bytes, 'temporaries': m.temp_size_in_bytes,
@@ -119,7 +119,7 @@ def test_cli_plan_is_the_memory_analysis_of_the_trainers_step(mode, fsdp, tmp_pa
     assert (got['collectives']['all-gather']['count'] > 0) == fsdp
     assert got['per_chip_bytes']['aliased'] > 0
     assert got['collectives']['all-reduce']['count'] > 0  # the gradients' mean
-  reference = ModelConfig.from_config({**tf_.config().model.to_dict(), 'trajectory_impl': 'einsum'})
+  reference = ModelConfig.from_config({**tfx.config().model.to_dict(), 'trajectory_impl': 'einsum'})
   assert got['model_tflops_per_step'] == (
       flops.model_macs(reference) * 2 * (3 if mode == 'train' else 1) * 8 / 1e12)
   assert got['versions'] == {'jax': importlib.metadata.version('jax'),
@@ -175,7 +175,7 @@ def test_fsdp_gathers_parameters_not_the_batch(monkeypatch, tpu_compiler):
   devices = probe.topology_devices('v5e:2x2')
   moved = {}
   for fsdp in (False, True):
-    cfg = tf_.config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_size': 256, 'model.depth': 2})
+    cfg = tfx.config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_size': 256, 'model.depth': 2})
     for pin in (False, True):
       monkeypatch.setattr(motionformer, 'split_batch', pinned if pin else lambda x: x)
       compiled, _ = probe.compile_step(cfg, devices, 8, 'train')
@@ -214,13 +214,13 @@ def test_without_libtpu_the_message_says_how_to_install_it(monkeypatch, tmp_path
 
 
 def _pinned_libtpu():
-  with open(os.path.join(tf_.ROOT, 'requirements-tpu.txt')) as f:
+  with open(os.path.join(tfx.ROOT, 'requirements-tpu.txt')) as f:
     return re.search(r'^libtpu==(\S+)', f.read(), re.M).group(1)
 
 
 def test_libtpu_pin_is_the_one_jax_tpu_asks_for():
   """requirements-tpu.txt follows requirements.txt's jax: jax[tpu]'s own libtpu requirement."""
-  with open(os.path.join(tf_.ROOT, 'requirements.txt')) as f:
+  with open(os.path.join(tfx.ROOT, 'requirements.txt')) as f:
     pinned_jax = re.search(r'^jax==(\S+)', f.read(), re.M).group(1)
   if importlib.metadata.version('jax') != pinned_jax:  # launch/test_compat.sh's older jax
     pytest.skip(f'the libtpu pin is for jax {pinned_jax}, the one requirements.txt pins')
@@ -278,7 +278,7 @@ with libtpu.filtered_stderr():
 def test_what_a_crash_inside_libtpu_writes_reaches_stderr():
   """filtered_stderr drops libtpu's metadata warnings with their source trace, and everything
   else written before the process dies of a signal still arrives (through the filter child)."""
-  proc = subprocess.run([sys.executable, '-c', _CRASH], cwd=tf_.ROOT, env=tf_.env(),
+  proc = subprocess.run([sys.executable, '-c', _CRASH], cwd=tfx.ROOT, env=tfx.env(),
                         capture_output=True, text=True, timeout=60)
   assert proc.returncode == -8
   assert proc.stderr == '*** SIGFPE received by PID 1; stack trace: ***\nlearning/y/z.cc:12\n'

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import real_footage
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import weights
 from mformer_jax.eval import predict, overlay
 from mformer_jax.data import video
@@ -26,7 +26,7 @@ def _band_diff(out, ref, band, clear):
 def test_predict_writes_labelled_video(converted_tiny, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'labelled.mp4')
-  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out})
+  cfg = tfx.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out})
   top = predict.predict(cfg, str(tmp_path / 'work'))
   names = [n for n, _ in top['label']]
   assert sorted(names) == sorted(cfg.data.synthetic.classes.split(','))
@@ -47,7 +47,7 @@ def test_predict_writes_labelled_video(converted_tiny, tmp_path):
 def test_predict_query_overlays_attention(converted_tiny, tmp_path):
   carphone = real_footage.clip('carphone_pristine.mp4')
   out = str(tmp_path / 'attention.mp4')
-  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out,
+  cfg = tfx.config(**{'init.checkpoint': converted_tiny, 'video': carphone, 'predict_output': out,
                       'predict_query': '0,20,12'})
   top = predict.predict(cfg, str(tmp_path / 'work'))
   model_cfg, params = weights.load(converted_tiny)
@@ -69,9 +69,9 @@ def test_predict_truncated_video_is_one_line(converted_tiny, tmp_path):
   with open(truncated, 'wb') as f:  # The header intact, the frames cut off.
     f.write(data[:len(data) // 4])
   proc = subprocess.run(
-      tf_.main_cmd(str(tmp_path / 'work'),
+      tfx.main_cmd(str(tmp_path / 'work'),
                    **{'mode': 'predict', 'video': truncated, 'init.checkpoint': converted_tiny}),
-      cwd=tf_.ROOT, env=tf_.env(), capture_output=True, text=True, timeout=240)
+      cwd=tfx.ROOT, env=tfx.env(), capture_output=True, text=True, timeout=240)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr and proc.stdout == ''
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
@@ -84,7 +84,7 @@ def test_predict_truncated_video_is_one_line(converted_tiny, tmp_path):
 def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem):
   # No model anywhere: were the check not first, 'nothing to evaluate' would come instead.
   out = tmp_path / name
-  cfg = tf_.config(**{'video': real_footage.clip('carphone_pristine.mp4'),
+  cfg = tfx.config(**{'video': real_footage.clip('carphone_pristine.mp4'),
                       'predict_output': str(out)})
   with pytest.raises(overlay.OverlayError, match=re.escape(
       f'predict_output={out}: {problem.format(tmp=tmp_path)}')):
@@ -95,7 +95,7 @@ def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem
 def test_predict_answers_before_writing_and_writes_the_attention_clip_as_gif(converted_tiny,
                                                                               tmp_path):
   out = tmp_path / 'attention.gif'
-  cfg = tf_.config(**{'init.checkpoint': converted_tiny, 'predict_output': str(out),
+  cfg = tfx.config(**{'init.checkpoint': converted_tiny, 'predict_output': str(out),
                       'video': real_footage.clip('carphone_pristine.mp4'),
                       'predict_query': '0,20,12'})
   seen = []

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-import train_fixtures as tf_
+import train_fixtures as tfx
 from mformer_jax import errors, train, weights
 
 
@@ -92,16 +92,16 @@ def test_label_smoothing_loss_is_timm_and_ek_loss_is_the_mean():
 
 
 def test_steps_are_derived_from_the_dataset_size():
-  lengths = train.schedule_lengths(tf_.config(), 32)
+  lengths = train.schedule_lengths(tfx.config(), 32)
   assert lengths == {'steps_per_epoch': 4, 'total_steps': 8, 'eval_every_steps': 8}
-  capped = train.schedule_lengths(tf_.config(**{'train.max_steps': 3}), 32)
+  capped = train.schedule_lengths(tfx.config(**{'train.max_steps': 3}), 32)
   assert capped['total_steps'] == 3
 
 
 @pytest.mark.slow
 def test_nan_loss_stops_without_saving_it(tmp_path):
   # lr 1e30: step 1 is finite, its update makes every later loss non-finite.
-  cfg = tf_.config(**{'train.base_lr': 1e30, 'checkpoint.every_steps': 1})
+  cfg = tfx.config(**{'train.base_lr': 1e30, 'checkpoint.every_steps': 1})
   with pytest.raises(errors.ConfigError, match='between steps 2 and 2.*last good '
                      'checkpoint is step 1'):
     train.train_and_evaluate(cfg, str(tmp_path))
@@ -118,13 +118,13 @@ INTERRUPTED = {'data.synthetic.num_train': 64, 'train.num_epochs': 12.0, 'train.
 def uninterrupted(tmp_path_factory):
   """(results, final params) of the INTERRUPTED run without interruption."""
   workdir = tmp_path_factory.mktemp('uninterrupted')
-  results = train.train_and_evaluate(tf_.config(**INTERRUPTED), str(workdir))
-  return results, tf_.final_params(workdir)
+  results = train.train_and_evaluate(tfx.config(**INTERRUPTED), str(workdir))
+  return results, tfx.final_params(workdir)
 
 
 def _start_and_signal(workdir, sig):
   """Starts the INTERRUPTED run, sends `sig` right after its first checkpoint is committed."""
-  proc = subprocess.Popen(tf_.main_cmd(workdir, **INTERRUPTED), cwd=tf_.ROOT, env=tf_.env(),
+  proc = subprocess.Popen(tfx.main_cmd(workdir, **INTERRUPTED), cwd=tfx.ROOT, env=tfx.env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   ckpts = workdir / 'checkpoints'
   deadline = time.time() + 180
@@ -139,9 +139,9 @@ def _start_and_signal(workdir, sig):
 
 
 def _resumes_bitwise(workdir, uninterrupted):
-  resumed = train.train_and_evaluate(tf_.config(**INTERRUPTED), str(workdir))
-  a, b = tf_.final_params(workdir), uninterrupted[1]
-  assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
+  resumed = train.train_and_evaluate(tfx.config(**INTERRUPTED), str(workdir))
+  a, b = tfx.final_params(workdir), uninterrupted[1]
+  assert all(np.array_equal(a[k], b[k]) for k in a), tfx.max_abs_diff(a, b)
   assert resumed['top1'] == uninterrupted[0]['top1']
 
 
@@ -175,7 +175,7 @@ def test_sigint_is_a_clean_stop_too(tmp_path):
 
 
 def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
-  ck = tf_.config(**{'checkpoint.keep': 2, 'checkpoint.keep_best': 1}).checkpoint
+  ck = tfx.config(**{'checkpoint.keep': 2, 'checkpoint.keep_best': 1}).checkpoint
   state = {'params': {'w': jnp.ones(3)}, 'step': jnp.zeros((), jnp.int32)}
   with checkpoints.manager(str(tmp_path), ck) as mngr:
     for step, top1 in ((1, 0.9), (2, None), (3, 0.2), (4, None), (5, None)):
@@ -193,12 +193,12 @@ FUSED_SMALL = {'model.scan_blocks': True, 'model.depth': 2, 'model.drop_path': 0
 def test_fused_update_trains_like_the_standard_step(tmp_path):
   """train.fused_update=True through the trainer: the same run (no dropout, 2 blocks stacked)
   as the standard jax.grad + optax step, within float32 rounding, and it evaluates alike."""
-  fused_run = train.train_and_evaluate(tf_.config(**FUSED_SMALL, **{'train.fused_update': True}),
+  fused_run = train.train_and_evaluate(tfx.config(**FUSED_SMALL, **{'train.fused_update': True}),
                                        str(tmp_path / 'fused'))
-  standard = train.train_and_evaluate(tf_.config(**FUSED_SMALL), str(tmp_path / 'standard'))
-  a, b = tf_.final_params(tmp_path / 'fused'), tf_.final_params(tmp_path / 'standard')
+  standard = train.train_and_evaluate(tfx.config(**FUSED_SMALL), str(tmp_path / 'standard'))
+  a, b = tfx.final_params(tmp_path / 'fused'), tfx.final_params(tmp_path / 'standard')
   assert ('blocks', 'mlp', 'fc1', 'kernel') in a and a.keys() == b.keys()
-  assert tf_.max_abs_diff(a, b) < 1e-4        # lr-scaled Adam steps; params move ~1e-3 here
+  assert tfx.max_abs_diff(a, b) < 1e-4        # lr-scaled Adam steps; params move ~1e-3 here
   assert fused_run['steps'] == standard['steps'] == 8
   assert fused_run['num_videos'] == standard['num_videos'] == 8
   assert abs(fused_run['top1'] - standard['top1']) <= 1 / 8  # at most one video flips
@@ -206,9 +206,9 @@ def test_fused_update_trains_like_the_standard_step(tmp_path):
 
 def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
   with pytest.raises(ValueError, match='needs model.scan_blocks=True'):
-    train.train_and_evaluate(tf_.config(**{'train.fused_update': True}), str(tmp_path / 'x'))
+    train.train_and_evaluate(tfx.config(**{'train.fused_update': True}), str(tmp_path / 'x'))
   with pytest.raises(ValueError, match='grad_clip_norm'):
-    train.train_and_evaluate(tf_.config(**FUSED_SMALL, **{'train.fused_update': True,
+    train.train_and_evaluate(tfx.config(**FUSED_SMALL, **{'train.fused_update': True,
                                                           'train.grad_clip_norm': 1.0}),
                              str(tmp_path / 'y'))
 
@@ -216,13 +216,13 @@ def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
 @pytest.mark.slow
 def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
   fused = {**FUSED_SMALL, 'train.fused_update': True, 'train.max_steps': 2}
-  train.train_and_evaluate(tf_.config(**fused), str(tmp_path / 'fused'))
+  train.train_and_evaluate(tfx.config(**fused), str(tmp_path / 'fused'))
   with pytest.raises(ValueError, match='written with model.scan_blocks=True and '
                      'train.fused_update=True'):   # resuming with another optimizer state layout
-    train.train_and_evaluate(tf_.config(**FUSED_SMALL), str(tmp_path / 'fused'))
+    train.train_and_evaluate(tfx.config(**FUSED_SMALL), str(tmp_path / 'fused'))
   # ... while starting a new run from its parameters converts the layout.
-  trained = tf_.final_params(tmp_path / 'fused')
-  fresh = train.train_and_evaluate(tf_.config(**{**FUSED_SMALL, 'model.scan_blocks': False,
+  trained = tfx.final_params(tmp_path / 'fused')
+  fresh = train.train_and_evaluate(tfx.config(**{**FUSED_SMALL, 'model.scan_blocks': False,
                                                  'init.checkpoint': str(tmp_path / 'fused'),
                                                  'train.max_steps': 1}), str(tmp_path / 'z'))
   assert fresh['steps'] == 1
@@ -238,11 +238,11 @@ def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
 def test_fused_update_resumes_bitwise(tmp_path):
   """Stopping after 4 of 8 fused steps and resuming gives bitwise the uninterrupted run
   (optimizer state, step count and per-block RNG all come back)."""
-  over = {**tf_.FUSED, 'model.depth': 2, 'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
-  train.train_and_evaluate(tf_.config(**over, **{'train.max_steps': 4}), str(tmp_path / 'split'))
+  over = {**tfx.FUSED, 'model.depth': 2, 'model.drop_path': 0.2, 'data.synthetic.num_test': 8}
+  train.train_and_evaluate(tfx.config(**over, **{'train.max_steps': 4}), str(tmp_path / 'split'))
   assert checkpoints.manager(str(tmp_path / 'split'), read_only=True).all_steps() == [4]
-  train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'split'))
-  train.train_and_evaluate(tf_.config(**over), str(tmp_path / 'straight'))
-  a, b = tf_.final_params(tmp_path / 'split'), tf_.final_params(tmp_path / 'straight')
+  train.train_and_evaluate(tfx.config(**over), str(tmp_path / 'split'))
+  train.train_and_evaluate(tfx.config(**over), str(tmp_path / 'straight'))
+  a, b = tfx.final_params(tmp_path / 'split'), tfx.final_params(tmp_path / 'straight')
   assert checkpoints.manager(str(tmp_path / 'split'), read_only=True).latest_step() == 8
-  assert all(np.array_equal(a[k], b[k]) for k in a), tf_.max_abs_diff(a, b)
+  assert all(np.array_equal(a[k], b[k]) for k in a), tfx.max_abs_diff(a, b)
