@@ -24,6 +24,8 @@ EXPECTED = {
     'mformer_jax.analysis.davis_layout': ['LayoutError'],
     'mformer_jax.analysis.class_deltas': ['ReportError'],
     'mformer_jax.analysis.stride_sweep': ['SweepError'],
+    'mformer_jax.weights.released': ['CorruptDownloadError', 'DownloadError'],
+    'mformer_jax.serving.onnx_graph': ['ExtraNotInstalledError'],
 }
 
 

@@ -87,6 +87,38 @@ def test_step_and_layout_of_a_workdir(tmp_path):
   _assert_same(stacked, jax.tree.map(lambda x: x.astype(np.float64), layout.stack_blocks(want)))
 
 
+def test_shardings_place_the_parameters_and_return_step_names_the_step(tmp_path):
+  """shardings=: the parameters as device arrays in those shardings, the same values, from a
+  workdir in the config's block layout (restored straight into them) or in the other one, and
+  from a foreign file; return_step: the workdir's step that was read (None for a file)."""
+  cfg, want = _golden()
+  run = _write_run(tmp_path / 'run', want, cfg, steps=(1, 2))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  for model_cfg, expected, source, step in (
+      (cfg, want, run, 2), (dataclasses.replace(cfg, scan_blocks=True),
+                            layout.stack_blocks(want), run, 2), (cfg, want, ORIG, None)):
+    placed = jax.tree.map(lambda _: device, expected)
+    got_cfg, got, read = weights.load(source, model_cfg, shardings=placed, return_step=True)
+    assert got_cfg == model_cfg and read == step
+    assert all(isinstance(x, jax.Array) and x.sharding == device for x in jax.tree.leaves(got))
+    _assert_same(jax.device_get(got), expected)
+
+
+def test_a_checkpoint_without_checksums_is_one_line(tmp_path):
+  """Checkpoints of mformer_jax 0.0.x (no `arrays` in their metadata) are not read."""
+  cfg, want = _golden()
+  run = _write_run(tmp_path / 'run', want, cfg)
+  meta_file = tmp_path / 'run' / 'checkpoints' / '5' / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  del meta['arrays']
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(InputError) as err:
+    weights.load(run)
+  assert str(err.value) == (f'checkpoint step 5 in {run}/checkpoints records no checksums of its '
+                            'arrays: written by an earlier mformer_jax (0.0.x), whose checkpoints '
+                            'are not read')
+
+
 def test_the_mismatch_check_names_every_key():
   with pytest.raises(weights.CheckpointMismatchError) as err:
     weights.check_fit({'a': (2,), 'b': (3, 4), 'x': (1,), 'y': ()},
@@ -110,7 +142,7 @@ def test_a_workdir_that_does_not_fit_the_model_names_the_keys(tmp_path):
       weights.load(run, three, **kwargs)
     hint = (' (fine-tuning to a new label set? keep the fresh head: dont_load=HEAD_PATTERNS, '
             '--config.init.reset_head=True)' if kwargs else '')
-    where = run if kwargs else f'{run} (step 5)'
+    where = run if kwargs else f'checkpoint step 5 in {run}/checkpoints (params)'
     assert str(err.value) == (f'{where} does not fit the model{hint}:\n  mis-shaped (2): '
                               f'head/bias: checkpoint (5,) vs model (3,), '
                               f'head/kernel: checkpoint ({d}, 5) vs model ({d}, 3)')

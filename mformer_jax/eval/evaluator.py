@@ -156,34 +156,24 @@ def _on_every_host(values: list) -> list:
 # eval and predict modes
 # ----------------------------------------------------------------------------------------------
 def params_to_evaluate(config, workdir: str, model, mesh):
-  """(params, tag): the workdir's checkpoint at eval.step (-1 = the newest that reads and
-  passes its checks; checkpoints.restore_newest), or else the weights in init.checkpoint (an
-  official .pyth/.npz, a converted folder or another workdir). A step named by eval.step that
-  fails its checks is an error: nothing is evaluated from weights that failed."""
-  key = jax.random.key(config.seed)
-  init = lambda: init_variables(model, key)['params']
-  abstract = jax.eval_shape(init)
+  """(params, tag), placed into the mesh's shardings: the checkpoint of WORKDIR's run at
+  eval.step (-1 = the newest that reads and passes its checks: a broken newer step is skipped),
+  tagged step_<step>; where WORKDIR has none, the weights in init.checkpoint (anything
+  `weights.load` reads), tagged pretrained. A step named by eval.step that fails its checks is an
+  error: nothing is evaluated from weights that failed."""
+  abstract = jax.eval_shape(lambda: init_variables(model, jax.random.key(0))['params'])
   shardings = sharding.state_shardings(abstract, mesh, fsdp=config.mesh.fsdp,
                                        fsdp_min_size=config.mesh.fsdp_min_size)
-  if (checkpoints.path(workdir) / 'checkpoints').is_dir():
-    with checkpoints.manager(workdir, read_only=True) as mngr:
-      read = lambda step: checkpoints.restore_params(mngr, step, abstract, shardings)
-      if config.eval.step >= 0:
-        if config.eval.step not in mngr.all_steps():
-          raise MissingInputError(f'no checkpoint step {config.eval.step} in {mngr.directory} '
-                                  f'(it holds steps {list(mngr.all_steps())})')
-        return read(config.eval.step), f'step_{config.eval.step}'
-      step, params = checkpoints.restore_newest(mngr, read,
-                                                  strict=config.checkpoint.strict_restore)
-      if step is not None:
-        return params, f'step_{step}'
-  if not config.init.checkpoint:
+  own = bool(checkpoints.steps(workdir))
+  if not own and not config.init.checkpoint:
     raise MissingInputError(f'nothing to evaluate: {workdir} has no checkpoint and '
                             'init.checkpoint is empty (train first, or pass '
                             '--config.init.checkpoint=MODEL.pyth)')
-  _, params = weights.load(config.init.checkpoint, model.cfg,
-                                 strict=config.checkpoint.strict_restore)
-  return jax.device_put(params, shardings), 'pretrained'
+  step = config.eval.step if own and config.eval.step >= 0 else None
+  _, params, step = weights.load(workdir if own else config.init.checkpoint, model.cfg,
+                                 step=step, strict=config.checkpoint.strict_restore,
+                                 shardings=shardings, return_step=True)
+  return params, f'step_{step}' if own else 'pretrained'
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:

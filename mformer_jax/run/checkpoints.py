@@ -99,7 +99,8 @@ def _record(tree) -> dict:
   return {n: [list(x.shape), str(x.dtype), int(s)] for (n, x), s in zip(_flat(tree), sums)}
 
 
-def _where(mngr, step) -> str:
+def where(mngr, step) -> str:
+  """How messages name a step: 'checkpoint step 8 in WORKDIR/checkpoints'."""
   return f'checkpoint step {step} in {mngr.directory}'
 
 
@@ -113,15 +114,15 @@ def _verify(mngr, step, item: str, tree, recorded) -> None:
   """CorruptCheckpointError unless every restored array matches its checksum and is finite."""
   sums, finite = (jax.tree.leaves(t) for t in jax.device_get(_inspect(tree)))
   names = [n for n, _ in _flat(tree)]
-  bad = [n for n, s in zip(names, sums) if recorded and int(s) != recorded[n][2]]
+  bad = [n for n, s in zip(names, sums) if int(s) != recorded[n][2]]
   if bad:
     raise CorruptCheckpointError(
-        f'{_where(mngr, step)} is corrupt: {len(bad)} {item} array(s) fail their checksum '
+        f'{where(mngr, step)} is corrupt: {len(bad)} {item} array(s) fail their checksum '
         f'({", ".join(bad[:3])}{" ..." if len(bad) > 3 else ""})')
   nonfinite = [n for n, f in zip(names, finite) if not f]
   if nonfinite:
     raise CorruptCheckpointError(
-        f'{_where(mngr, step)} holds non-finite values in {len(nonfinite)} {item} array(s) '
+        f'{where(mngr, step)} holds non-finite values in {len(nonfinite)} {item} array(s) '
         f'({", ".join(nonfinite[:3])}{" ..." if len(nonfinite) > 3 else ""})')
 
 
@@ -209,6 +210,14 @@ def save(mngr, state, meta: dict, metrics=None) -> None:
         **{k: ocp.args.StandardSave(v) for k, v in items.items()}, meta=ocp.args.JsonSave(meta)))
 
 
+def steps(workdir) -> list[int]:
+  """The steps in WORKDIR/checkpoints, oldest first (none without that folder)."""
+  if not (path(workdir) / 'checkpoints').is_dir():
+    return []
+  with manager(workdir, read_only=True) as mngr:
+    return sorted(mngr.all_steps())
+
+
 def save_params(workdir: str, params, cfg, **meta) -> None:
   """WORKDIR/checkpoints/0: `params` alone, with the metadata a trainer's step has (the model
   config; `meta` adds fields), so that everything reading a workdir reads it. What
@@ -238,11 +247,6 @@ def check(mngr) -> None:
 # ----------------------------------------------------------------------------------------------
 # Restoring: every array checked, the newest step that passes used
 # ----------------------------------------------------------------------------------------------
-def _abstract(tree, shardings):
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
-
-
 def _read(mngr, step: int, **items) -> dict:
   """mngr.restore of some items; whatever goes wrong reading the files is the step's fault
   (orbax and TensorStore raise JSONDecodeError, ValueError or bare Exception for those)."""
@@ -254,14 +258,17 @@ def _read(mngr, step: int, **items) -> dict:
   # traceback did, hence no `from e`): collected now, their echoes meet quiet_orbax's
   # hooks (which a test runner may replace later).
   gc.collect()
-  raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: {reason}')
+  raise CorruptCheckpointError(f'{where(mngr, step)} cannot be read: {reason}')
 
 
 def read_meta(mngr, step: int) -> dict:
   """The JSON metadata of a checkpoint alone (cheap: no arrays are read)."""
   meta = _read(mngr, step, meta=ocp.args.JsonRestore())['meta']
   if not isinstance(meta, dict) or 'step' not in meta:
-    raise CorruptCheckpointError(f'{_where(mngr, step)} cannot be read: garbled metadata')
+    raise CorruptCheckpointError(f'{where(mngr, step)} cannot be read: garbled metadata')
+  if 'arrays' not in meta:
+    raise InputError(f'{where(mngr, step)} records no checksums of its arrays: written by an '
+                     'earlier mformer_jax (0.0.x), whose checkpoints are not read')
   return meta
 
 
@@ -269,11 +276,9 @@ def _target(mngr, step, item: str, meta: dict, abstract, shardings):
   """What to restore `item` into: the config's shapes at the dtypes written (so the checksums
   apply; cast afterwards). A checkpoint whose arrays differ from the config's is a
   CheckpointMismatchError (the config's doing, not corruption: nothing to fall back to)."""
-  recorded = meta.get('arrays', {}).get(item)
-  if recorded is None:  # written before checksums: as before
-    return _abstract(abstract, shardings)
+  recorded = meta['arrays'][item]
   layout.check_fit({n: r[0] for n, r in recorded.items()},
-                    {n: x.shape for n, x in _flat(abstract)}, f'{_where(mngr, step)} ({item})')
+                    {n: x.shape for n, x in _flat(abstract)}, f'{where(mngr, step)} ({item})')
   return jax.tree_util.tree_map_with_path(
       lambda kp, x, s: jax.ShapeDtypeStruct(x.shape, jnp.dtype(recorded[_name(kp)][1]),
                                             sharding=s), abstract, shardings)
@@ -288,14 +293,14 @@ def restore(mngr, step: int, abstract_state, shardings):
   meta = read_meta(mngr, step)
   if meta.get('params_only'):
     raise InputError(
-        f'{_where(mngr, step)} holds weights alone (converted), no training state to resume; '
+        f'{where(mngr, step)} holds weights alone (converted), no training state to resume; '
         f'train in a new workdir from them: --config.init.checkpoint={mngr.directory.parent}')
   split = lambda t: {'params': t['params'], 'train': {k: v for k, v in t.items() if k != 'params'}}
   abstract, sh = split(abstract_state), split(shardings)
   targets = {k: _target(mngr, step, k, meta, abstract[k], sh[k]) for k in abstract}
   out = _read(mngr, step, **{k: ocp.args.StandardRestore(t) for k, t in targets.items()})
   for k in abstract:
-    _verify(mngr, step, k, out[k], meta.get('arrays', {}).get(k))
+    _verify(mngr, step, k, out[k], meta['arrays'][k])
   out = {k: _cast(out[k], abstract[k]) for k in abstract}
   return {'params': out['params'], **out['train']}, meta
 
@@ -305,7 +310,7 @@ def restore_params(mngr, step: int, abstract_params, shardings, meta=None):
   meta = read_meta(mngr, step) if meta is None else meta
   target = _target(mngr, step, 'params', meta, abstract_params, shardings)
   params = _read(mngr, step, params=ocp.args.StandardRestore(target))['params']
-  _verify(mngr, step, 'params', params, meta.get('arrays', {}).get('params'))
+  _verify(mngr, step, 'params', params, meta['arrays']['params'])
   return _cast(params, abstract_params)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from mformer_jax.errors import ConfigError, CorruptCheckpointError, InputError, MissingInputError
+from mformer_jax.errors import ConfigError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
 from mformer_jax.weights import labels, official, released
@@ -22,24 +22,45 @@ from mformer_jax.model.layout import blocks_layout, check_fit, param_shapes
 from mformer_jax.weights.tree import merge, names
 
 
-def _newest_params(workdir: str, strict: bool, step=None):
-  """(step, numpy params, meta) of a run's newest readable checkpoint (or `step`), verified, in
-  the layout written."""
+def _run_config(source, step: int, meta: dict, cfg) -> ModelConfig:
+  """The ModelConfig the parameters of a run's step are for: `cfg`, or the one in its metadata
+  with the fields of a mapping `cfg` replaced."""
+  if isinstance(cfg, ModelConfig):
+    return cfg
+  if isinstance(cfg, (str, os.PathLike)) or (cfg and official.is_official_config(cfg)):
+    raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
+                      'official config applies to an official checkpoint file only')
+  if 'model' not in meta:
+    raise InputError(f'{source} (step {step}) records no model config: no Motionformer run '
+                     'of this trainer (give cfg=, the ModelConfig it is for)')
+  return ModelConfig.from_config({**meta['model'], **(cfg or {})})
+
+
+def _from_run(source, cfg, step, strict: bool, shardings):
+  """(step, ModelConfig, params) of a run's newest readable checkpoint (or `step`), verified and
+  in the config's layout: numpy arrays, or placed into `shardings` (restored straight into them
+  where the checkpoint has the config's block layout)."""
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def read(step):
     meta = checkpoints.read_meta(mngr, step)
-    recorded = meta.get('arrays', {}).get('params')
-    if not recorded:
-      raise CorruptCheckpointError(
-          f'{mngr.directory / str(step)} records no checksums of its parameters: written by an '
-          'earlier mformer_jax (0.0.x), whose checkpoints are not read')
+    own = _run_config(source, step, meta, cfg)
     saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
-        tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
-    params = checkpoints.restore_params(mngr, step, saved, jax.tree.map(lambda _: one, saved), meta)
-    return jax.device_get(params), meta
+        tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in meta['arrays']['params'].items()})
+    if shardings is not None and ('blocks' in saved) == own.scan_blocks:
+      want = traverse_util.unflatten_dict({k: jax.ShapeDtypeStruct(s, jnp.dtype(own.param_dtype))
+                                           for k, s in param_shapes(own).items()})
+      return own, checkpoints.restore_params(mngr, step, want, shardings, meta)
+    params = jax.device_get(checkpoints.restore_params(
+        mngr, step, saved, jax.tree.map(lambda _: one, saved), meta))
+    flat = traverse_util.flatten_dict(blocks_layout(params, own))
+    check_fit(names({k: v.shape for k, v in flat.items()}), names(param_shapes(own)),
+              f'{checkpoints.where(mngr, step)} (params)')
+    params = traverse_util.unflatten_dict(
+        {k: np.asarray(v, own.param_dtype) for k, v in flat.items()})
+    return own, params if shardings is None else jax.device_put(params, shardings)
 
-  with checkpoints.manager(workdir, read_only=True) as mngr:
+  with checkpoints.manager(source, read_only=True) as mngr:
     if step is not None:
       if step not in mngr.all_steps():
         raise MissingInputError(f'no checkpoint step {step} in {mngr.directory} (it holds steps '
@@ -47,29 +68,17 @@ def _newest_params(workdir: str, strict: bool, step=None):
       return (step, *read(step))
     step, value = checkpoints.restore_newest(mngr, read, strict=strict)
   if step is None:
-    raise MissingInputError(f'{workdir}/checkpoints holds no finished checkpoint')
+    raise MissingInputError(f'{source}/checkpoints holds no finished checkpoint')
   return (step, *value)
 
 
-def _source(source, cfg, step, strict, log):
-  """(ModelConfig, numpy params fitting it, in its layout): where what a source is is decided."""
+def _source(source, cfg, step, strict, log, shardings=None):
+  """(step or None, ModelConfig, params fitting it, in its layout): where what a source is is
+  decided. Numpy params, or placed into `shardings`."""
   if isinstance(source, (str, os.PathLike)) and (checkpoints.path(source) / 'checkpoints').is_dir():
-    step, params, meta = _newest_params(os.fspath(source), strict, step)
-    log(f'Loading {source}: checkpoint step {step}')
-    if isinstance(cfg, (str, os.PathLike)) or (
-        cfg and not isinstance(cfg, ModelConfig) and official.is_official_config(cfg)):
-      raise ConfigError(f'{source} is a workdir, whose model config is in its metadata: an '
-                        'official config applies to an official checkpoint file only')
-    if not isinstance(cfg, ModelConfig) and 'model' not in meta:
-      raise InputError(f'{source} (step {step}) records no model config: no Motionformer run '
-                       'of this trainer (give cfg=, the ModelConfig it is for)')
-    own = (cfg if isinstance(cfg, ModelConfig)
-           else ModelConfig.from_config({**meta['model'], **(cfg or {})}))
-    flat = traverse_util.flatten_dict(blocks_layout(params, own))
-    check_fit(names({k: v.shape for k, v in flat.items()}), names(param_shapes(own)),
-              f'{source} (step {step})')
-    return own, traverse_util.unflatten_dict(
-        {k: np.asarray(v, own.param_dtype) for k, v in flat.items()})
+    step, own, params = _from_run(os.fspath(source), cfg, step, strict, shardings)
+    log(f'Loaded {source}: checkpoint step {step}')
+    return step, own, params
   if step is not None:
     raise ConfigError(f'step={step}: {source} is no workdir with checkpoint steps')
   if isinstance(source, (str, os.PathLike)) and checkpoints.path(source).is_dir():
@@ -78,11 +87,12 @@ def _source(source, cfg, step, strict, log):
                             'official .pyth/.pth/.npz file was expected')
   log(f'Loading {source if isinstance(source, (str, os.PathLike)) else "a state dict"}')
   model, variables = released.read(source, lambda path: official.read_official(path, cfg), log)
-  return model.cfg, variables['params']
+  params = variables['params']
+  return None, model.cfg, params if shardings is None else jax.device_put(params, shardings)
 
 
 def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool = False,
-         imagenet: bool = False, log=logging.info):
+         imagenet: bool = False, shardings=None, return_step: bool = False, log=logging.info):
   """(ModelConfig, numpy params) of `source`, checked.
 
   source: a workdir of this trainer (it has WORKDIR/checkpoints; `python -m mformer_jax.convert`
@@ -101,10 +111,15 @@ def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool =
     a warning, or with strict an error naming the readable ones).
   imagenet: copy the ViT's tensors onto `like` by the official same-key-and-shape rule and
     inflate its patch kernel (official.init_from_imagenet); the rest stays fresh.
+  shardings: the parameters' shardings (a tree like them): the result is placed there instead
+    of numpy; a workdir's checkpoint in the config's block layout is restored straight into
+    them, never whole on one host (FSDP-sharded evaluation).
+  return_step: also return the workdir's step that was read (None for a foreign file), third.
 
-  Whatever the source, the parameters go through the one mismatch check (tree.check_fit): a
+  Whatever the source, the parameters go through the same mismatch check (tree.check_fit): a
   CheckpointMismatchError lists every missing, unexpected and mis-shaped name.
   """
+  # Misuse of the function's own arguments (no input of a user's): ValueError, a traceback.
   if like is not None and not isinstance(cfg, ModelConfig):
     raise ValueError('like= needs cfg=, the ModelConfig of the model it belongs to')
   if (dont_load or imagenet) and like is None:
@@ -113,11 +128,16 @@ def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool =
   if imagenet:
     log(f'Initialising from the ImageNet ViT {what}')
     params = official.init_from_imagenet({'params': like}, source, cfg, log=log)[0]['params']
-    return cfg, merge(params, cfg, like, dont_load, what)
-  if like is None:
-    return _source(source, cfg, step, strict, log)
-  # Read as the source's own model, then fitted onto `like` (whose head may differ).
-  return cfg, merge(_source(source, None, step, strict, log)[1], cfg, like, dont_load, what)
+    read_step, params = None, merge(params, cfg, like, dont_load, what)
+  elif like is None:
+    read_step, cfg, params = _source(source, cfg, step, strict, log, shardings)
+    shardings = None  # placed already
+  else:  # read as the source's own model, then fitted onto `like` (whose head may differ)
+    read_step, _, params = _source(source, None, step, strict, log)
+    params = merge(params, cfg, like, dont_load, what)
+  if shardings is not None:
+    params = jax.device_put(params, shardings)
+  return (cfg, params, read_step) if return_step else (cfg, params)
 
 
 def load_model(source, **overrides):
