@@ -60,8 +60,19 @@ def release_compile_memory() -> None:
 ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16')
 
 
+def gpus() -> list:
+  """The names of this machine's NVIDIA GPUs (nvidia-smi; no framework is imported), or []."""
+  try:
+    out = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'],
+                         capture_output=True, text=True, timeout=30)
+  except (OSError, subprocess.TimeoutExpired):
+    return []
+  return [l.strip() for l in out.stdout.splitlines() if l.strip()] if not out.returncode else []
+
+
 def machine() -> dict:
-  """What a result was measured on: CPU model and ISA extensions, cores, memory, load, flags."""
+  """What a result was measured on: CPU model and ISA extensions, cores, memory, load, flags,
+  and the GPUs where there are any."""
   cpu, flags = platform.processor(), set()
   try:
     with open('/proc/cpuinfo') as f:
@@ -80,15 +91,18 @@ def machine() -> dict:
   return {'cpu': cpu, 'isa': [f for f in ISA_FLAGS if f in flags], 'cores': os.cpu_count(),
           'mem_gib': round(mem_kb / 2**20, 1), 'python': platform.python_version(), **stack,
           'load_avg_1m': os.getloadavg()[0], 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'date': time.strftime('%Y-%m-%d %H:%M:%S')}
+          'date': time.strftime('%Y-%m-%d %H:%M:%S'), **({'gpus': g} if (g := gpus()) else {})}
 
 
 def machine_class(m: dict) -> str:
   """The results folder of a `machine()` record: CPU family and core count.
 
   XLA:CPU and PyTorch rank differently by ISA (AMX, AVX-512) and core count, so results are
-  grouped, and compared, within a class only.
+  grouped, and compared, within a class only. On a GPU machine the GPU and their number decide
+  (e.g. nvidia-h100-80gb-hbm3-x1).
   """
+  if m.get('gpus'):
+    return re.sub(r'[^a-z0-9]+', '-', m['gpus'][0].lower()).strip('-') + f"-x{len(m['gpus'])}"
   cpu, isa = m.get('cpu', ''), m.get('isa', [])
   if 'EPYC' in cpu:
     family = 'amd-epyc'

@@ -80,13 +80,14 @@ def load(repo: str):
 
 
 def config(*, attention='trajectory', frames=16, crop=224, approx='none', landmarks=128,
-           depth=12, num_classes=400, drop_path=0.2):
-  """The official cfg of a Mformer-B/L/HR-style ViT-B/16 with 2x16x16 tubelets."""
+           depth=12, num_classes=400, drop_path=0.2, dim=768, heads=12):
+  """The official cfg of a Mformer-B/L/HR-style ViT-B/16 with 2x16x16 tubelets (dim, heads:
+  a smaller width for smoke tests)."""
   return _ns({
       'TRAIN': {'DATASET': 'Kinetics'}, 'MODEL': {'NUM_CLASSES': num_classes},
       'DATA': {'TRAIN_CROP_SIZE': crop},
-      'VIT': {'PATCH_SIZE': 16, 'PATCH_SIZE_TEMP': 2, 'CHANNELS': 3, 'EMBED_DIM': 768,
-              'DEPTH': depth, 'NUM_HEADS': 12, 'MLP_RATIO': 4, 'QKV_BIAS': True,
+      'VIT': {'PATCH_SIZE': 16, 'PATCH_SIZE_TEMP': 2, 'CHANNELS': 3, 'EMBED_DIM': dim,
+              'DEPTH': depth, 'NUM_HEADS': heads, 'MLP_RATIO': 4, 'QKV_BIAS': True,
               'VIDEO_INPUT': True, 'TEMPORAL_RESOLUTION': frames // 2, 'USE_MLP': True,
               'DROP': 0.0, 'DROP_PATH': drop_path, 'HEAD_DROPOUT': 0.0, 'POS_DROPOUT': 0.0,
               'ATTN_DROPOUT': 0.0, 'HEAD_ACT': 'tanh', 'IM_PRETRAINED': False,
