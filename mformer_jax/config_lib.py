@@ -27,11 +27,14 @@ next positional option; each file's docstring lists its options and their defaul
 Any field is then overridden by `--config.FIELD=VALUE`; `import configs.FILE` works from the
 repository root (configs/ is a package).
 """
+import collections
 import dataclasses
 import importlib.util
 import os
+import re
 
 import ml_collections
+from absl import flags
 
 from mformer_jax import errors
 from mformer_jax.data import config as data_config_lib
@@ -106,6 +109,127 @@ def parse_arg(arg: str, defaults: dict, positional: tuple = (), *, file: str = '
   return opts
 
 
+MODES = ('train', 'eval', 'predict')
+
+
+def _rule(types, test, what):
+  return types, test, what
+
+
+def _at_least(lo, types=(int, float)):
+  return _rule(types, lambda v: v >= lo, f'>= {lo}')
+
+
+def _above(lo, types=(int, float)):
+  return _rule(types, lambda v: v > lo, f'> {lo}')
+
+
+_FRACTION = _rule((int, float), lambda v: 0 <= v < 1, 'in [0, 1)')
+_COUNT = _above(0, (int,))
+# The values a numeric field may take, wherever the others are meaningless (a zero batch, a
+# negative learning rate: gradient ascent): {field: (types, test, what the test says)}. Checked
+# by `check_values` (run by `finalize`) and, for the model's fields, by `model_overrides`.
+VALUE_RULES = {
+    'train.batch_size': _COUNT, 'train.num_epochs': _above(0), 'train.base_lr': _at_least(0),
+    'train.lr_decay': _above(0), 'train.warmup_epochs': _at_least(0),
+    'train.weight_decay': _at_least(0), 'train.label_smoothing': _FRACTION,
+    'train.grad_clip_norm': _at_least(0), 'train.log_every_steps': _COUNT,
+    'train.max_steps': _rule((int,), lambda v: v == -1 or v > 0, '-1 (no cap) or > 0'),
+    'checkpoint.every_steps': _COUNT, 'checkpoint.keep': _COUNT,
+    'checkpoint.keep_best': _at_least(0, (int,)),
+    'eval.batch_size': _COUNT, 'eval.every_epochs': _at_least(0),
+    'eval.step': _at_least(-1, (int,)), 'mesh.fsdp_min_size': _at_least(0, (int,)),
+    'data.num_frames': _COUNT, 'data.sampling_rate': _COUNT, 'data.crop_size': _COUNT,
+    'data.frame_offset': _at_least(0, (int,)),
+    'data.segment_span': _rule((int, float), lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'data.target_fps': _above(0), 'data.test_num_clips': _COUNT,
+    'data.test_num_crops': _rule((int,), lambda v: v in (1, 3), '1 (centre) or 3'),
+    'data.color_jitter_strength': _at_least(0), 'data.num_parallel_calls': _at_least(0, (int,)),
+    'data.max_bad_fraction': _rule((int, float), lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    'data.prefetch': _at_least(0, (int,)), 'data.synthetic.num_train': _COUNT,
+    'data.synthetic.num_test': _COUNT, 'data.synthetic.num_distractors': _at_least(0, (int,)),
+    'data.synthetic.background_speed': _at_least(0), 'data.synthetic.speed': _above(0),
+    **{f'model.{f}': _COUNT for f in (
+        'num_classes', 'num_verbs', 'num_nouns', 'num_frames', 'img_size', 'patch_size',
+        'tubelet_size', 'pretrain_img_size', 'embed_dim', 'depth', 'num_heads', 'num_landmarks',
+        'performer_features')},
+    'model.mlp_ratio': _above(0), 'model.nystrom_iters': _at_least(0, (int,)),
+    'model.query_chunk': _at_least(0, (int,)),
+    **{f'model.{f}': _FRACTION for f in ('dropout', 'attn_dropout', 'drop_path', 'head_dropout')},
+}
+
+
+def _check(field: str, value) -> None:
+  types, test, what = VALUE_RULES[field]
+  if isinstance(value, bool) or not isinstance(value, types):
+    kind = 'an integer' if types == (int,) else 'a number'
+    raise ConfigError(f'config.{field}={value!r}: expected {kind} {what}')
+  if not test(value):
+    raise ConfigError(f'config.{field}={value!r}: expected {what}')
+
+
+def _get(config, field: str):
+  node = config
+  for key in field.split('.'):
+    if not hasattr(node, 'get') or key not in node:
+      return None
+    node = node[key]
+  return node
+
+
+def check_values(config) -> None:
+  """ConfigError (one line naming the field) for a value no run can mean: VALUE_RULES, the mode,
+  the heads dividing the width, ascending LR boundaries, a jitter range. Fields a config does not
+  have are skipped."""
+  for field in VALUE_RULES:
+    value = _get(config, field)
+    if value is not None:
+      _check(field, value)
+  if config.get('mode') is not None and config.mode not in MODES:
+    raise ConfigError(f'config.mode={config.mode!r}: expected one of {", ".join(MODES)}')
+  model = config.get('model')
+  if model is not None and model.embed_dim % model.num_heads:
+    raise ConfigError(f'config.model.num_heads={model.num_heads} does not divide '
+                      f'config.model.embed_dim={model.embed_dim}')
+  bounds = tuple(_get(config, 'train.lr_boundaries') or ())
+  if any(isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0 for b in bounds) or (
+      list(bounds) != sorted(bounds)):
+    raise ConfigError(f'config.train.lr_boundaries={bounds}: expected ascending epochs >= 0, '
+                      "given once, e.g. --config.train.lr_boundaries='(20, 30)'")
+  jitter = tuple(_get(config, 'data.train_jitter_scales') or ())
+  if jitter and not (len(jitter) == 2 and all(isinstance(j, int) and not isinstance(j, bool)
+                                             for j in jitter) and 0 < jitter[0] <= jitter[1]):
+    raise ConfigError(f'config.data.train_jitter_scales={jitter}: expected () (derived from the '
+                      'crop) or two short sides 0 < lo <= hi')
+
+
+def model_overrides(text: str, *, file: str) -> dict:
+  """'num_heads=12,img_size=336' -> {field: value} for the fields given, each of its ModelConfig
+  field's type (`parse_arg`) and within VALUE_RULES: convert's --override, analysis.davis's
+  --model_override. Anything else is a ConfigError naming `file`."""
+  values = parse_arg(text, dataclasses.asdict(ModelConfig()), file=file)
+  given = {key: values[key] for key in (item.partition('=')[0] for item in text.split(',') if item)}
+  for key, value in given.items():
+    if f'model.{key}' in VALUE_RULES:
+      try:
+        _check(f'model.{key}', value)
+      except ConfigError as e:
+        raise ConfigError(f'{file}: {str(e).removeprefix("config.model.")}') from None
+  return given
+
+
+def check_repeated_flags(argv, flag_values) -> None:
+  """ConfigError for a tuple field of --config given more than once: absl parses tuple fields as
+  multi flags, which concatenate (`--config.train.lr_boundaries=(13,15)` then `=(1,2)` would
+  train with (13, 15, 1, 2)). Other repeated flags keep absl's rule: the last one wins."""
+  counts = collections.Counter(re.match(r'--([^=]+)', a).group(1) for a in argv[1:]
+                               if a.startswith('--config.'))
+  for name, count in counts.items():
+    if count > 1 and name in flag_values and isinstance(flag_values[name], flags.MultiFlag):
+      raise ConfigError(f'--{name} given {count} times (tuple flags would be concatenated); '
+                        f"give the whole tuple once, e.g. --{name}='(1, 2)'")
+
+
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The one step every entry point runs on its config after the --config overrides (main,
   features, plan, analysis.cost, analysis.stride_sweep); returns the config.
@@ -116,12 +240,14 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   data.train_jitter_scales left at () is derived from the final crop
   (`data.config.train_jitter_scales`), so a crop set on the command line brings its jitter.
   data.label_keys is derived from `ModelConfig.heads` (the one place that decides the heads),
-  replacing any value: the pipeline yields exactly the labels the model predicts. Configs
-  without a video model (configs/lra_listops.py) pass unchanged.
+  replacing any value: the pipeline yields exactly the labels the model predicts. Every value
+  is checked first (`check_values`: a ConfigError naming the field). Configs without a video
+  model (configs/lra_listops.py) pass unchanged.
   """
   data, model = config.get('data'), config.get('model')
   if data is None or model is None or 'crop_size' not in data:
     return config
+  check_values(config)
   frames = ('data.single_frame=True (clips of 1 frame)' if data.single_frame else
             f'data.num_frames={data.num_frames}')
   for a, va, b, vb in (

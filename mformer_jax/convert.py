@@ -9,29 +9,16 @@ its class names), which everything reading a workdir reads: `mf.load(DIR)`, `--c
         --official_config=configs/K400/motionformer_224_16x4.yaml
 """
 import argparse
-import json
 import os
 import sys
-from typing import Any
 
 import jax
 import numpy as np
 
-from mformer_jax import errors
+from mformer_jax import config_lib, errors
 from mformer_jax.errors import UserError
-from mformer_jax.run import checkpoints
+from mformer_jax.run import checkpoints, workdir
 from mformer_jax.weights import labels, official, released
-
-
-def _parse_overrides(text: str) -> dict[str, Any]:
-  out = {}
-  for item in filter(None, text.split(',')):
-    key, _, value = item.partition('=')
-    try:
-      out[key.strip()] = json.loads(value)
-    except json.JSONDecodeError:
-      out[key.strip()] = value
-  return out
 
 
 def main(argv=None):
@@ -46,9 +33,12 @@ def main(argv=None):
                   help="official YAML config (their configs/); replaces the checkpoint's own cfg")
   args = ap.parse_args(argv)
   try:
+    workdir.check_folder(args.output, 'write the checkpoint to')  # before reading anything
     fields = (official.config_from_official(official.read_official_config(args.official_config))
               if args.official_config else {})
-    overrides = {**fields, **_parse_overrides(args.override)}
+    # Typed by ModelConfig's fields and range-checked (num_heads=four is one line, not a
+    # TypeError at trace time).
+    overrides = {**fields, **config_lib.model_overrides(args.override, file='--override')}
     model, variables = released.read(  # a released name: its cached download
         args.input, lambda path: official.read_official(path, overrides or None))
     cfg, params = model.cfg, variables['params']

@@ -64,10 +64,14 @@ def result_table(results: dict, num_classes, wall_s: float) -> str:
 def _parse_flags(argv):
   """absl's flag parsing, with a bad flag as one `error:` line and exit status 2. A key the
   config does not have makes ml_collections raise AttributeError (three tracebacks) instead of
-  a flags error; its message names the key."""
+  a flags error; its message names the key. A tuple field given twice is refused
+  (`config_lib.check_repeated_flags`)."""
+  from mformer_jax import config_lib  # pylint: disable=g-import-not-at-top  (the configs import it)
   try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
+    rest = flags.FLAGS(argv)
+    config_lib.check_repeated_flags(argv, flags.FLAGS)
+    return rest
+  except (flags.Error, config_lib.ConfigError) as e:
     message = str(e)
   except (AttributeError, KeyError) as e:
     text, words = str(e), set(re.findall(r'\w+', str(e)))
@@ -112,7 +116,7 @@ def main(argv):
       results = train.train_and_evaluate(config, workdir)
     elif config.mode == 'eval':
       results = evaluator.evaluate_checkpoint(config, workdir)
-    elif config.mode == 'predict':
+    else:  # predict (config_lib.finalize refuses any other mode in one line)
       def show(result):  # the answer first, before any file is written
         for head, top in result.items():
           if host0:
@@ -123,8 +127,6 @@ def main(argv):
       if host0 and config.predict_output:
         print(f'{config.video}: labelled video -> {config.predict_output}')
       return
-    else:
-      raise app.UsageError(f'config.mode={config.mode!r}; expected train, eval or predict')
   except train.Preempted as e:  # not a failure: the same command continues
     print(e, file=sys.stderr)
     sys.exit(preemption.EXIT_STATUS)

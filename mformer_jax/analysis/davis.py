@@ -36,7 +36,7 @@ from mformer_jax.analysis.davis_layout import (LayoutError, load_sequence, save_
                                                write_synthetic)
 from mformer_jax.analysis.davis_metrics import VOID, evaluate_sequence, results_csvs, summarise
 from mformer_jax.errors import ConfigError, UserError
-from mformer_jax.model import ModelConfig, init_variables, make_model
+from mformer_jax.model import init_variables, make_model
 from mformer_jax.weights import vit
 
 
@@ -48,11 +48,9 @@ def _resize(frames, hw):
 
 def _overrides(text):
   """--model_override 'trajectory_impl=chunked,dtype=bfloat16' -> {field: value}, each value of
-  its ModelConfig field's type (config_lib.parse_arg: an unknown field or a value that does not
-  convert is a ConfigError)."""
-  fields = dataclasses.asdict(ModelConfig())
-  values = config_lib.parse_arg(text, fields, file='--model_override')
-  return {key: values[key] for key in (item.partition('=')[0] for item in text.split(',') if item)}
+  its ModelConfig field's type (config_lib.model_overrides: an unknown field, a value that does
+  not convert or is out of range is a ConfigError)."""
+  return config_lib.model_overrides(text, file='--model_override')
 
 
 def _load_model(args):

@@ -5,6 +5,7 @@ docstring describes the file.
 import json
 import os
 import pathlib
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +24,18 @@ def video_list(spec: str) -> list[str]:
   """The videos named by --videos (see module docstring)."""
   p = pathlib.Path(spec)
   if p.is_dir():
-    return [str(f) for f in sorted(p.rglob('*')) if f.suffix.lower() in layouts.VIDEO_EXTS]
+    videos = [str(f) for f in sorted(p.rglob('*')) if f.suffix.lower() in layouts.VIDEO_EXTS]
+    if not videos:  # an empty .npz and exit 0 would look like success
+      raise MissingInputError(f'no video files in the folder {spec} (nor below it; looked for '
+                              f'{", ".join(sorted(layouts.VIDEO_EXTS))})')
+    return videos
   if not p.is_file():
     raise MissingInputError(f'no video list, folder or video at {spec}')
   if p.suffix.lower() in layouts.VIDEO_EXTS:
     return [str(p)]
   lines = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.startswith('#')]
+  if not lines:
+    raise MissingInputError(f'the video list {spec} names no video (one path per line)')
   return [l if os.path.isabs(l) else str(p.parent / l) for l in lines]
 
 
@@ -45,8 +52,14 @@ def _settings(config, tag, per_view, heads, names):
 def _load(out, settings):
   if not os.path.exists(out):
     return {}, {}
-  with np.load(out) as z:
-    if json.loads(str(z['settings'])) != settings:
+  try:
+    z = np.load(out)
+    made_with = json.loads(str(z['settings']))
+  except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):  # a folder, another file
+    raise InputError(f'--out={out} exists and is not a features file of this command; use a '
+                     'new --out (nothing was overwritten)') from None
+  with z:
+    if made_with != settings:
       raise InputError(f'{out} holds features made with another model or config; use a new --out')
     views = z['views'] if settings['per_view'] else [None] * len(z['paths'])
     scores = [{h: z[f'{head_prefix(h)}scores'][i] for h in settings['heads']}

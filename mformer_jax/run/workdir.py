@@ -55,6 +55,19 @@ def _through_file(p: epath.Path):
   return None
 
 
+def _file_in_the_way(p, blocker, doing: str) -> str:
+  return f'cannot {doing} {p}: {blocker} is a file, not a directory'
+
+
+def check_folder(p, doing: str) -> None:
+  """InputError where the folder `p` cannot be, as a path running through an existing file:
+  for commands that check their output folder before any work but create it only after."""
+  p = path(p)
+  blocker = None if '://' in str(p) else _through_file(p)
+  if blocker is not None:
+    raise InputError(_file_in_the_way(p, blocker, doing))
+
+
 def explain(p, e: BaseException, doing: str) -> str:
   """One line saying why `doing` (e.g. 'create the workdir') failed at `p`."""
   p = path(p)
@@ -64,7 +77,7 @@ def explain(p, e: BaseException, doing: str) -> str:
             'application-default login`, or a service account with write access)')
   blocker = _through_file(p)
   if blocker is not None:
-    return f'cannot {doing} {p}: {blocker} is a file, not a directory'
+    return _file_in_the_way(p, blocker, doing)
   if is_full(e):
     return f'cannot {doing} {p}: the disk is full ({first})'
   if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -118,7 +131,13 @@ class Lock:
       self.path.write_text(json.dumps(_owner()))  # a record only (see module docstring)
       return
     import fcntl  # pylint: disable=g-import-not-at-top
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+      raise InputError(f'{self.path} is a folder, where the trainer keeps its lock file; '
+                       'remove it (nothing of a run is kept there)') from None
+    except OSError as e:
+      raise InputError(explain(self.path, e, 'lock the workdir at')) from e
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -154,10 +173,12 @@ def _owner() -> dict:
 
 
 def _parse(text) -> dict:
+  """The owner a lock file records; {} for anything else (an empty file, other JSON, junk)."""
   try:
-    return json.loads(text or '{}')
+    owner = json.loads(text or '{}')
   except ValueError:
     return {}
+  return owner if isinstance(owner, dict) else {}
 
 
 def _read(p) -> dict:
