@@ -9,6 +9,7 @@ errors < model, data < run < config_lib < weights < eval < train < analysis, lra
 The public names below are loaded on first use, so `import mformer_jax` stays cheap.
 """
 import importlib
+import warnings
 
 __version__ = '0.1.0'
 
@@ -50,6 +51,5 @@ def check_jax_version(version: str) -> None:
   key = lambda v: tuple(int(p) for p in v.split('.')[:3] if p.isdigit())
   lo, hi = JAX_SUPPORTED
   if not key(lo) <= key(version) < key(hi):
-    import warnings  # pylint: disable=g-import-not-at-top
     warnings.warn(f'jax {version} is outside the versions mformer_jax supports '
                   f'(>= {lo}, < {hi}; see mformer_jax.JAX_SUPPORTED)', stacklevel=2)

@@ -19,6 +19,7 @@ rewritten every --save_every videos; rerunning the same command skips the videos
 """
 import sys
 
+import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -42,7 +43,6 @@ def _define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data decodes; the accelerators are JAX's.
   f = flags.FLAGS
   try:

@@ -1,5 +1,5 @@
-"""weights.load: one loader for every kind of source, one mismatch check, dont_load; and
-the one rule for the default trajectory kernel (ModelConfig.trajectory_kernel)."""
+"""weights.load: every kind of source, the mismatch check, dont_load, shardings; and the rule
+for the default trajectory kernel (ModelConfig.trajectory_kernel)."""
 import dataclasses
 import json
 import os

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
+from matplotlib import figure
 
 from mformer_jax import weights
 from mformer_jax.weights import labels
@@ -33,12 +34,10 @@ def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
     w.writerow(['true \\ predicted'] + list(class_names))
     for cls, row in zip(class_names, cm):
       w.writerow([cls] + row.tolist())
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   n = len(class_names)
   size = min(4 + 0.35 * n, 30)
-  fig, ax = plt.subplots(figsize=(size, size))
+  fig = figure.Figure(figsize=(size, size))  # no pyplot: no process-wide backend or state
+  ax = fig.subplots()
   norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
   im = ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
   if n <= 60:  # beyond that names are unreadable; the CSV has them
@@ -51,7 +50,6 @@ def write_confusion(directory, name: str, cm: np.ndarray, class_names) -> None:
   fig.tight_layout()
   with (directory / f'{name}.png').open('wb') as f:
     fig.savefig(f, format='png', dpi=80)
-  plt.close(fig)
 
 
 def write_report(directory, results: dict, per_head: dict, names: dict, unreadable,
@@ -78,7 +76,7 @@ def probabilities(model, params, clip):
 
 def eval_step(model, mesh):
   """The jitted forward the Evaluator runs: (params, batch) -> ({head: softmax}, the batch's
-  other keys). `mformer_jax.plan` compiles this same step for a TPU slice."""
+  other keys)."""
 
   def forward(params, batch):
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
@@ -93,7 +91,7 @@ class Evaluator:
   """Runs the test split's view ensemble for given parameters; see module docstring."""
 
   def __init__(self, config, model, mesh, workdir: str):
-    self.config, self.mesh, self.workdir = config, mesh, checkpoints.path(workdir)
+    self.config, self.mesh, self.workdir = config, mesh, workdir_lib.path(workdir)
     self.local_batch = sharding.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     # The dataset's names, or where it only numbers its classes those of the checkpoint or of
     # the dataset's shipped list (weights.labels).

@@ -18,6 +18,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from matplotlib import figure
 
 from mformer_jax.lra import model
 
@@ -49,10 +50,8 @@ def model_gflops(length: int) -> dict:
 
 
 def plot(results, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+  fig = figure.Figure(figsize=(8, 3.2))  # no pyplot: no process-wide backend or state
+  axes = fig.subplots(1, 2)
   for a in TYPES:
     pts = [r for r in results if r['attention'] == a and 'time_ms' in r]
     n = [r['tokens'] for r in pts]

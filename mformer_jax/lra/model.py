@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mformer_jax.model import approx
+from mformer_jax.model import approx, flops
 from mformer_jax.errors import ConfigError
 from mformer_jax.lra import listops
 
@@ -113,7 +113,6 @@ class Encoder(nn.Module):
 
 def macs(model: Encoder, seq_len: int = 0, batch_size: int = 1) -> int:
   """Multiply-accumulates of one inference forward, from the model (mformer_jax.flops)."""
-  from mformer_jax.model import flops  # pylint: disable=g-import-not-at-top
   tokens = jax.ShapeDtypeStruct((batch_size, seq_len or model.max_length), jnp.int32)
   variables = jax.eval_shape(lambda t: model.init(jax.random.key(0), t), tokens)
   return flops.count_macs(jax.make_jaxpr(lambda v, t: model.apply(v, t))(variables, tokens).jaxpr)

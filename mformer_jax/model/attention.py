@@ -12,13 +12,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mformer_jax.model import approx, fast_attention
+from mformer_jax.model.fast_attention import softmax, split_heads
 
 Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02),
                           bias_init=nn.initializers.zeros)
-
-
-_softmax = fast_attention.softmax
-split_heads = fast_attention.split_heads
 
 
 def merge_heads(x):
@@ -46,7 +43,7 @@ class DenseParams(nn.Module):
 
 def cls_attention(q_cls, k, v):
   """The cls query attends to all 1+N tokens (itself included). q_cls: (B, 1, h, d), scaled."""
-  a = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q_cls, k))
+  a = softmax(jnp.einsum('bqhd,bkhd->bhqk', q_cls, k))
   return jnp.einsum('bhqk,bkhd->bqhd', a, v)
 
 
@@ -66,7 +63,7 @@ def trajectory_spatial(q, k, v, temporal_slots, attn_dropout=None, return_attn=F
   b, n, h, d = k.shape
   p = n // temporal_slots
   scores = jnp.einsum('bnhd,bmhd->bhnm', q, k).reshape(b, h, n, temporal_slots, p)
-  attn = probs = _softmax(scores)
+  attn = probs = softmax(scores)
   if attn_dropout is not None:
     attn = attn_dropout(attn)
   x = jnp.einsum('bhnfp,bfphd->bnfhd', attn, v.reshape(b, temporal_slots, p, h, d))
@@ -88,7 +85,7 @@ def trajectory_temporal(q2, k2, values):
   q2: (B, N, h, d) scaled; k2, values: (B, N, F, h, d). Returns (B, N, h, d) and the
   attention (B, h, N, F).
   """
-  a = _softmax(jnp.einsum('bnhd,bnfhd->bhnf', q2, k2))
+  a = softmax(jnp.einsum('bnhd,bnfhd->bhnf', q2, k2))
   return jnp.einsum('bhnf,bnfhd->bnhd', a, values), a
 
 
@@ -232,7 +229,7 @@ class JointAttention(nn.Module):
     dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
     q, k, v = jnp.split(split_heads(dense(3 * dim, use_bias=self.qkv_bias, name='qkv')(x),
                                     3 * self.num_heads), 3, axis=2)
-    a = probs = _softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) * (dim // self.num_heads) ** -0.5)
+    a = probs = softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) * (dim // self.num_heads) ** -0.5)
     if self.attn_dropout:
       a = nn.Dropout(self.attn_dropout)(a, deterministic=not train)
     out = jnp.einsum('bhqk,bkhd->bqhd', a, v)
@@ -274,7 +271,7 @@ class DividedAttention(nn.Module):
     else:
       inner = jnp.einsum('bfphd,bfqhd->bhfpq', qg, kg)
     to_cls = jnp.einsum('bfphd,bhd->bhfp', qg, k[:, 0])[..., None]
-    a = _softmax(jnp.concatenate([to_cls, inner], axis=-1))
+    a = softmax(jnp.concatenate([to_cls, inner], axis=-1))
     out = jnp.einsum('bhfp,bhd->bfphd', a[..., 0], v[:, 0])
     if self.mode == 'time':
       out = out + jnp.einsum('bhfpg,bgphd->bfphd', a[..., 1:], vg)

@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib import figure
+from matplotlib.backends import backend_agg
 
 from mformer_jax.errors import ConfigError
 from mformer_jax.model import attention
@@ -141,11 +143,9 @@ def frame_maps(maps, cfg: ModelConfig):
 def _panel(frame, heat, *, path, slot, query=None, truth=None, size=256):
   """One slot: frame with the heatmap, its argmax (circle) with an arrow from the previous
   slot's argmax (path: (x, y) per slot), the query (star) and the true position (+), as RGB."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   s = frame.shape[0]
-  fig = plt.figure(figsize=(size / 100, size / 100), dpi=100)
+  fig = figure.Figure(figsize=(size / 100, size / 100), dpi=100)  # no pyplot: no global state
+  canvas = backend_agg.FigureCanvasAgg(fig)
   ax = fig.add_axes([0, 0, 1, 1])
   ax.imshow(frame, extent=(0, s, s, 0), interpolation='nearest')
   ax.imshow(heat / heat.max(), extent=(0, s, s, 0), cmap='jet', alpha=0.45, vmin=0, vmax=1,
@@ -163,10 +163,8 @@ def _panel(frame, heat, *, path, slot, query=None, truth=None, size=256):
   ax.set_xlim(0, s)
   ax.set_ylim(s, 0)
   ax.axis('off')
-  fig.canvas.draw()
-  image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-  plt.close(fig)
-  return image
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def patch_centres(cfg: ModelConfig, size: int) -> np.ndarray:

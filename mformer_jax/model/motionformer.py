@@ -4,8 +4,8 @@
     logits = model.apply(variables, clip, train=False)   # clip: (B, T, H, W, 3) in [-1, 1]
 
 Returns logits (not the softmax the official eval forward returns); Epic-Kitchens models return
-{'verb': (B, 97), 'noun': (B, 300)} (`ModelConfig.heads` is the one place that decides). Parameter
-names mirror the official state dict (see `convert.py` for the table).
+{'verb': (B, 97), 'noun': (B, 300)} (`ModelConfig.heads` decides). Parameter names mirror the
+official state dict (the table: `weights/official.py`).
 """
 import dataclasses
 import functools
@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from mformer_jax.model import attention, fast_attention, posembed, remat
+from mformer_jax.model.attention import Dense
 from mformer_jax.errors import ConfigError
 
 ATTENTIONS = ('trajectory', 'joint', 'divided', 'space')
@@ -111,7 +112,7 @@ class ModelConfig:
     default, kept as such in configs so that a later attn_dropout override still works) is
     'chunked' wherever that computes exactly what the einsum reference does (trajectory
     attention without attention dropout; values and gradients, tests/test_fast_attention.py),
-    and 'einsum' otherwise. The one place this rule lives."""
+    and 'einsum' otherwise."""
     if self.trajectory_impl != 'auto':
       return self.trajectory_impl
     return 'chunked' if self.attention == 'trajectory' and not self.attn_dropout else 'einsum'
@@ -140,9 +141,6 @@ class ModelConfig:
     if unknown:
       raise ConfigError(f'unknown model config keys: {unknown}')
     return cls(**cfg)
-
-
-Dense = attention.Dense
 
 
 def split_batch(x):

@@ -35,7 +35,6 @@ from mformer_jax.model import layout
 from mformer_jax.run import workdir as workdir_lib
 
 BROKEN = 'broken_checkpoints'  # WORKDIR/broken_checkpoints/<step>: steps that failed to restore
-path = workdir_lib.path
 
 
 def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -50,7 +49,7 @@ def manager(workdir: str, ck=None, *, read_only: bool = False) -> ocp.Checkpoint
   # Handlers named up front, so that reading only some items (params) is a normal restore.
   handlers = {'params': ocp.StandardCheckpointHandler(), 'train': ocp.StandardCheckpointHandler(),
               'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(path(workdir) / 'checkpoints', options=options,
+  return ocp.CheckpointManager(workdir_lib.path(workdir) / 'checkpoints', options=options,
                                item_handlers=handlers)
 
 
@@ -212,7 +211,7 @@ def save(mngr, state, meta: dict, metrics=None) -> None:
 
 def steps(workdir) -> list[int]:
   """The steps in WORKDIR/checkpoints, oldest first (none without that folder)."""
-  if not (path(workdir) / 'checkpoints').is_dir():
+  if not (workdir_lib.path(workdir) / 'checkpoints').is_dir():
     return []
   with manager(workdir, read_only=True) as mngr:
     return sorted(mngr.all_steps())
@@ -224,7 +223,7 @@ def save_params(workdir: str, params, cfg, **meta) -> None:
   `python -m mformer_jax.convert` writes; WORKDIR must hold no checkpoint yet."""
   with manager(workdir) as mngr:
     if mngr.all_steps():
-      raise InputError(f'{path(workdir)} already holds checkpoints (steps '
+      raise InputError(f'{workdir_lib.path(workdir)} already holds checkpoints (steps '
                        f'{list(mngr.all_steps())}); write the weights to a new folder')
     save(mngr, {'params': params},
          {'step': 0, 'model': dict(cfg.__dict__), 'params_only': True, **meta})
@@ -306,7 +305,8 @@ def restore(mngr, step: int, abstract_state, shardings):
 
 
 def restore_params(mngr, step: int, abstract_params, shardings, meta=None):
-  """Only the parameters of a checkpoint, verified (eval, predict, fine-tuning from a run)."""
+  """Only the parameters of a checkpoint, verified, placed into `shardings`, cast to the
+  dtypes of `abstract_params`."""
   meta = read_meta(mngr, step) if meta is None else meta
   target = _target(mngr, step, 'params', meta, abstract_params, shardings)
   params = _read(mngr, step, params=ocp.args.StandardRestore(target))['params']

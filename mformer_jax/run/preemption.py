@@ -28,6 +28,7 @@ def _jax_preemption_service() -> bool:
   """Whether JAX's preemption service (multi-host TPU) owns SIGTERM. JAX exposes this only as
   private state: where a release moves it, the answer is no (our handler), never an import error."""
   try:
+    # Late and guarded: a private module, which a release may move (then: our handler).
     from jax._src import distributed  # pylint: disable=g-import-not-at-top
     return distributed.global_state.preemption_sync_manager is not None
   except (ImportError, AttributeError):

@@ -15,12 +15,15 @@ and nothing is refused.
 """
 import datetime
 import errno
+import fcntl
 import json
 import os
 import socket
 
+import jax
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from mformer_jax.errors import InputError, UserError
 
@@ -105,7 +108,6 @@ def prepare(workdir) -> epath.Path:
 def claim(workdir, *, lock: bool = True):
   """`prepare` (and, for a trainer, `Lock`) on host 0; every host learns the outcome, so that a
   refusal ends all of them rather than leaving the others waiting in a collective."""
-  import jax  # pylint: disable=g-import-not-at-top
   held, error = None, ''
   if jax.process_index() == 0:
     try:
@@ -114,7 +116,6 @@ def claim(workdir, *, lock: bool = True):
     except UserError as e:
       error = str(e)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     if multihost_utils.broadcast_one_to_all(int(bool(error))) and not error:
       error = f'host 0 cannot use the workdir {path(workdir)} (its log says why)'
   if error:
@@ -130,7 +131,6 @@ class Lock:
     if '://' in str(self.path):
       self.path.write_text(json.dumps(_owner()))  # a record only (see module docstring)
       return
-    import fcntl  # pylint: disable=g-import-not-at-top
     try:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     except IsADirectoryError:

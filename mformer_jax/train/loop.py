@@ -8,8 +8,7 @@ code; host 0 writes logs and files, orbax coordinates checkpoint writes. A resta
 resumes from the latest checkpoint with the same parameters, optimizer state, RNG and data
 position, so it continues the exact sequence of the uninterrupted run.
 
-The step and its pieces are importable from `train.step` (tests, benchmarks and the TPU plan run
-that very step); `train_and_evaluate` is the loop around it.
+The step itself is `train.step`; `train_and_evaluate` is the loop around it.
 """
 import time
 
@@ -125,7 +124,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config, workdir, stop) -> dict:
-  workdir = checkpoints.path(workdir)
+  workdir = workdir_lib.path(workdir)
   host0 = jax.process_index() == 0
   train_cfg, ck = config.train, config.checkpoint
 

@@ -1,8 +1,8 @@
 """The official optimisation recipe (its configs and optimiser code) in optax: AdamW, step LR.
 
 Everything is in steps, derived from epochs with `steps_per_epoch` (dataset size / global batch),
-so no config holds a hand-entered step count. `step_schedule` is the one schedule: the trainer
-(`lr_schedule`, from epochs), the LRA trainer and the twin recipe search (both in steps) call it.
+so no config holds a hand-entered step count. `step_schedule` is the schedule in steps, and
+`lr_schedule` that of a config's epochs.
 """
 import jax
 import jax.numpy as jnp

@@ -3,8 +3,8 @@
     step_fn, tx, abstract_state, shardings = make_train_step(config, model, mesh, steps_per_epoch)
     state, metrics = step_fn(state, batch)      # metrics as (sum, count) pairs
 
-Importable without the input pipeline (no TensorFlow): the loop (`train.loop`), the TPU plan,
-the benchmarks and the device check run this very step.
+Imports no input pipeline (no TensorFlow), so that whatever measures or compiles the step
+runs this very one without it.
 """
 import functools
 

@@ -16,6 +16,7 @@ import pathlib
 from mformer_jax import data
 from mformer_jax.data import pipeline
 from mformer_jax.run import checkpoints
+from mformer_jax.run import workdir as workdir_lib
 from mformer_jax.weights import released
 
 FOLDER = pathlib.Path(__file__).parent / 'label_maps'
@@ -52,7 +53,7 @@ def of_source(source, heads: dict):
   stem = pathlib.Path(source).name.removesuffix('.pyth')
   if stem in released.NAMES:
     return fitting(label_map(released.dataset(stem)), heads)
-  if not (checkpoints.path(source) / 'checkpoints').is_dir():
+  if not (workdir_lib.path(source) / 'checkpoints').is_dir():
     return None
   try:
     with checkpoints.manager(source, read_only=True) as mngr:

@@ -17,6 +17,7 @@ from flax import traverse_util
 from mformer_jax.errors import ConfigError, InputError, MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
+from mformer_jax.run import workdir as workdir_lib
 from mformer_jax.weights import labels, official, released
 from mformer_jax.model.layout import blocks_layout, check_fit, param_shapes
 from mformer_jax.weights.tree import merge, names
@@ -45,8 +46,9 @@ def _from_run(source, cfg, step, strict: bool, shardings):
   def read(step):
     meta = checkpoints.read_meta(mngr, step)
     own = _run_config(source, step, meta, cfg)
+    recorded = meta['arrays']['params']  # {name: [shape, dtype, checksum]}, as written
     saved = traverse_util.unflatten_dict({tuple(n.split('/')): jax.ShapeDtypeStruct(
-        tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in meta['arrays']['params'].items()})
+        tuple(shape), jnp.dtype(dtype)) for n, (shape, dtype, _) in recorded.items()})
     if shardings is not None and ('blocks' in saved) == own.scan_blocks:
       want = traverse_util.unflatten_dict({k: jax.ShapeDtypeStruct(s, jnp.dtype(own.param_dtype))
                                            for k, s in param_shapes(own).items()})
@@ -75,13 +77,13 @@ def _from_run(source, cfg, step, strict: bool, shardings):
 def _source(source, cfg, step, strict, log, shardings=None):
   """(step or None, ModelConfig, params fitting it, in its layout): where what a source is is
   decided. Numpy params, or placed into `shardings`."""
-  if isinstance(source, (str, os.PathLike)) and (checkpoints.path(source) / 'checkpoints').is_dir():
+  if isinstance(source, (str, os.PathLike)) and (workdir_lib.path(source) / 'checkpoints').is_dir():
     step, own, params = _from_run(os.fspath(source), cfg, step, strict, shardings)
     log(f'Loaded {source}: checkpoint step {step}')
     return step, own, params
   if step is not None:
     raise ConfigError(f'step={step}: {source} is no workdir with checkpoint steps')
-  if isinstance(source, (str, os.PathLike)) and checkpoints.path(source).is_dir():
+  if isinstance(source, (str, os.PathLike)) and workdir_lib.path(source).is_dir():
     raise MissingInputError(f'{source} holds no checkpoint (no checkpoints/ folder): a workdir '
                             'of this trainer, a python -m mformer_jax.convert output or an '
                             'official .pyth/.pth/.npz file was expected')

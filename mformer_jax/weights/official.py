@@ -34,6 +34,7 @@ from typing import Any, Mapping, Optional, Union
 
 import jax
 import numpy as np
+import yaml
 from flax import traverse_util
 
 from mformer_jax.errors import (CheckpointMismatchError, ConfigError, InputError,
@@ -112,7 +113,6 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], Optional[dict]]:
   if isinstance(ckpt, dict) and 'model_state' in ckpt:
     sd = ckpt['model_state']
     if isinstance(ckpt.get('cfg'), str):
-      import yaml  # pylint: disable=g-import-not-at-top
       cfg = yaml.safe_load(ckpt['cfg'])
   elif isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict):
     sd = ckpt['model']  # timm/DeiT style
@@ -148,7 +148,6 @@ def is_official_config(cfg: Mapping[str, Any]) -> bool:
 
 def read_official_config(path: Union[str, os.PathLike]) -> dict[str, Any]:
   """The nested dict of an official YAML config (as in the official repository's configs/)."""
-  import yaml  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise MissingInputError(f'official config not found: {path}')
   with open(path) as f:
