@@ -11,11 +11,12 @@ import jax.numpy as jnp
 from jax.experimental import topologies
 
 from mformer_jax.eval import evaluator
-from mformer_jax.model import ModelConfig, flops, make_model
+from mformer_jax.model import ModelConfig, make_model
 from mformer_jax.plan import hlo, libtpu
 from mformer_jax.plan.report import needed_bytes
 from mformer_jax.plan.slices import PlanError
 from mformer_jax.run import sharding
+from mformer_jax.train import throughput
 from mformer_jax.train.step import make_train_step
 
 SEARCH_CAP = 1024  # --batch_per_chip=max stops doubling here
@@ -35,10 +36,9 @@ def topology_devices(name: str):
 
 
 def model_tflops_per_step(config, global_batch: int, mode: str) -> float:
-  """The paper's count (flops.reference_macs, 2 FLOPs per MAC), x3 for forward + backward;
-  not XLA's cost analysis, which counts a while loop's body once."""
-  passes = 3 if mode == 'train' else 1
-  return flops.reference_macs(config.model) * 2 * passes * global_batch / 1e12
+  """The count the trainer logs (train.throughput: flops.reference_macs, 2 FLOPs per MAC, x3
+  for forward + backward); not XLA's cost analysis, which counts a while loop's body once."""
+  return throughput.model_flops_per_clip(config.model, mode == 'train') * global_batch / 1e12
 
 
 def compile_step(config, devices, global_batch: int, mode: str):
