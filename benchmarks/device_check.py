@@ -97,7 +97,8 @@ def spawn(python: str, tasks: list, impl: str, timeout: float) -> list:
   spec = json.dumps({'impl': impl, 'tasks': tasks})
   try:
     proc = subprocess.run([python, WORKERS, '--worker=' + spec], capture_output=True, text=True,
-                          timeout=max(timeout, 1), env=env, cwd=root)
+                          timeout=max(timeout, 1) if timeout < float('inf') else None, env=env,
+                          cwd=root)
   except subprocess.TimeoutExpired:
     return [{'name': t['name'], 'error': f'timeout after {timeout:.0f} s'} for t in tasks]
   rows = [r for line in proc.stdout.splitlines() if line.startswith(common.RESULT)

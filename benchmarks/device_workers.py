@@ -195,7 +195,7 @@ def _run_train(ours, compiled, b: int) -> dict:
 def _profile(ours, compiled, b: int, spec) -> dict:
   """trace_summary's profile of a few steps of `compiled` at batch b."""
   from benchmarks import trace_summary
-  holder = {'state': ours.new_state(), 'batch': ours.batch(b)}
+  holder = ours.jax.block_until_ready({'state': ours.new_state(), 'batch': ours.batch(b)})
 
   def run():
     holder['state'], holder['metrics'] = compiled(holder['state'], holder['batch'])

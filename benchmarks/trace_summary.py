@@ -204,14 +204,12 @@ def summarize(trace_dir: str, hlo_text: str, steps: int = 1, top: int = 15) -> d
 
 
 def profile(run, sync, hlo_text: str, trace_dir: str, steps: int = 3) -> dict:
-  """Traces `steps` calls of `run` (after one untraced) with jax.profiler and returns
-  `summarize` of them."""
+  """Traces `steps` calls of `run` (then `sync`) with jax.profiler and returns `summarize` of
+  them. The program is compiled and its inputs on the device already."""
   import jax
-  run()
-  sync()
   t0 = time.perf_counter()
   try:
-    with jax.profiler.trace(trace_dir, create_perfetto_trace=False):
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):   # either JSON will do
       for _ in range(steps):
         run()
       sync()
