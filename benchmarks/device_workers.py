@@ -36,7 +36,8 @@ def time_groups(run, sync, timing: dict) -> list:
   loop syncs rarely."""
   for _ in range(timing['warmup']):
     run()
-  sync()
+  if timing['warmup']:
+    sync()
   t0 = time.perf_counter()
   run()
   sync()

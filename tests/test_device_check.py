@@ -80,8 +80,10 @@ def test_time_groups_sync_once_per_group(monkeypatch):
   assert len(calls) == 2 + 1 + 3 * 3 and len(syncs) == 1 + 1 + 3
   assert times == pytest.approx([0.1] * 3)
   calls.clear()
-  one = device_workers.time_groups(run, lambda: None, {**timing, 'warmup': 0, 'groups': 1})
-  assert len(calls) == 1 and one == pytest.approx([0.1])
+  syncs.clear()   # --one_step: one call, nothing to sync before it (no outputs yet)
+  one = device_workers.time_groups(run, lambda: syncs.append(len(calls)),
+                                   {**timing, 'warmup': 0, 'groups': 1})
+  assert len(calls) == 1 and syncs == [1] and one == pytest.approx([0.1])
 
 
 HLO = """HloModule jit_step_on_mesh, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
