@@ -27,6 +27,7 @@ from absl import logging
 
 from mformer_jax.errors import InputError
 from mformer_jax.data import CorruptDataError
+from mformer_jax.data import augment
 from mformer_jax.data import sources
 from mformer_jax.data import transforms
 from mformer_jax.data import video
@@ -222,11 +223,21 @@ class EvalDataset:
 
 
 def load_video_views(path, data_cfg):
-  """Test views (views, T, S, S, 3) float32 of one raw video file, for `predict`."""
+  """Test views (views, T, S, S, 3) float32 of one raw video file, for `predict` and `features`:
+  `transforms.test_views` of the whole video, computed from the frames the views sample alone,
+  each resized as it is decoded (`video.read_frames`), so memory grows with the clips, not with
+  the video. A video shorter than a clip fills it with repeated frames, and says so."""
+  wanted = lambda n, fps: transforms.frame_indices(n, fps, data_cfg).numpy()
+  resize = lambda frame: augment.resize_short_side(frame, data_cfg.crop_size).numpy()
   try:
-    frames, fps = video.read_video(path)
+    kept, frames, n, fps = video.read_frames(path, wanted, resize)
   except video.VideoError as e:
     raise video.VideoError(f'cannot read {path}: {e}') from e
-  views = transforms.test_views(tf.constant(np.stack(frames)), len(frames), fps, data_cfg,
-                                decoded=True)
-  return views.numpy()
+  idx = wanted(n, fps)  # (clips, T)
+  distinct = min(len(np.unique(clip)) for clip in idx)
+  if distinct < idx.shape[1]:
+    logging.warning('%s: %d frames at %g fps, shorter than a clip samples: %d distinct frames '
+                    'fill each clip of %d (frames repeated)', path, n, fps, distinct,
+                    idx.shape[1])
+  clips = np.stack(frames)[np.searchsorted(kept, idx)]  # (clips, T, h, w, 3)
+  return transforms.crop_views(tf.constant(clips), data_cfg).numpy()

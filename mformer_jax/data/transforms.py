@@ -77,13 +77,18 @@ def test_views(frames, n, fps, cfg, decoded):
 
   `frames`: encoded JPEGs (decoded=False; only the needed ones are decoded) or uint8 frames.
   """
-  clips, crops = cfg.test_num_clips, cfg.test_num_crops
   idx = frame_indices(n, fps, cfg)
   frames = tf.gather(frames, idx) if decoded else augment.decode_frames(frames, idx)
   shape = tf.shape(frames)
   flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
   flat = augment.resize_short_side(flat, cfg.crop_size)
-  resized = tf.reshape(flat, tf.concat([shape[:2], tf.shape(flat)[1:]], 0))
+  return crop_views(tf.reshape(flat, tf.concat([shape[:2], tf.shape(flat)[1:]], 0)), cfg)
+
+
+def crop_views(resized, cfg):
+  """The views of test_views from its clips' frames already resized to the crop's short side
+  (`augment.resize_short_side`): (test_num_clips, T, h, w, 3) float32 -> (views, T, S, S, 3)."""
+  clips, crops = cfg.test_num_clips, cfg.test_num_crops
   views = augment.three_crops(resized, cfg.crop_size, crops)  # (crops, clips, T, S, S, 3)
   views = tf.reshape(tf.transpose(views, [1, 0, 2, 3, 4, 5]),
                      [clips * crops, clip_frames(cfg), cfg.crop_size, cfg.crop_size, 3])

@@ -17,6 +17,9 @@ from mformer_jax.errors import UserError
 from mformer_jax.model import head_prefix
 
 TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
+# The comment predict writes into its videos: a file carrying it may be overwritten by predict.
+MARKER = 'mformer_jax predict'
+
 # The formats predict_output may name, and their encoder (None: an animated GIF, as the Fig. 2
 # CLI writes).
 FORMATS = {'.mp4': 'libx264', '.webm': 'libvpx-vp9', '.gif': None}
@@ -35,24 +38,33 @@ def label_lines(top: dict, count: int = TOP_DRAWN) -> list[str]:
   return lines
 
 
-def draw_labels(frames: np.ndarray, lines: list[str]) -> np.ndarray:
-  """A copy of (T, H, W, 3) uint8 frames with `lines` in white on a dark band, bottom left."""
-  h, w = frames.shape[1:3]
-  font = ImageFont.load_default(size=max(9, h // 18))
+def label_painter(height: int, width: int, lines: list[str]):
+  """A function drawing `lines` in white on a dark band, bottom left, on a copy of uint8 frames
+  of that size: one (H, W, 3) frame or a stack (..., H, W, 3). The text is laid out once."""
+  font = ImageFont.load_default(size=max(9, height // 18))
   probe = ImageDraw.Draw(Image.new('RGB', (1, 1)))
   boxes = [probe.textbbox((0, 0), line, font=font) for line in lines]
   pad, step = 2, max(b[3] for b in boxes) + 2
-  band_h, band_w = step * len(lines) + 2 * pad, min(w, max(b[2] for b in boxes) + 2 * pad)
-  out = frames.copy()
-  band = out[:, h - band_h:, :band_w]
-  band[:] = band // 3  # Darkened, so white text reads on any footage.
+  band_h, band_w = step * len(lines) + 2 * pad, min(width, max(b[2] for b in boxes) + 2 * pad)
   text = Image.new('L', (band_w, band_h))
   draw = ImageDraw.Draw(text)
   for i, line in enumerate(lines):
     draw.text((pad, pad + i * step), line, fill=255, font=font)
-  mask = np.asarray(text) > 127
-  band[:, mask] = 255
-  return out
+  mask = np.asarray(text)[:min(band_h, height)] > 127
+
+  def paint(frames):
+    out = np.array(frames)
+    band = out[..., max(height - band_h, 0):, :band_w, :]
+    band[:] = band // 3  # Darkened, so white text reads on any footage.
+    band[..., mask, :] = 255
+    return out
+
+  return paint
+
+
+def draw_labels(frames: np.ndarray, lines: list[str]) -> np.ndarray:
+  """A copy of (T, H, W, 3) uint8 frames with `lines` in white on a dark band, bottom left."""
+  return label_painter(*frames.shape[1:3], lines)(frames)
 
 
 def attention_panels(model, params, config, query: str, layer: int = -1) -> np.ndarray:
@@ -76,9 +88,11 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
                                token=token, query_xy=(qx, qy))
 
 
-def check_output(path: str) -> None:
-  """OverlayError (one line naming `path`) for an output write_prediction cannot produce: called
-  before the model runs, so that a typo costs nothing."""
+def check_output(path: str, source: str = '') -> None:
+  """OverlayError (one line naming `path`) for an output write_prediction cannot produce or must
+  not write: called before the model runs, so that a typo costs nothing. An existing file is
+  overwritten only where it is an earlier output of predict (it carries video.MARKER); never
+  the input video `source` itself, under any name."""
   ext = os.path.splitext(path)[1].lower()
   folder = os.path.dirname(os.path.abspath(path))
   if ext not in FORMATS:
@@ -87,23 +101,42 @@ def check_output(path: str) -> None:
     problem = f'the folder {folder} does not exist'
   elif not os.access(folder, os.W_OK):
     problem = f'the folder {folder} is not writable'
+  elif os.path.isdir(path):
+    problem = 'a folder'
+  elif os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+    problem = f'this is the input video ({source}); write the labelled copy to another file'
+  elif os.path.exists(path) and video.comment(path) != MARKER:
+    problem = ('the file exists and is not an output of predict (which carries the comment '
+               f'{MARKER!r}); predict overwrites only its own outputs: remove it or choose '
+               'another name')
   else:
     return
   raise OverlayError(f'predict_output={path}: {problem}')
 
 
 def write_prediction(path: str, config, model, params, top: dict) -> int:
-  """Writes the labelled video (module docstring) to `path`; returns its frame count."""
+  """Writes the labelled video (module docstring) to `path`, marked as predict's (MARKER);
+  returns its frame count. The input video is streamed: decoded, labelled and encoded one frame
+  at a time (a GIF is the exception: PIL holds its frames until it writes)."""
   if config.predict_query:
-    frames, fps = attention_panels(model, params, config, config.predict_query), 2
+    panels, fps = attention_panels(model, params, config, config.predict_query), 2
   else:
-    frames, fps = video.read_video(config.video)
-    frames = np.stack(frames)
-  h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # H.264 (4:2:0) needs even sizes.
-  frames = draw_labels(frames[:, :h, :w], label_lines(top))
+    (fps, _), panels = video.probe(config.video), None
+  written = 0
+
+  def labelled():  # one frame at a time, cut to even sizes (H.264's 4:2:0 needs them)
+    nonlocal written
+    paint = None
+    frames = (f for _, f in video.decode(config.video)) if panels is None else panels
+    for frame in frames:
+      h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+      paint = paint or label_painter(h, w, label_lines(top))
+      written += 1
+      yield paint(frame[:h, :w])
+
   codec = FORMATS[os.path.splitext(path)[1].lower()]
   if codec is None:
-    video.write_gif(path, frames, fps)
+    video.write_gif(path, labelled(), fps, comment=MARKER)
   else:
-    video.write_video(path, frames, fps, codec)
-  return len(frames)
+    video.write_video(path, labelled(), fps, codec, comment=MARKER)
+  return written

@@ -21,11 +21,15 @@ from mformer_jax.weights import labels
 def predict(config, workdir: str, *, top: int = 5, report=None) -> dict:
   """{head: [(class name, ensemble probability)] * top} for the video file config.video; with
   config.predict_output also the labelled video (overlay.py), checked before the model runs and
-  written after report(result) has shown the answer."""
+  written after report(result) has shown the answer. Only the frames the views sample are kept
+  in memory (pipeline.load_video_views), and the labelled copy is streamed."""
   if not config.video:
     raise ConfigError('predict needs a video: --config.video=PATH')
+  if config.predict_query and not config.predict_output:  # it would be ignored
+    raise ConfigError(f'predict_query={config.predict_query} draws into the labelled video: '
+                      'give it a file, --config.predict_output=FILE.mp4')
   if config.predict_output:
-    overlay.check_output(config.predict_output)
+    overlay.check_output(config.predict_output, config.video)
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, _ = params_to_evaluate(config, workdir, model, mesh)
   views = pipeline.load_video_views(config.video, config.data)  # (views, T, H, W, 3)
