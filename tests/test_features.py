@@ -8,7 +8,7 @@ import pytest
 
 import real_footage
 import train_fixtures as tfx
-from mformer_jax import weights
+from mformer_jax import errors, weights
 from mformer_jax.eval import predict, features
 from mformer_jax.data import pipeline, video
 from mformer_jax.model import make_model
@@ -55,7 +55,7 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
   with np.load(out) as z:
     np.testing.assert_array_equal(z['features'][:2], first)
     assert np.abs(z['features'][2] - first[1]).max() > 0  # Distorted differs from pristine.
-  with pytest.raises(ValueError, match='another model or config'):
+  with pytest.raises(errors.InputError, match='another model or config'):
     features.extract(cfg, work, [bikes], out, per_view=False)
   monkeypatch.undo()
   cfg = cfg.copy_and_resolve_references()

@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 
+from mformer_jax.errors import MissingInputError
 from mformer_jax.lra import listops
 
 OFFICIAL = os.path.join(os.path.dirname(__file__), 'data', 'listops_official.tsv')
@@ -127,5 +128,5 @@ def test_build_files_resume_and_missing_path(tmp_path):
   again, _ = listops.load_split(str(tmp_path), 'test', max_length=64)  # from the cache
   assert tokens.shape == (5, 64) and (tokens == again).all()
   assert labels.tolist() == [t for _, t in rows['test']]
-  with pytest.raises(FileNotFoundError, match='no ListOps file'):
+  with pytest.raises(MissingInputError, match='no ListOps file'):
     listops.read_tsv(str(tmp_path / 'nope.tsv'))

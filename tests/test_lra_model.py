@@ -125,7 +125,7 @@ def test_a_diverged_run_stops_at_the_trainers_nan_guard_before_saving(tmp_path):
 def test_missing_data_is_one_clear_error(tmp_path):
   c = _tiny_config(tmp_path, 'exact', 4)
   c.data.update(dir=str(tmp_path / 'nowhere'), generate=False)
-  with pytest.raises(FileNotFoundError, match='no ListOps file'):
+  with pytest.raises(errors.MissingInputError, match='no ListOps file'):
     train.train_and_evaluate(c, str(tmp_path / 'w'))
 
 
@@ -135,7 +135,7 @@ def test_config_variants():
     assert c.model.attention == arg.split(',')[0]
   assert lra_listops.get_config('orthoformer').model.num_landmarks == 64
   assert lra_listops.get_config('exact,lra').model.dim == 512
-  with pytest.raises(ValueError, match='expected one of'):
+  with pytest.raises(errors.ConfigError, match='expected one of'):
     lra_listops.get_config('linformer')
   # The full-size schedule (no decay step): warmup, then constant.
   _, schedule = train.make_optimizer(lra_listops.get_config('exact').train)

@@ -10,6 +10,7 @@ import pytest
 
 from mformer_jax.model import approx, attention, flops, posembed
 from mformer_jax.model import ModelConfig, Motionformer, init_variables
+from mformer_jax.errors import ConfigError
 from mformer_jax.model.posembed import bicubic_matrix
 
 STATS = json.load(open(os.path.join(os.path.dirname(__file__), 'goldens', 'full_size_stats.json')))
@@ -98,7 +99,7 @@ def test_posembed_square_grid_keeps_the_official_single_scale():
   dh, _ = posembed.spatial_resize_matrices(14, (21, 21), 'dino')
   np.testing.assert_array_equal(dh, bicubic_matrix(14, 21.1 / 14))
   assert np.abs(dh - mh).max() > 1e-3
-  with pytest.raises(ValueError, match='expected one of'):
+  with pytest.raises(ConfigError, match='expected one of'):
     ModelConfig(pos_embed_resize='nearest')
 
 
@@ -266,9 +267,9 @@ def test_space_only_model_keeps_frames_apart():
 
 
 def test_config_validation():
-  with pytest.raises(ValueError, match='attention'):
+  with pytest.raises(ConfigError, match='attention'):
     ModelConfig(attention='axial')
-  with pytest.raises(ValueError, match="unknown model config keys: \\['depht'\\]"):
+  with pytest.raises(ConfigError, match="unknown model config keys: \\['depht'\\]"):
     ModelConfig.from_config({'depht': 3})
   with pytest.raises(ValueError, match='built for 4 frames, got 6'):  # at trace time
     jax.eval_shape(Motionformer(ModelConfig(**TINY)).init, jax.random.key(0),

@@ -205,9 +205,9 @@ def test_fused_update_trains_like_the_standard_step(tmp_path):
 
 
 def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
-  with pytest.raises(ValueError, match='needs model.scan_blocks=True'):
+  with pytest.raises(errors.ConfigError, match='needs model.scan_blocks=True'):
     train.train_and_evaluate(tfx.config(**{'train.fused_update': True}), str(tmp_path / 'x'))
-  with pytest.raises(ValueError, match='grad_clip_norm'):
+  with pytest.raises(errors.ConfigError, match='grad_clip_norm'):
     train.train_and_evaluate(tfx.config(**FUSED_SMALL, **{'train.fused_update': True,
                                                           'train.grad_clip_norm': 1.0}),
                              str(tmp_path / 'y'))
@@ -217,7 +217,7 @@ def test_fused_update_needs_stacked_blocks_and_no_clipping(tmp_path):
 def test_another_layout_cannot_resume_but_init_checkpoint_converts(tmp_path):
   fused = {**FUSED_SMALL, 'train.fused_update': True, 'train.max_steps': 2}
   train.train_and_evaluate(tfx.config(**fused), str(tmp_path / 'fused'))
-  with pytest.raises(ValueError, match='written with model.scan_blocks=True and '
+  with pytest.raises(errors.ConfigError, match='written with model.scan_blocks=True and '
                      'train.fused_update=True'):   # resuming with another optimizer state layout
     train.train_and_evaluate(tfx.config(**FUSED_SMALL), str(tmp_path / 'fused'))
   # ... while starting a new run from its parameters converts the layout.

@@ -123,33 +123,58 @@ def train_and_evaluate(config, workdir: str) -> dict:
       lock.release()
 
 
+def _open_run(config, workdir, num_train: int, lengths: dict):
+  """Writes WORKDIR/config.json (host 0), logs the schedule; the run's metric writer."""
+  host0 = jax.process_index() == 0
+  if host0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
+  logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
+               'eval every %d steps', num_train, config.train.batch_size,
+               lengths['steps_per_epoch'], lengths['total_steps'],
+               lengths['total_steps'] / lengths['steps_per_epoch'], lengths['eval_every_steps'])
+  return metric_writers.create_default_writer(str(workdir), just_logging=not host0)
+
+
+def _warn_if_slow(model_cfg) -> None:
+  if model_cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
+    logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
+                    'float32, even where the CPU has AMX (benchmarks/results/intel-spr-2core/): '
+                    '--config.model.dtype=float32 is faster on a CPU.')
+
+
+def _checkpoint_meta(config, model_cfg, step: int, lengths: dict) -> dict:
+  """What a trainer's checkpoint records beside its arrays (a resume checks the last two)."""
+  return {'step': step, 'total_steps': lengths['total_steps'],
+          'epoch': step / lengths['steps_per_epoch'], 'model': dict(model_cfg.__dict__),
+          'fused_update': bool(config.train.fused_update)}
+
+
+def _check_and_log(mngr, writer, meter, acc, first: int, step: int, eval_s: float) -> None:
+  """At a log point: a failed asynchronous save ends the run now; the NaN guard (nothing is
+  saved unless every step since `first` was finite); the metrics summed since then and the
+  throughput (eval_s: the seconds spent evaluating so far) to the writer."""
+  checkpoints.check(mngr)
+  summary = summarize(jax.device_get(acc))
+  check_finite(summary, first, step, mngr)
+  writer.write_scalars(step, {**{f'train/{k}': v for k, v in summary.items()},
+                              **meter.scalars(step, eval_s)})
+
+
 def _train_and_evaluate(config, workdir, stop) -> dict:
   workdir = workdir_lib.path(workdir)
-  host0 = jax.process_index() == 0
   train_cfg, ck = config.train, config.checkpoint
 
   # ---- Data sizes first: a missing dataset fails here, before anything is compiled.
   num_train = pipeline.num_examples(config.data, 'train')
   lengths = schedule_lengths(config, num_train)
-  total = lengths['total_steps']
+  total, every = lengths['total_steps'], lengths['eval_every_steps']
   local_batch = sharding.local_batch_size(train_cfg.batch_size, 'train.batch_size')
-
-  if host0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not host0)
-  logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
-               'eval every %d steps', num_train, train_cfg.batch_size, lengths['steps_per_epoch'],
-               total,
-               total / lengths['steps_per_epoch'], lengths['eval_every_steps'])
+  writer = _open_run(config, workdir, num_train, lengths)
 
   # ---- Model, optimizer and sharded state.
-  mesh = sharding.make_mesh()
-  model = make_model(config.model)
-  if model.cfg.dtype == 'bfloat16' and jax.default_backend() == 'cpu':
-    logging.warning('model.dtype=bfloat16 on XLA:CPU runs this model about half as fast as '
-                    'float32, even where the CPU has AMX (benchmarks/results/intel-spr-2core/): '
-                    '--config.model.dtype=float32 is faster on a CPU.')
+  mesh, model = sharding.make_mesh(), make_model(config.model)
+  _warn_if_slow(model.cfg)
   evaluator = evaluator_lib.Evaluator(config, model, mesh, workdir)  # checks the data fits the heads
   step_fn, tx, _, state_sh = make_train_step(config, model, mesh, lengths['steps_per_epoch'])
   meter = throughput.Meter(model.cfg, train_cfg.batch_size)  # clips/s, TFLOP/s, MFU in the logs
@@ -162,67 +187,52 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   parameter_overview.log_parameter_overview(state['params'], include_stats='global',
                                             jax_logging_process=0, msg='Parameters')
 
-  def checkpoint(step, results=None):
-    meta = {'step': step, 'total_steps': total, 'epoch': step / lengths['steps_per_epoch'],
-            'model': dict(model.cfg.__dict__), 'fused_update': bool(train_cfg.fused_update)}
-    checkpoints.save(mngr, state, meta, metrics=results and {
-        ck.best_metric: results[ck.best_metric]})
-
   # ---- The loop. Batch i of the (deterministic) input pipeline always feeds update i.
   keys = ('clip', *model.cfg.heads)
   batches = pipeline.make_train_iterator(
       config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())
-  bad_records = lambda: list(batches.bad.found.values()) if batches.bad else []  # skipped so far
+  evaluate = lambda step: evaluator.run(  # with the training records skipped so far
+      state['params'], tag=f'step_{step}', writer=writer, step=step,
+      bad_train_records=list(batches.bad.found.values()) if batches.bad else [])
   report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                            every_steps=train_cfg.log_every_steps, every_secs=None)
-  acc, acc_from, results = None, start, {}
-  first, eval_s, t0 = start + 1, 0.0, None
+  acc, acc_from, results, eval_s, t0 = None, start, {}, 0.0, None
   try:
     for step in range(start + 1, total + 1):
       batch = next(batches)
-      batch = sharding.global_batch({k: batch[k] for k in keys}, mesh)
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn(state, sharding.global_batch({k: batch[k] for k in keys}, mesh))
       acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
-      if step == first:  # throughput excludes compilation (the first step) and evaluation
+      if step == start + 1:  # throughput excludes compilation (the first step) and evaluation
         jax.block_until_ready(metrics)
         t0 = time.perf_counter()
         meter.start(step)
       report(step)
-      eval_now = step % lengths['eval_every_steps'] == 0 or step == total
+      eval_now = step % every == 0 or step == total
       sync = step % train_cfg.log_every_steps == 0 or step % ck.every_steps == 0 or eval_now
       preempted = stop.requested(mngr, step, sync)  # agreed by all hosts, so all stop together
-      save_now = step % ck.every_steps == 0 or eval_now or bool(preempted)
-      if sync or save_now:
-        checkpoints.check(mngr)  # a failed asynchronous save ends the run now
-        # Also the NaN guard: nothing is saved unless every step since the last check was finite.
-        summary = summarize(jax.device_get(acc))
-        check_finite(summary, acc_from + 1, step, mngr)
-        writer.write_scalars(step, {**{f'train/{k}': v for k, v in summary.items()},
-                                    **meter.scalars(step, eval_s)})
+      if sync or preempted:
+        _check_and_log(mngr, writer, meter, acc, acc_from + 1, step, eval_s)
         acc, acc_from = None, step
       if eval_now:
         tick = time.perf_counter()
         with report.timed('eval'):
-          results = evaluator.run(state['params'], tag=f'step_{step}', writer=writer, step=step,
-                                  bad_train_records=bad_records())
+          results = evaluate(step)
         eval_s += time.perf_counter() - tick
-      if save_now:
-        checkpoint(step, results if eval_now else None)
+      if step % ck.every_steps == 0 or eval_now or preempted:
+        checkpoints.save(mngr, state, _checkpoint_meta(config, model.cfg, step, lengths),
+                         metrics={ck.best_metric: results[ck.best_metric]} if eval_now else None)
       if preempted and step < total:
         raise Preempted(f'preempted at step {step} ({preempted}): checkpoint saved in '
                         f'{mngr.directory}; run the same command to continue')
     train_s = time.perf_counter() - t0 - eval_s if t0 else 0.0
-    if not results:  # resumed a finished run: evaluate its final parameters again
-      results = evaluator.run(state['params'], tag=f'step_{total}', writer=writer, step=total,
-                              bad_train_records=bad_records())
+    results = results or evaluate(total)  # resumed a finished run: its final parameters again
     writer.flush()
   finally:
     checkpoints.finish(mngr)  # never leave a half-written checkpoint behind us
     mngr.close()
 
-  timed_steps = total - first  # steps after the compiling one
-  clips_per_s = (timed_steps * train_cfg.batch_size / train_s
-                 if timed_steps > 0 and train_s > 0 else 0.0)
+  timed = total - start - 1  # steps after the compiling one
+  clips_per_s = timed * train_cfg.batch_size / train_s if timed > 0 and train_s > 0 else 0.0
   return {**results, 'steps': total, 'train_clips_per_s': clips_per_s,
           **meter.summary(clips_per_s), 'workdir': str(workdir)}
