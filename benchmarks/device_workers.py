@@ -171,25 +171,24 @@ def _run_train(ours, compiled, b: int) -> dict:
   row = {**ours.setting(), 'batch': b, 'memory_analysis': hlo.per_chip_bytes(compiled)}
   try:
     holder = {'state': ours.new_state(), 'batch': ours.batch(b)}
-
-    def run():
-      holder['state'], holder['metrics'] = compiled(holder['state'], holder['batch'])
-    times = time_groups(run, lambda: jax.block_until_ready(holder['metrics']['loss']),
-                        ours.timing)
   except Exception as e:  # pylint: disable=broad-except  (an OOM is a result of this check)
     return {**row, 'error': error_line(e)}
-  step_s = common.median(times)
-  peak, what = ours.memory()
-  ref = throughput.model_flops_per_clip(ours.model.cfg) * b
-  executed = ours.executed_flops(b)
-  peak_tf = throughput.peak_tflops()
-  row.update(step_s=step_s, times_s=times, clips_per_s=b / step_s, peak_bytes=peak,
-             peak_what=what, flops_reference=ref, flops_executed=executed,
-             tflops_reference=ref / step_s / 1e12, tflops_executed=executed / step_s / 1e12,
-             peak_tflops=peak_tf)
-  if peak_tf:
-    row.update(mfu_reference=ref / step_s / 1e12 / peak_tf,
-               mfu_executed=executed / step_s / 1e12 / peak_tf)
+
+  def run():
+    holder['state'], holder['metrics'] = compiled(holder['state'], holder['batch'])
+  row = timed_row(row, run, lambda: jax.block_until_ready(holder['metrics']['loss']),
+                  ours.timing, ours.memory)
+  del holder
+  if 'error' in row:
+    return row
+  row.update(peak_tflops=throughput.peak_tflops(),
+             flops_reference=throughput.model_flops_per_clip(ours.model.cfg) * b,
+             flops_executed=ours.executed_flops(b))
+  for way in ('reference', 'executed'):   # the trainer's formula, over one device
+    r = throughput.rates(row['clips_per_s'], row[f'flops_{way}'] / b, 1, row['peak_tflops'])
+    row[f'tflops_{way}'] = r['model_tflops_per_device']
+    if 'mfu' in r:
+      row[f'mfu_{way}'] = r['mfu']
   return row
 
 
@@ -289,16 +288,13 @@ def eval_task(spec) -> list:
     clip = ours.batch(b)['clip']
     t0 = time.perf_counter()
     fwd = jax.jit(forward).lower(params, clip).compile()
-    row['compile_s'] = time.perf_counter() - t0
-    holder = {}
-    times = time_groups(lambda: holder.update(p=fwd(params, clip)),
-                        lambda: jax.block_until_ready(holder['p']), spec['timing'])
-    peak, what = ours.memory()
-    row.update(batch=b, step_s=common.median(times), times_s=times,
-               clips_per_s=b / common.median(times), peak_bytes=peak, peak_what=what)
-    del params, clip, holder
+    row.update(batch=b, compile_s=time.perf_counter() - t0)
   except Exception as e:  # pylint: disable=broad-except
-    row['error'] = error_line(e)
+    return [{**row, 'error': error_line(e)}, matmul(jax, spec['matmul'], spec['timing'])]
+  holder = {}
+  row = timed_row(row, lambda: holder.update(p=fwd(params, clip)),
+                  lambda: jax.block_until_ready(holder['p']), spec['timing'], ours.memory)
+  del params, clip, holder
   return [row, matmul(jax, spec['matmul'], spec['timing'])]
 
 
@@ -339,72 +335,63 @@ def torch_worker(spec):
     common.emit({'rows': rows})
 
 
+def timed_row(row: dict, fn, sync, timing: dict, memory) -> dict:
+  """`row` with the timing of `fn` (time_groups) and memory()'s (peak bytes, what), or the
+  error that stopped it (an out-of-memory is a result of the check)."""
+  try:
+    times = time_groups(fn, sync, timing)
+    peak, what = memory()
+  except Exception as e:  # pylint: disable=broad-except
+    return {**row, 'error': error_line(e)}
+  step_s = common.median(times)
+  return {**row, 'step_s': step_s, 'times_s': times, 'clips_per_s': row['batch'] / step_s,
+          'peak_bytes': peak, 'peak_what': what}
+
+
 def official_task(spec) -> list:
+  """The official model's training step at each of spec['train_batches'], then its eval
+  forward; the recipe of ours: AdamW (lr 1e-4, decay 0.05), label smoothing 0.2, bf16."""
   import torch
   from benchmarks import official
   dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+  cuda, m = dev.type == 'cuda', spec['model']
   torch.manual_seed(0)
-  m = spec['model']
   model = official.model(spec['repo'], frames=m['frames'], crop=m['crop'], depth=m['depth'],
                          dim=m['dim'], heads=m['heads'], num_classes=m['classes']).to(dev)
-  # The recipe of ours: AdamW (lr 1e-4, decay 0.05), label smoothing 0.2, bf16 autocast.
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-  cuda = dev.type == 'cuda'
   sync = torch.cuda.synchronize if cuda else (lambda: None)
   autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+  memory = ((lambda: (torch.cuda.max_memory_allocated(), 'torch max_memory_allocated')) if cuda
+            else (lambda: (peak_rss_bytes(), 'process peak RSS')))
+  data = {}
 
-  def memory():
-    if cuda:
-      return torch.cuda.max_memory_allocated(), 'torch max_memory_allocated'
-    return peak_rss_bytes(), 'process peak RSS'
-
-  def clip(b):
-    return torch.randn(b, 3, m['frames'], m['crop'], m['crop'], device=dev)
-
-  rows = []
-  for b in spec['train_batches']:
-    row = {'name': spec['name'], 'mode': 'train', 'batch': b}
-    try:
-      x, y = clip(b), torch.arange(b, device=dev) % m['classes']
-      if cuda:
-        torch.cuda.reset_peak_memory_stats()
-
-      def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-          logits = model([x])
-        torch.nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.2).backward()
-        opt.step()
-      model.train()
-      times = time_groups(step, sync, spec['timing'])
-      peak, what = memory()
-      row.update(step_s=common.median(times), times_s=times, clips_per_s=b / common.median(times),
-                 peak_bytes=peak, peak_what=what)
-    except Exception as e:  # pylint: disable=broad-except  (torch.OutOfMemoryError: a result)
-      row['error'] = error_line(e)
-    x = y = None
-    opt.zero_grad(set_to_none=True)
+  def fresh(b):   # the inputs, on a device whose peak counter starts again
+    data.clear()
     if cuda:
       torch.cuda.empty_cache()
-    rows.append(row)
-  row = {'name': spec['name'], 'mode': 'eval', 'batch': spec['eval_batch']}
-  try:
-    model.eval()
-    x = clip(spec['eval_batch'])
-    if cuda:
       torch.cuda.reset_peak_memory_stats()
+    data['x'] = torch.randn(b, 3, m['frames'], m['crop'], m['crop'], device=dev)
+    data['y'] = torch.arange(b, device=dev) % m['classes']
 
-    def forward():
-      with torch.no_grad(), autocast():
-        model([x]).float().softmax(-1)
-    times = time_groups(forward, sync, spec['timing'])
-    peak, what = memory()
-    row.update(step_s=common.median(times), times_s=times,
-               clips_per_s=spec['eval_batch'] / common.median(times), peak_bytes=peak,
-               peak_what=what)
-  except Exception as e:  # pylint: disable=broad-except
-    row['error'] = error_line(e)
-  rows.append(row)
+  def step():
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+      logits = model([data['x']])
+    torch.nn.functional.cross_entropy(logits.float(), data['y'], label_smoothing=0.2).backward()
+    opt.step()
+
+  def forward():
+    with torch.no_grad(), autocast():
+      model([data['x']]).float().softmax(-1)
+
+  rows = []
+  for mode, b, fn in ([('train', b, step) for b in spec['train_batches']]
+                      + [('eval', spec['eval_batch'], forward)]):
+    opt.zero_grad(set_to_none=True)
+    fresh(b)
+    model.train(mode == 'train')
+    rows.append(timed_row({'name': spec['name'], 'mode': mode, 'batch': b}, fn, sync,
+                          spec['timing'], memory))
   return [{**r, 'torch': torch.__version__, 'device': str(dev)} for r in rows]
 
 
