@@ -11,11 +11,13 @@ mformer_jax.export` in a subprocess, then run in a fresh process that cannot imp
 JAX model itself (`jax`, the reference). Latency: median wall (and process CPU) seconds of
 `--repeats` calls after one warm-up call (which compiles); `max_rel_err`: max |logits - JAX
 logits| / max |JAX logits| at that batch size.
+
+`run_artifact` is also what tests/test_export.py runs its fresh-process checks with; a worker
+imports nothing of the project (the driver alone imports benchmarks.report_tables, which does).
 """
 import argparse
 import importlib.util
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,11 +25,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 SCRIPT = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(SCRIPT))
 FORMATS = ('stablehlo', 'savedmodel', 'onnx')
 RUNTIMES = {'jax': 'the JAX model (mformer_jax.serving.inference_function, jitted)',
             'stablehlo': 'jax.jit(jax.export.deserialize(bytes).call)',
@@ -102,6 +102,7 @@ def worker(spec: dict) -> None:
   """Loads spec['artifact'] in spec['format']'s runtime and runs it on the first b clips of
   spec['clips'] (.npy) for each b of spec['batches']: outputs to spec['outputs'] (.npz, keys
   'NAME/bB'), timings as the RESULT line. An artifact's process cannot import mformer_jax."""
+  imported = 'mformer_jax' in sys.modules  # by this module's own imports: none
   if spec['format'] != 'jax':
     sys.modules['mformer_jax'] = None  # any `import mformer_jax` now raises ImportError
   clips = np.load(spec['clips'])
@@ -120,7 +121,7 @@ def worker(spec: dict) -> None:
                                      median_s=common.median(wall), median_cpu_s=common.median(cpu),
                                      times_s=wall)
   np.savez(spec['outputs'], **outputs)
-  result['imported_mformer_jax'] = sys.modules.get('mformer_jax') is not None
+  result['imported_mformer_jax'] = imported or sys.modules.get('mformer_jax') is not None
   common.emit(result)
 
 
@@ -142,7 +143,7 @@ def run_artifact(fmt: str, artifact: str, clips: str, outputs: str, batches=(1, 
 def _export(source: str, fmt: str, out: str) -> dict:
   t0 = time.perf_counter()
   proc = subprocess.run([sys.executable, '-m', 'mformer_jax.export', f'--source={source}',
-                         f'--format={fmt}', f'--out={out}'], cwd=ROOT, capture_output=True,
+                         f'--format={fmt}', f'--out={out}'], cwd=common.ROOT, capture_output=True,
                         text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
   seconds = round(time.perf_counter() - t0, 1)
   if proc.returncode:
@@ -163,27 +164,6 @@ def _errors(outputs: dict, reference: dict) -> dict:
   return out
 
 
-def table(data) -> str:
-  """The results file as a markdown table (benchmarks/report.py)."""
-  batches = sorted({b for r in data['runs'] for b in r.get('batches', {})}, key=int)
-  head = ['format', 'runtime', 'size MB', 'export s'] + [
-      f'batch {b}: wall s, CPU s, rel. err' for b in batches]
-  rows = []
-  for r in data['runs']:
-    if 'error' in r:
-      rows.append([r['format'], RUNTIMES[r['format']], '-', '-', r['error']] + ['-'] * (len(batches) - 1))
-      continue
-    cells = [r['format'], RUNTIMES[r['format']], str(r.get('size_mb', '-')), str(r.get('export_s', '-'))]
-    for b in batches:
-      t = r['batches'].get(b)
-      err = r.get('max_rel_err', {}).get(f'b{b}')
-      cells.append('-' if t is None else f"{t['median_s']:.2f}, {t['median_cpu_s']:.2f}, "
-                   + ('reference' if r['format'] == 'jax' else f'{err:.1e}'))
-    rows.append(cells)
-  return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-                   + ['| ' + ' | '.join(r) + ' |' for r in rows])
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--formats', default=','.join(FORMATS))
@@ -193,8 +173,7 @@ def main():
                                             '(default: a temporary one, removed)')
   common.out_arg(ap, 'export')
   args = ap.parse_args()
-  results, out = common.new_results(args.out, 'export')
-  results['command'] = shlex.join(['-m', 'benchmarks.export'] + sys.argv[1:])
+  results, out = common.new_results(args.out, 'export', args.variant)
   batches = [int(b) for b in args.batches.split(',')]
   with tempfile.TemporaryDirectory() as tmp:
     work = args.work or tmp
@@ -225,7 +204,8 @@ def main():
       results['runs'].append(row)
       print({k: v for k, v in row.items() if k != 'batches'}, flush=True)
       common.write(results, out)
-  print(table(results))
+  from benchmarks import report_tables  # pylint: disable=g-import-not-at-top
+  print(report_tables.export_table(results))
   print(f'-> {out}')
 
 

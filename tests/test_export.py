@@ -104,6 +104,9 @@ def test_savedmodel_equals_the_model(released, views, reference, tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   written = serving.write(released, 'savedmodel', str(tmp_path / 'sm'), log=lambda _: None)
   assert written.outputs == ('logits', 'features') and written.size_bytes > 0
+  (tmp_path / 'plain').mkdir()
+  assert os.stat(written.path).st_mode == os.stat(tmp_path / 'plain').st_mode
+  assert sorted(os.listdir(tmp_path)) == ['plain', 'sm']  # no temporary left
   serve = tf.saved_model.load(written.path).signatures[savedmodel.SIGNATURE]
   assert serve.structured_input_signature[1] == {
       'clip': tf.TensorSpec((None, 8, 32, 32, 3), tf.float32, name='clip')}
@@ -244,3 +247,20 @@ def test_mformer_b_artifacts_equal_the_model(tmp_path):
     outputs = _export_and_run(source, fmt, tmp_path / fmt, views, timeout=1200)
     for b in BATCHES:
       assert_equal_outputs(outputs[b], reference, b)
+
+
+def test_the_benchmark_table_of_a_synthetic_file():
+  from benchmarks import report_tables  # pylint: disable=g-import-not-at-top
+  timing = lambda wall, cpu: {'median_s': wall, 'median_cpu_s': cpu}
+  data = {'command': '-m benchmarks.export', 'machine': {}, 'runs': [
+      {'format': 'jax', 'peak_rss_mb': 4000.0, 'batches': {'1': timing(2.0, 4.0)}},
+      {'format': 'onnx', 'export_s': 27.25, 'size_mb': 414.8, 'peak_rss_mb': 9632.4,
+       'batches': {'1': timing(3.0, 5.5)}, 'max_rel_err': {'b1': 1.5e-06}},
+      {'format': 'savedmodel', 'error': 'rc=1: boom'}]}
+  assert report_tables.kind(data) == 'export'
+  assert report_tables.export_table(data).splitlines() == [
+      '| format | runtime | size MB | export s | runtime peak RSS MB | batch 1: wall s, CPU s, '
+      'rel. err |', '|---|---|---|---|---|---|',
+      f'| jax | {bench.RUNTIMES["jax"]} | - | - | 4000 | 2.00, 4.00, reference |',
+      f'| onnx | {bench.RUNTIMES["onnx"]} | 414.8 | 27.2 | 9632 | 3.00, 5.50, 1.5e-06 |',
+      f'| savedmodel | {bench.RUNTIMES["savedmodel"]} | - | - | - | error |']

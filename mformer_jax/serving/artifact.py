@@ -70,6 +70,10 @@ def _replace(write_to_temp, path: str, folder: bool) -> None:
   try:
     target = tmp if folder else os.path.join(tmp, 'artifact')
     write_to_temp(target)
+    if folder:  # mkdtemp's folder is private (0700); the artifact gets a new folder's mode
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(target, 0o777 & ~umask)
     if folder and os.path.isdir(path):
       os.rmdir(path)  # empty (check_output)
     os.replace(target, path)
