@@ -66,6 +66,7 @@ class ModelConfig:
   num_heads: int = 12
   mlp_ratio: float = 4.0
   qkv_bias: bool = True
+  layer_scale: float = 0.0           # LayerScale's init value (DINOv2: ls1/ls2.gamma); 0 = none
   attention: str = 'trajectory'      # trajectory | joint | divided | space (single-frame study)
   trajectory_values: str = 'original'  # original (released ckpts) | projected (paper eq. 6)
   approx: str = 'none'               # none | orthoformer | nystrom | performer
@@ -100,6 +101,8 @@ class ModelConfig:
       raise ConfigError(f'trajectory_impl={self.trajectory_impl!r} has no attention dropout')
     if self.query_chunk < 0:
       raise ConfigError(f'query_chunk={self.query_chunk} must be >= 0 (0 = one frame)')
+    if self.layer_scale < 0:
+      raise ConfigError(f'layer_scale={self.layer_scale} must be >= 0 (0 = no LayerScale)')
 
   @property
   def temporal_slots(self) -> int:
@@ -184,8 +187,22 @@ class Mlp(nn.Module):
     return nn.Dropout(self.dropout)(y, deterministic=not train)
 
 
+class LayerScale(nn.Module):
+  """A learned per-channel scale of a residual branch (CaiT; DINOv2's `ls1`/`ls2.gamma`)."""
+  init_value: float
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    gamma = self.param('gamma', nn.initializers.constant(self.init_value), (x.shape[-1],),
+                       self.param_dtype)
+    return x * gamma.astype(x.dtype)
+
+
 class Block(nn.Module):
-  """Pre-norm block. Divided blocks run a time-attention residual first (no DropPath on it)."""
+  """Pre-norm block. Divided blocks run a time-attention residual first (no DropPath on it).
+  With `layer_scale` the attention and MLP branches are scaled per channel before the residual
+  add (the divided time branch, which no LayerScale model has, is not)."""
   cfg: ModelConfig
   drop_path: float
 
@@ -219,12 +236,14 @@ class Block(nn.Module):
       time_out = time_attn(norm(name='norm3')(x), train=train)
       self.sow('intermediates', 'timeattn_out', time_out)
       x = x + time_out
+    scale = lambda name: (LayerScale(c.layer_scale, c.param_dtype, name=name) if c.layer_scale
+                          else lambda y: y)
     a = attn_fn(norm(name='norm1')(x))
     self.sow('intermediates', 'attn_out', a)
-    x = x + drop_path(a, train=train)
+    x = x + drop_path(scale('ls1')(a), train=train)
     mlp = Mlp(int(x.shape[-1] * c.mlp_ratio), c.dropout, name='mlp', **kw)
-    return split_batch(x + drop_path(mlp(norm(name='norm2')(x), train=train),
-                                              train=train))
+    return split_batch(x + drop_path(scale('ls2')(mlp(norm(name='norm2')(x), train=train)),
+                                     train=train))
 
 
 def drop_path_rates(cfg: ModelConfig) -> np.ndarray:

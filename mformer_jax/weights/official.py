@@ -18,6 +18,7 @@ Weight surgery table (flax path -> official key, transform):
 | blocks_{i}/<mod>/<dense>/kernel        | blocks.{i}.<mod>.<dense>.weight | (out,in) -> (in,out)     |
 | blocks_{i}/<mod>/<dense>/bias          | blocks.{i}.<mod>.<dense>.bias   | -                        |
 | blocks_{i}/norm{1,2,3}/scale, bias     | blocks.{i}.norm{1,2,3}.weight, .bias | -                   |
+| blocks_{i}/ls{1,2}/gamma (LayerScale)  | blocks.{i}.ls{1,2}.gamma        | -                        |
 | norm/scale, norm/bias                  | norm.weight, norm.bias          | -                        |
 | pre_logits/kernel, bias                | pre_logits.fc.weight, .bias     | transpose                |
 | head, head0 (verbs), head1 (nouns)     | head.*, head0.*, head1.*        | transpose                |
@@ -69,7 +70,7 @@ def official_key(path: tuple[str, ...]) -> str:
     parts += ['blocks', m.group(1)] if m else [part]
   if parts == ['pre_logits']:
     parts = ['pre_logits', 'fc']
-  leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}[path[-1]]
+  leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'gamma': 'gamma'}[path[-1]]
   return '.'.join(parts + [leaf])
 
 
