@@ -73,10 +73,10 @@ def test_files_that_are_not_a_vit_say_which_keys(ref):
   with pytest.raises(weights.CheckpointMismatchError,
                      match=r'missing blocks\.1\.mlp\.fc2\.bias, norm\.weight$'):
     vit_lib.vit_config(broken)
-  scaled = dict(sd, **{'blocks.0.ls1.gamma': np.ones(24, np.float32)})
+  scaled = dict(sd, **{'blocks.0.gamma_1': np.ones(24, np.float32)})  # DeiT III's LayerScale
   with pytest.raises(weights.CheckpointMismatchError,
-                     match=r'unsupported blocks\.0\.ls1\.gamma \(LayerScale'):
-    vit_lib.vit_config(scaled)
+                     match=r'unsupported blocks\.0\.gamma_1 \(LayerScale as gamma_1'):
+    vit_lib.vit_config(scaled)  # DINOv2's ls1/ls2.gamma: tests/test_dinov2.py
   mformer = weights.read_checkpoint(str(REFERENCE.parent.parent / 'goldens' /
                                         'model_trajectory_orig.npz'))[0]
   with pytest.raises(weights.CheckpointMismatchError, match='pass it as --checkpoint'):

@@ -13,7 +13,9 @@ Rules (`ModelConfig.pos_embed_resize`), i.e. which scale each axis's matrix uses
             own scale n_out / n_in, as torch does when given the output size.
   dino:     DINO's `interpolate_pos_encoding`, which ran the image ViTs of appendix Table 2:
             scale (n_out + 0.1) / n_in per axis (its guard against floor() losing a row), also
-            for square grids; no resize at the table's own size.
+            for square grids; no resize at the table's own size. DINOv2's ViTs without registers
+            resize by the same rule (its interpolate_offset 0.1, antialias off, from a 37x37
+            table); its register models (offset 0, antialiased) are not loaded (weights/vit.py).
 """
 import math
 
