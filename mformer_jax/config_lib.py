@@ -352,4 +352,7 @@ def make_config(dataset: str, variant: str = 'motionformer') -> ml_collections.C
   config.eval.batch_size = 32     # global, in views
   config.eval.every_epochs = 5.0  # during training (official); 0 = only at the end
   config.eval.step = -1           # eval/predict mode: checkpoint step, -1 = latest
+  # Where the reports go (metrics.json, confusion matrices: <dir>/<step tag>/); '' = WORKDIR/eval.
+  # Another folder evaluates a finished run on a read-only mount.
+  config.eval.output_dir = ''
   return config

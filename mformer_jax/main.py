@@ -15,6 +15,7 @@ Multi-process runs (TPU pods, SLURM, the 2-process test) set JAX_COORDINATOR_ADD
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, or pass --multihost to let JAX discover its peers.
 """
 import re
+import signal
 import sys
 import time
 
@@ -86,10 +87,28 @@ def _parse_flags(argv):
   sys.exit(2)
 
 
+def _stop_at_signals(mode: str) -> None:
+  """SIGTERM / SIGINT in eval or predict mode: nothing to save, so stop at once, with the line and
+  exit status of a preempted trainer (run.preemption) rather than a crash report or a
+  KeyboardInterrupt traceback. (Training installs its own handlers: preemption.Stop.)"""
+
+  def stop(signum, frame):
+    del frame
+    from mformer_jax.run import preemption  # pylint: disable=g-import-not-at-top
+    print(f'stopped ({signal.Signals(signum).name}) before {mode} finished: nothing more is '
+          'written; run the same command to start it again', file=sys.stderr, flush=True)
+    sys.exit(preemption.EXIT_STATUS)
+
+  for s in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(s, stop)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   start = time.perf_counter()
+  if flags.FLAGS.config.mode != 'train':
+    _stop_at_signals(flags.FLAGS.config.mode)
   # Before anything touches a device: TF (tf.data) must not claim accelerators, and
   # jax.distributed must be initialised before the first JAX computation.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

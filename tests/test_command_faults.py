@@ -4,17 +4,20 @@ file, a train.lock that is not a lock file, an empty video folder, a bad mode.""
 import fcntl
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import real_footage
 import train_fixtures as tfx
-from mformer_jax import convert
-from mformer_jax.errors import InputError, MissingInputError
-from mformer_jax.eval import features
+from mformer_jax import config_lib, convert, train
+from mformer_jax.errors import CheckpointMismatchError, InputError, MissingInputError
+from mformer_jax.eval import evaluator, features
 from mformer_jax.run import workdir
 
 
@@ -146,3 +149,61 @@ def test_features_command_faults_are_one_line(converted_tiny, tmp_path):
   _one_error_line(proc, f'--out={tmp_path / "notes.txt"} exists and is not a features file of '
                   'this command; use a new --out (nothing was overwritten)')
   assert (tmp_path / 'notes.txt').read_text() == 'precious notes'
+
+
+def _tree(root):
+  return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob('*'))
+
+
+@pytest.mark.slow  # an evaluation end to end
+def test_eval_of_a_workdir_it_must_not_write_to(converted_tiny, tmp_path):
+  """eval.output_dir: the report goes there and nothing into the workdir (a finished run on a
+  read-only mount; made read-only here too where the tests do not run as root)."""
+  work = tmp_path / 'finished'
+  shutil.copytree(converted_tiny, work)
+  before = _tree(work)
+  for p in [work, *work.rglob('*')] if os.geteuid() else ():  # root writes anyway
+    p.chmod(p.stat().st_mode & ~0o222)
+  cfg = config_lib.finalize(tfx.config(**{'eval.output_dir': str(tmp_path / 'reports')}))
+  try:
+    results = evaluator.evaluate_checkpoint(cfg, str(work))
+  finally:
+    for p in [work, *work.rglob('*')]:
+      p.chmod(p.stat().st_mode | 0o200)
+  assert results['report_dir'] == str(tmp_path / 'reports' / 'step_0')
+  assert (tmp_path / 'reports' / 'step_0' / 'metrics.json').is_file()
+  assert _tree(work) == before
+  assert evaluator.reports_dir(tfx.config(), str(work)) == work / 'eval'  # the default
+
+
+@pytest.mark.slow
+def test_sigterm_during_eval_stops_as_a_preempted_trainer(converted_tiny, tmp_path):
+  cmd = tfx.main_cmd(str(tmp_path / 'work'), **{'mode': 'eval', 'init.checkpoint': converted_tiny,
+                                                'data.synthetic.num_test': 3000})
+  proc = subprocess.Popen(cmd, cwd=tfx.ROOT, env=tfx.env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  seen = []
+  for line in proc.stderr:  # the handlers are in place before this line
+    seen.append(line)
+    if 'eval on 1 devices' in line:
+      break
+  time.sleep(5)  # into the evaluation (3000 test clips take longer)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=240)
+  err = ''.join(seen) + err
+  assert proc.returncode == 75, err[-3000:]
+  assert 'Traceback' not in err and 'SIGTERM received' not in err, err[-3000:]
+  assert err.splitlines()[-1] == ('stopped (SIGTERM) before eval finished: nothing more is '
+                                  'written; run the same command to start it again')
+  assert out == ''
+
+
+@pytest.mark.slow  # a trainer up to its restore
+def test_a_refused_resume_leaves_the_runs_config(trained, tmp_path):
+  work = tmp_path / 'run'
+  shutil.copytree(trained.workdir, work)
+  before = (work / 'config.json').read_text()
+  wider = config_lib.finalize(tfx.config(**{'model.embed_dim': 48}))
+  with pytest.raises(CheckpointMismatchError):
+    train.train_and_evaluate(wider, str(work))
+  assert (work / 'config.json').read_text() == before  # still the config of its checkpoints

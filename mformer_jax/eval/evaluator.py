@@ -3,7 +3,8 @@
 The metrics themselves (view ensemble, top-k, confusion) are `metrics.py`. Every host runs the
 model on its own views; the jitted forward returns its outputs replicated, so every host
 accumulates the same per-video scores and host 0 writes
-WORKDIR/eval/<tag>/{metrics.json, confusion_matrix[_verb|_noun].csv, ...png}.
+WORKDIR/eval/<tag>/{metrics.json, confusion_matrix[_verb|_noun].csv, ...png} (eval.output_dir
+in place of WORKDIR/eval where set).
 Each video must receive exactly `views_per_video` views; unreadable videos are counted and
 listed, never dropped silently.
 """
@@ -133,7 +134,7 @@ class Evaluator:
     if writer is not None:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
     if jax.process_index() == 0:
-      out = self.workdir / 'eval' / tag
+      out = reports_dir(self.config, self.workdir) / tag
       write_report(out, results, per_head, self.names, skipped, bad_train_records)
       results['report_dir'] = str(out)
     return results
@@ -174,8 +175,15 @@ def params_to_evaluate(config, workdir: str, model, mesh):
   return params, f'step_{step}' if own else 'pretrained'
 
 
+def reports_dir(config, workdir):
+  """Where the reports go: config.eval.output_dir, or WORKDIR/eval (its default '')."""
+  return workdir_lib.path(config.eval.output_dir or workdir_lib.path(workdir) / 'eval')
+
+
 def evaluate_checkpoint(config, workdir: str) -> dict:
-  workdir_lib.claim(workdir, lock=False)  # the reports go there: writable, checked up front
+  # The reports' folder is checked writable up front: the workdir, unless eval.output_dir puts
+  # them elsewhere (a finished run on a read-only mount).
+  workdir_lib.claim(config.eval.output_dir or workdir, lock=False)
   mesh, model = sharding.make_mesh(), make_model(config.model)
   params, tag = params_to_evaluate(config, workdir, model, mesh)
   return Evaluator(config, model, mesh, workdir).run(params, tag=tag)

@@ -124,11 +124,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _open_run(config, workdir, num_train: int, lengths: dict):
-  """Writes WORKDIR/config.json (host 0), logs the schedule; the run's metric writer."""
+  """Logs the schedule; the run's metric writer."""
   host0 = jax.process_index() == 0
   if host0:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
   logging.info('%d training clips, global batch %d: %d steps/epoch, %d steps (%.2f epochs), '
                'eval every %d steps', num_train, config.train.batch_size,
                lengths['steps_per_epoch'], lengths['total_steps'],
@@ -180,6 +179,8 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
   meter = throughput.Meter(model.cfg, train_cfg.batch_size)  # clips/s, TFLOP/s, MFU in the logs
   mngr = checkpoints.manager(workdir, ck)
   state, meta = restore_or_create_state(config, model, tx, mngr, state_sh)
+  if jax.process_index() == 0:  # only now: a resume refused for another config keeps the run's
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
   start = meta['step']
   if meta.get('total_steps', total) != total:
     logging.warning('the schedule changed since the checkpoint: %d -> %d steps',
