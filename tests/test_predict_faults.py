@@ -148,6 +148,28 @@ def test_labels_drawn_frame_by_frame_equal_those_drawn_on_the_stack():
   assert not np.array_equal(stacked, frames) and np.array_equal(stacked[:, :30], frames[:, :30])
 
 
+def test_an_interrupted_write_keeps_the_earlier_output(tmp_path, monkeypatch):
+  clip, out = str(tmp_path / 'clip.mp4'), tmp_path / 'labelled.mp4'
+  video.write_video(clip, predict_memory.frames(6), 30)
+  cfg = tfx.config(**{'video': clip, 'predict_output': str(out)})
+  top = {'label': [('move_up', 0.5)]}
+  assert overlay.write_prediction(str(out), cfg, None, None, top) == 6
+  earlier = out.read_bytes()
+  decode = video.decode
+
+  def cut(path, *args, **kwargs):  # the third frame never comes
+    for i, frame in decode(path, *args, **kwargs):
+      if i == 2:
+        raise KeyboardInterrupt
+      yield i, frame
+
+  monkeypatch.setattr(video, 'decode', cut)
+  with pytest.raises(KeyboardInterrupt):
+    overlay.write_prediction(str(out), cfg, None, None, top)
+  assert out.read_bytes() == earlier and sorted(os.listdir(tmp_path)) == ['clip.mp4',
+                                                                          'labelled.mp4']
+
+
 @pytest.mark.slow
 def test_predict_overwriting_its_input_is_one_line(converted_tiny, tmp_path):
   clip = str(tmp_path / 'clip.mp4')

@@ -134,9 +134,17 @@ def write_prediction(path: str, config, model, params, top: dict) -> int:
       written += 1
       yield paint(frame[:h, :w])
 
-  codec = FORMATS[os.path.splitext(path)[1].lower()]
-  if codec is None:
-    video.write_gif(path, labelled(), fps, comment=MARKER)
-  else:
-    video.write_video(path, labelled(), fps, codec, comment=MARKER)
+  # Written beside it, then renamed: an interrupted write (a signal, a full disk) leaves neither
+  # a broken file, which a rerun would refuse as not predict's, nor a lost earlier output.
+  stem, ext = os.path.splitext(path)
+  codec, partial = FORMATS[ext.lower()], f'{stem}.partial{ext}'
+  try:
+    if codec is None:
+      video.write_gif(partial, labelled(), fps, comment=MARKER)
+    else:
+      video.write_video(partial, labelled(), fps, codec, comment=MARKER)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
   return written
