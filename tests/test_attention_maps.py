@@ -176,11 +176,10 @@ def test_figure_synthetic_and_video(tmp_path, monkeypatch):
     (dict(synthetic_seed=0, head=4), 'head 4 out of range'),
     (dict(synthetic_seed=0, query='1,2'), 'expected FRAME,X,Y')])
 def test_figure_bad_input(tmp_path, kwargs, message):
-  from mformer_jax.data import video  # pylint: disable=g-import-not-at-top
   if 'video_path' in kwargs:
     (tmp_path / 'clip.mp4').write_bytes(b'not a video')
     kwargs = {**kwargs, 'video_path': str(tmp_path / 'clip.mp4')}
-  with pytest.raises((ValueError, video.VideoError), match=message):
+  with pytest.raises(ValueError, match=message):  # a ConfigError, InputError or ValueError
     figures.figure(os.path.join(GOLDENS, 'model_maps_trajectory.npz'),
                           output=str(tmp_path), **kwargs)
 

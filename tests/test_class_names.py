@@ -16,8 +16,8 @@ import real_footage
 import release_fixtures
 from configs import released as released_configs
 from mformer_jax import config_lib, convert
-from mformer_jax.data import DatasetNotFoundError
 from mformer_jax.data.config import data_config
+from mformer_jax.errors import MissingInputError
 from mformer_jax.model import ModelConfig, Motionformer
 from mformer_jax.run import checkpoints
 from mformer_jax.weights import labels, released
@@ -83,7 +83,7 @@ def test_which_names_a_model_gets(tmp_path):
   assert labels.is_placeholder(['verb_0', 'verb_1'], 'verb')
   # A dataset without a shipped list, not prepared: its own error (how to prepare it).
   data.name = 'my_videos'
-  with pytest.raises(DatasetNotFoundError):
+  with pytest.raises(MissingInputError):
     labels.class_names(data, heads)
 
 

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 import data_fixtures as fx
-from mformer_jax.data import CorruptDataError, DatasetNotFoundError
-from mformer_jax.errors import MissingInputError
+from mformer_jax.errors import InputError, MissingInputError
 from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
@@ -197,10 +196,10 @@ def test_ssv2_segment_sampling_without_flip(tmp_path):
 
 def test_missing_data_dir_raises_with_the_prepare_command():
   cfg = config.data_config('kinetics400', num_frames=T, sampling_rate=RATE, crop_size=CROP)
-  with pytest.raises(DatasetNotFoundError, match='python -m mformer_jax.data.prepare kinetics'):
+  with pytest.raises(MissingInputError, match='python -m mformer_jax.data.prepare kinetics'):
     pipeline.num_examples(cfg, 'train')
   cfg.data_dir = '/nonexistent'
-  with pytest.raises(ValueError, match='/nonexistent'):
+  with pytest.raises(MissingInputError, match='/nonexistent'):
     pipeline.make_train_iterator(cfg, local_batch_size=2, seed=0, process_index=0,
                                  process_count=1)
 
@@ -267,7 +266,7 @@ def test_a_record_failing_its_crc_is_replaced_by_the_next_one_deterministically(
     np.testing.assert_array_equal(a['clip'], b['clip'])
   # Beyond the budget: one clear error naming the record.
   bad_cfg.max_bad_fraction = 0.1
-  with pytest.raises(CorruptDataError, match=f'1 of 6 train records .* {shard} record 0'):
+  with pytest.raises(InputError, match=f'1 of 6 train records .* {shard} record 0'):
     _train_batches(bad_cfg, 6)
 
 

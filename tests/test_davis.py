@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mformer_jax.analysis import davis, davis_layout, davis_metrics
+from mformer_jax.errors import InputError
 
 REFERENCE = pathlib.Path(__file__).parent / 'data' / 'davis_reference.npz'
 
@@ -140,25 +141,25 @@ def _copy(root, tmp_path):
 
 def test_reader_errors(twin, tmp_path):
   root, names = twin
-  with pytest.raises(davis_layout.LayoutError, match='is not a folder'):
+  with pytest.raises(InputError, match='is not a folder'):
     davis_layout.sequence_names(tmp_path / 'nowhere')
-  with pytest.raises(davis_layout.LayoutError, match='not a DAVIS-2017 root: no JPEGImages/480p'):
+  with pytest.raises(InputError, match='not a DAVIS-2017 root: no JPEGImages/480p'):
     davis_layout.sequence_names(root / 'Annotations')
-  with pytest.raises(davis_layout.LayoutError, match='no sequence list .*train.txt'):
+  with pytest.raises(InputError, match='no sequence list .*train.txt'):
     davis_layout.sequence_names(root, 'train')
   bad = _copy(root, tmp_path)
   (bad / 'ImageSets/2017/val.txt').write_text('\n'.join(names + ['ghost']))
   assert davis_layout.sequence_names(bad)[-1] == 'ghost'
-  with pytest.raises(davis_layout.LayoutError, match="sequence 'ghost': no frames"):
+  with pytest.raises(InputError, match="sequence 'ghost': no frames"):
     davis_layout.load_sequence(bad, 'ghost')
   ann = bad / 'Annotations/480p' / names[0]
   (ann / '00003.png').rename(ann / '00042.png')
-  with pytest.raises(davis_layout.LayoutError, match=r"without a frame: \['00042'\], without an "
+  with pytest.raises(InputError, match=r"without a frame: \['00042'\], without an "
                      r"annotation: \['00003'\]"):
     davis_layout.load_sequence(bad, names[0])
   ann = bad / 'Annotations/480p' / names[1]
   davis_layout.save_ids(np.zeros((16, 16), np.uint8), ann / '00002.png')
-  with pytest.raises(davis_layout.LayoutError, match='00002.png is 16x16 but its frames are 32x32'):
+  with pytest.raises(InputError, match='00002.png is 16x16 but its frames are 32x32'):
     davis_layout.load_sequence(bad, names[1])
 
 

@@ -10,7 +10,7 @@ import real_footage
 import train_fixtures as tfx
 from mformer_jax import errors, weights
 from mformer_jax.eval import predict, features
-from mformer_jax.data import pipeline, video
+from mformer_jax.data import pipeline
 from mformer_jax.model import make_model
 
 
@@ -64,7 +64,7 @@ def test_features_unreadable_resume_and_predict(setup, tmp_path, monkeypatch):
   assert len(top) == 4 and {n for n, _ in top} == set(cfg.data.synthetic.classes.split(','))
   assert abs(sum(p for _, p in top) - 1) < 1e-5
   cfg.video = corrupt
-  with pytest.raises(video.VideoError, match=f'cannot read {corrupt}'):
+  with pytest.raises(errors.InputError, match=f'cannot read {corrupt}'):
     predict.predict(cfg, work)
 
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import train_fixtures as tfx
+from mformer_jax.errors import ConfigError, UserError
 from mformer_jax.plan import hlo, libtpu, slices
 from mformer_jax.model import flops
 from mformer_jax.model import ModelConfig
@@ -209,7 +210,7 @@ def test_without_libtpu_the_message_says_how_to_install_it(monkeypatch, tmp_path
   monkeypatch.setattr(sys, 'prefix', str(tmp_path))
   monkeypatch.setattr(libtpu.importlib.util, 'find_spec', lambda name: None)
   assert libtpu.libtpu_path() is None
-  with pytest.raises(slices.PlanError, match=r'libtpu is not installed.*requirements-tpu\.txt'):
+  with pytest.raises(UserError, match=r'libtpu is not installed.*requirements-tpu\.txt'):
     libtpu.require(libtpu.libtpu_path())
 
 
@@ -249,7 +250,7 @@ def test_well_formed_topologies_pass_to_libtpu(name):
                                   'v5e:2xx2', 'v5e:2x2x2x2', 'v5e', ':2x2', 'v5e:axb'])
 def test_malformed_topologies_are_refused_before_libtpu(name):
   """A zero side kills the process in libtpu (SIGFPE, exit 136, nothing said): checked first."""
-  with pytest.raises(slices.PlanError, match=rf"TPU topology '{re.escape(name)}': expected "
+  with pytest.raises(ConfigError, match=rf"TPU topology '{re.escape(name)}': expected "
                      r'PREFIX:AxB or PREFIX:AxBxC, every side a whole number >= 1'):
     slices.check_topology(name)
 
@@ -286,7 +287,7 @@ def test_what_a_crash_inside_libtpu_writes_reaches_stderr():
 
 @pytest.mark.parametrize('accelerator', ['v5litepod-12', 'v4-6', 'h100-8', 'v5e'])
 def test_unknown_accelerator_names_are_refused(accelerator):
-  with pytest.raises(slices.PlanError, match='accelerator'):
+  with pytest.raises(ConfigError, match='accelerator'):
     slices.accelerator_topology(accelerator)
 
 

@@ -82,7 +82,7 @@ def test_an_output_of_predict_is_recognised(tmp_path, ext):
   _write(other, np.zeros((3, 16, 16, 3), np.uint8))
   assert (video.comment(ours), video.comment(other)) == (overlay.MARKER, '')
   overlay.check_output(str(ours), 'input.mp4')  # an earlier output: overwritten
-  with pytest.raises(overlay.OverlayError, match=re.escape(
+  with pytest.raises(ConfigError, match=re.escape(
       f'predict_output={other}: the file exists and is not an output of predict (which carries '
       f"the comment 'mformer_jax predict'); predict overwrites only its own outputs: remove it "
       'or choose another name')):
@@ -96,12 +96,12 @@ def test_the_input_video_is_never_an_output(tmp_path):
   os.mkdir(tmp_path / 'sub')
   for out in (source, tmp_path / 'link.mp4', tmp_path / 'sub' / '..' / 'in.mp4'):
     # Even an earlier output of predict, given as the input, is not overwritten.
-    with pytest.raises(overlay.OverlayError, match=re.escape(
+    with pytest.raises(ConfigError, match=re.escape(
         f'predict_output={out}: this is the input video ({source}); write the labelled copy to '
         'another file')):
       overlay.check_output(str(out), str(source))
   (tmp_path / 'dir.mp4').mkdir()
-  with pytest.raises(overlay.OverlayError, match=re.escape(f'{tmp_path / "dir.mp4"}: a folder')):
+  with pytest.raises(ConfigError, match=re.escape(f'{tmp_path / "dir.mp4"}: a folder')):
     overlay.check_output(str(tmp_path / 'dir.mp4'), str(source))
 
 
@@ -111,7 +111,7 @@ def test_predict_refuses_its_input_as_output_before_the_model_runs(tmp_path):
   _write(clip, np.zeros((3, 16, 16, 3), np.uint8))
   before = open(clip, 'rb').read()
   cfg = tfx.config(**{'video': clip, 'predict_output': clip})
-  with pytest.raises(overlay.OverlayError, match='this is the input video'):
+  with pytest.raises(ConfigError, match='this is the input video'):
     predict.predict(cfg, str(tmp_path / 'work'))
   cfg = tfx.config(**{'video': clip, 'predict_query': '0,16,16'})
   with pytest.raises(ConfigError, match=re.escape(

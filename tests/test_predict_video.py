@@ -10,6 +10,7 @@ from PIL import Image
 import real_footage
 import train_fixtures as tfx
 from mformer_jax import weights
+from mformer_jax.errors import ConfigError
 from mformer_jax.eval import predict, overlay
 from mformer_jax.data import video
 from mformer_jax.model import make_model
@@ -58,7 +59,7 @@ def test_predict_query_overlays_attention(converted_tiny, tmp_path):
   inside, outside = _band_diff(np.stack(got), panels, 30, 80)
   assert inside > 40 and outside < 6, (inside, outside)
   assert top['label'][0][1] >= top['label'][-1][1]
-  with pytest.raises(overlay.OverlayError, match='outside the 32x32 frame'):
+  with pytest.raises(ConfigError, match='outside the 32x32 frame'):
     overlay.attention_panels(make_model(model_cfg.__dict__), params, cfg, '0,40,12')
 
 
@@ -86,7 +87,7 @@ def test_predict_output_is_checked_before_the_model_runs(tmp_path, name, problem
   out = tmp_path / name
   cfg = tfx.config(**{'video': real_footage.clip('carphone_pristine.mp4'),
                       'predict_output': str(out)})
-  with pytest.raises(overlay.OverlayError, match=re.escape(
+  with pytest.raises(ConfigError, match=re.escape(
       f'predict_output={out}: {problem.format(tmp=tmp_path)}')):
     predict.predict(cfg, str(tmp_path / 'work'))
 

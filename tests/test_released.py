@@ -66,7 +66,7 @@ def test_a_partial_file_resumes_with_a_range_request(served):
 def test_an_interrupted_download_says_so_and_the_next_run_resumes(served):
   server, data, _, params = served
   server.cut = 5000
-  with pytest.raises(released.DownloadError) as e:
+  with pytest.raises(errors.MissingInputError) as e:
     weights.load_official(NAME)
   message = str(e.value)
   assert f'stopped at 5000 of {len(data)} bytes, run again to resume' in message
@@ -92,7 +92,7 @@ def test_a_corrupt_file_is_refused_and_removed(served):
   weights.load_official(NAME)
   # The same size, other bytes: the recorded sha256 catches it; file and record go.
   _cached().write_bytes(data[:-4] + b'XXXX')
-  with pytest.raises(released.CorruptDownloadError, match='sha256 differs.*removed it'):
+  with pytest.raises(errors.InputError, match='sha256 differs.*removed it'):
     weights.load_official(NAME)
   assert not _cached().exists()
   assert NAME not in json.loads((released.cache_dir() / 'verified.json').read_text())
@@ -100,7 +100,7 @@ def test_a_corrupt_file_is_refused_and_removed(served):
   assert len(server.requests) == 2
   # Shorter than recorded.
   _cached().write_bytes(data[:100])
-  with pytest.raises(released.CorruptDownloadError, match=f'100 bytes, not the {len(data)}'):
+  with pytest.raises(errors.InputError, match=f'100 bytes, not the {len(data)}'):
     weights.load_official(NAME)
   assert not _cached().exists()
 
@@ -109,7 +109,7 @@ def test_a_download_that_is_no_checkpoint_is_removed(served):
   """No record yet (first load): a file the reader cannot read is removed, in one line."""
   server, _, _, _ = served
   server.files[NAME] = b'<html>a captive portal</html>'
-  with pytest.raises(released.CorruptDownloadError, match='cannot be read.*removed it') as e:
+  with pytest.raises(errors.InputError, match='cannot be read.*removed it') as e:
     weights.load_official(NAME)
   assert '\n' not in str(e.value) and not _cached().exists()
 
@@ -117,7 +117,7 @@ def test_a_download_that_is_no_checkpoint_is_removed(served):
 def test_no_network_is_one_line_and_a_local_path_still_works(served, tmp_path, capsys):
   server, data, _, params = served
   server.stop()
-  with pytest.raises(released.DownloadError) as e:
+  with pytest.raises(errors.MissingInputError) as e:
     weights.load_official(NAME)
   assert errors.report(e.value) == 2
   err = capsys.readouterr().err
@@ -135,7 +135,7 @@ def test_unknown_names_and_http_errors(releases, capsys):  # pylint: disable=red
   with pytest.raises(errors.MissingInputError, match='neither a file nor a released model; '
                      'the released names: k400_joint_224_16x4, '):
     weights.load_official('k400_motionformer_224_16x5')
-  with pytest.raises(released.DownloadError, match='HTTP 404'):  # the mirror lacks it
+  with pytest.raises(errors.MissingInputError, match='HTTP 404'):  # the mirror lacks it
     weights.load_official('ssv2_joint_224_16x4')
   assert not os.path.exists(released.cache_dir() / 'ssv2_joint_224_16x4.pyth')
 

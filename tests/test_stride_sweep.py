@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from configs import motion_twins, released
 from mformer_jax import train
+from mformer_jax.errors import ConfigError
 from mformer_jax.analysis import stride_sweep
 from mformer_jax.data import config as data_config_lib
 import sampling_oracle as sampling
@@ -28,7 +29,7 @@ def test_full_scale_strides_resolve():
            for s in ('S/4', '0.5S', 'S')]
   assert spans == [0.25, 0.5, 1.0]
   for bad in ('2S', 'S/0x', '4'):
-    with pytest.raises(stride_sweep.SweepError):
+    with pytest.raises(ConfigError):
       stride_sweep.cell_config(ssv2, 'joint', bad, 0)
   assert stride_sweep.cell_config(motion_twins.get_config(), 'joint', '2', 0).data.synthetic.speed == 2
 

@@ -52,7 +52,7 @@ def figure(checkpoint, *, video_path='', synthetic_seed=None, index=0,
   """Writes the Fig. 2 strip (PNG) and animation (GIF/MP4) of one query; returns their paths.
 
   Bad input (unreadable video, query outside the clip, layer or head out of range) raises
-  ValueError or video.VideoError with a one-line message.
+  ValueError or InputError with a one-line message.
   """
   if bool(video_path) == (synthetic_seed is not None):
     raise ConfigError('give exactly one of --video=FILE or --synthetic=SEED')

@@ -18,11 +18,7 @@ import pathlib
 import re
 
 from mformer_jax import errors
-from mformer_jax.errors import UserError
-
-
-class ReportError(UserError, ValueError):
-  """A report that cannot be read or compared; the CLI prints it and exits with status 2."""
+from mformer_jax.errors import ConfigError, InputError, MissingInputError, UserError
 
 
 def find_report(run) -> pathlib.Path:
@@ -35,8 +31,8 @@ def find_report(run) -> pathlib.Path:
   steps = [(int(m.group(1)), d) for d in (path / 'eval').glob('step_*')
            if (m := re.fullmatch(r'step_(\d+)', d.name)) and (d / 'metrics.json').is_file()]
   if not steps:
-    raise ReportError(f'{run}: no metrics.json here nor under {path / "eval"}/step_N '
-                      '(evaluate the run first)')
+    raise MissingInputError(f'{run}: no metrics.json here nor under {path / "eval"}/step_N '
+                            '(evaluate the run first)')
   return max(steps)[1] / 'metrics.json'
 
 
@@ -46,9 +42,9 @@ def read_report(run) -> tuple[pathlib.Path, dict]:
   try:
     report = json.loads(path.read_text())
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ReportError(f'{path}: cannot be read as an evaluation report ({e})') from e
+    raise InputError(f'{path}: cannot be read as an evaluation report ({e})') from e
   if not isinstance(report, dict):
-    raise ReportError(f'{path}: not an evaluation report (a JSON {type(report).__name__})')
+    raise InputError(f'{path}: not an evaluation report (a JSON {type(report).__name__})')
   return path, report
 
 
@@ -58,13 +54,13 @@ def per_class(run, head=None) -> dict:
   try:
     heads = report['per_class']
   except KeyError as e:
-    raise ReportError(f'{path}: not an evaluation report with per_class ({e!r})') from e
+    raise InputError(f'{path}: not an evaluation report with per_class ({e!r})') from e
   if head is None:
     if len(heads) != 1:
-      raise ReportError(f'{path} has heads {sorted(heads)}; choose one with --head')
+      raise InputError(f'{path} has heads {sorted(heads)}; choose one with --head')
     head = next(iter(heads))
   if head not in heads:
-    raise ReportError(f'{path} has no head {head!r} (heads: {sorted(heads)})')
+    raise InputError(f'{path} has no head {head!r} (heads: {sorted(heads)})')
   return {name: (c['accuracy'], int(c['videos'])) for name, c in heads[head].items()}
 
 
@@ -72,8 +68,8 @@ def deltas(a: dict, b: dict, min_videos: int = 1) -> list[dict]:
   """Rows {class, videos_a, videos_b, accuracy_a, accuracy_b, delta}, largest gain first (ties
   by name); only classes in both runs with >= min_videos videos in each."""
   if set(a) != set(b):
-    raise ReportError(f'the runs have different classes (only in A: {sorted(set(a) - set(b))[:5]}'
-                      f', only in B: {sorted(set(b) - set(a))[:5]})')
+    raise InputError(f'the runs have different classes (only in A: {sorted(set(a) - set(b))[:5]}'
+                     f', only in B: {sorted(set(b) - set(a))[:5]})')
   rows = []
   for name, (acc_a, n_a) in a.items():
     acc_b, n_b = b[name]
@@ -139,11 +135,11 @@ def main(argv=None):
   names = args.names.split(',')
   try:
     if args.top < 1 or args.min_videos < 0 or len(names) != 2:
-      raise ReportError('--top must be >= 1, --min_videos >= 0, --names two comma-separated names')
+      raise ConfigError('--top must be >= 1, --min_videos >= 0, --names two comma-separated names')
     rows = deltas(per_class(args.run_a, args.head), per_class(args.run_b, args.head),
                   args.min_videos)
     if not rows:
-      raise ReportError(f'no class has >= {args.min_videos} videos and an accuracy in both runs')
+      raise InputError(f'no class has >= {args.min_videos} videos and an accuracy in both runs')
   except UserError as e:
     errors.exit_with(e)
   gains, losses = extremes(rows, args.top)

@@ -31,7 +31,7 @@ from PIL import Image
 
 from mformer_jax import config_lib, data, errors, weights
 from mformer_jax.analysis import label_propagation as lp
-from mformer_jax.analysis.davis_layout import (LayoutError, load_sequence, save_ids,
+from mformer_jax.analysis.davis_layout import (load_sequence, save_ids,
                                                save_overlay_strip, sequence_names,
                                                write_synthetic)
 from mformer_jax.analysis.davis_metrics import VOID, evaluate_sequence, results_csvs, summarise
@@ -100,7 +100,8 @@ def _feature_fn(args):
     if args.features == 'pixels':
       return lp.pixel_features(_resize(seq.frames, hw), args.stride)
     if len(seq.annotations) != len(seq.frames):
-      raise LayoutError(f'sequence {seq.name!r}: the oracle needs an annotation for every frame')
+      raise errors.InputError(f'sequence {seq.name!r}: the oracle needs an annotation for every '
+                              'frame')
     return lp.oracle_features(seq.annotations, seq.num_objects,
                               (hw[0] // args.stride, hw[1] // args.stride))
   return fn, args.stride, {}
@@ -152,7 +153,7 @@ def run(args):
   if args.sequences:
     unknown = sorted(set(args.sequences.split(',')) - set(names))
     if unknown:
-      raise LayoutError(f'--sequences {unknown} are not in ImageSets/2017/{args.subset}.txt')
+      raise errors.InputError(f'--sequences {unknown} are not in ImageSets/2017/{args.subset}.txt')
     names = args.sequences.split(',')
   protocol = protocol_of(args)
   features, cell, pixels = _feature_fn(args)

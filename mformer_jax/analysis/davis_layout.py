@@ -11,11 +11,7 @@ from PIL import Image
 
 from mformer_jax.analysis.davis_metrics import VOID
 from mformer_jax.data import synthetic
-from mformer_jax.errors import ConfigError, UserError
-
-
-class LayoutError(UserError, ValueError):
-  """A DAVIS folder that does not hold what the layout promises (one line, for the CLI)."""
+from mformer_jax.errors import ConfigError, InputError
 
 
 @dataclasses.dataclass
@@ -41,49 +37,49 @@ def sequence_names(root, subset='val', resolution='480p'):
   """The sequences of ImageSets/2017/<subset>.txt, after checking the root's layout."""
   root, images, annotations, sets = _layout(root, resolution)
   if not root.is_dir():
-    raise LayoutError(f'DAVIS root {root} is not a folder')
+    raise InputError(f'DAVIS root {root} is not a folder')
   for folder in (images, annotations, sets):
     if not folder.is_dir():
-      raise LayoutError(
+      raise InputError(
           f'{root} is not a DAVIS-2017 root: no {folder.relative_to(root)}/ (expected '
           f'JPEGImages/{resolution}/<seq>/*.jpg, Annotations/{resolution}/<seq>/*.png, '
           'ImageSets/2017/<subset>.txt)')
   listing = sets / f'{subset}.txt'
   if not listing.is_file():
-    raise LayoutError(f'no sequence list {listing} (subsets there: '
-                      f"{sorted(p.stem for p in sets.glob('*.txt'))})")
+    raise InputError(f'no sequence list {listing} (subsets there: '
+                     f"{sorted(p.stem for p in sets.glob('*.txt'))})")
   names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
   if not names:
-    raise LayoutError(f'{listing} lists no sequences')
+    raise InputError(f'{listing} lists no sequences')
   return names
 
 
 def _read_ids(path, size):
   with Image.open(path) as im:
     if im.mode not in ('P', 'L'):
-      raise LayoutError(f'annotation {path} is a {im.mode} image, not palette (P) or grey ids')
+      raise InputError(f'annotation {path} is a {im.mode} image, not palette (P) or grey ids')
     ids = np.array(im)
   if ids.shape != size:
-    raise LayoutError(f'annotation {path} is {ids.shape[1]}x{ids.shape[0]} but its frames are '
-                      f'{size[1]}x{size[0]}')
+    raise InputError(f'annotation {path} is {ids.shape[1]}x{ids.shape[0]} but its frames are '
+                     f'{size[1]}x{size[0]}')
   return ids
 
 
 def load_sequence(root, name, resolution='480p'):
-  """Frames and annotations of one sequence; LayoutError names what does not match."""
+  """Frames and annotations of one sequence; an InputError names what does not match."""
   root, images, annotations, _ = _layout(root, resolution)
   jpgs = sorted((images / name).glob('*.jpg'))
   if not jpgs:
-    raise LayoutError(f'sequence {name!r}: no frames {images / name}/*.jpg')
+    raise InputError(f'sequence {name!r}: no frames {images / name}/*.jpg')
   pngs = sorted((annotations / name).glob('*.png'))
   if not pngs:
-    raise LayoutError(f'sequence {name!r}: no annotations {annotations / name}/*.png')
+    raise InputError(f'sequence {name!r}: no annotations {annotations / name}/*.png')
   frame_names = [p.stem for p in jpgs]
   ann_names = [p.stem for p in pngs]
   if ann_names != frame_names and ann_names != frame_names[:1]:
     extra = sorted(set(ann_names) - set(frame_names))
     missing = sorted(set(frame_names) - set(ann_names))
-    raise LayoutError(
+    raise InputError(
         f'sequence {name!r}: annotations do not match the frames (frames {len(frame_names)}, '
         f'annotations {len(ann_names)}; without a frame: {extra[:3]}, without an annotation: '
         f'{missing[:3]}); expected one PNG per frame or the first frame only')
@@ -93,10 +89,10 @@ def load_sequence(root, name, resolution='480p'):
       frames.append(np.array(im.convert('RGB')))
   size = frames[0].shape[:2]
   if any(f.shape[:2] != size for f in frames):
-    raise LayoutError(f'sequence {name!r}: frames of different sizes')
+    raise InputError(f'sequence {name!r}: frames of different sizes')
   seq = Sequence(name, frame_names, np.stack(frames), np.stack([_read_ids(p, size) for p in pngs]))
   if seq.num_objects == 0:
-    raise LayoutError(f'sequence {name!r}: the first annotation {pngs[0]} holds no object')
+    raise InputError(f'sequence {name!r}: the first annotation {pngs[0]} holds no object')
   return seq
 
 

@@ -50,7 +50,7 @@ def top1(run, metric='top1') -> float:
   """The metric of a run's latest evaluation report (workdir, report folder or metrics.json)."""
   path, report = class_deltas.read_report(run)
   if metric not in report:
-    raise class_deltas.ReportError(f'{path} has no {metric!r} (has {sorted(report)[:8]})')
+    raise errors.InputError(f'{path} has no {metric!r} (has {sorted(report)[:8]})')
   return float(report[metric])
 
 

@@ -34,7 +34,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mformer_jax import config_lib, errors
-from mformer_jax.errors import UserError
+from mformer_jax.errors import ConfigError, UserError
 
 ATTENTIONS = ('joint', 'divided', 'trajectory')
 FLAGS = flags.FLAGS
@@ -55,10 +55,6 @@ def define_flags():
   flags.DEFINE_bool('collect', False, 'Run nothing: collect the finished cells.')
 
 
-class SweepError(UserError, ValueError):
-  """Bad sweep arguments; the CLI prints it and exits with status 2."""
-
-
 def stride_field(config) -> str:
   """The config field a stride sets, by data source and sampler."""
   if config.data.source != 'prepared':
@@ -72,24 +68,24 @@ def stride_value(config, stride: str):
   if field == 'segment_span':
     m = re.fullmatch(r'(?:(\d*\.?\d+)\s*\*?\s*)?S(?:/(\d+))?', stride.strip())
     if not m or stride.strip() in ('',):
-      raise SweepError(f'SSv2 strides are multiples of S (S, S/2, 0.5S), got {stride!r}')
+      raise ConfigError(f'SSv2 strides are multiples of S (S, S/2, 0.5S), got {stride!r}')
     value = float(m.group(1) or 1) / float(m.group(2) or 1)
     if not 0 < value <= 1:
-      raise SweepError(f'stride {stride!r}: segments span at most the whole video (<= S)')
+      raise ConfigError(f'stride {stride!r}: segments span at most the whole video (<= S)')
     return value
   try:
     value = float(stride) if field == 'synthetic.speed' else int(stride)
   except ValueError:
-    raise SweepError(f'{field} strides are numbers, got {stride!r}') from None
+    raise ConfigError(f'{field} strides are numbers, got {stride!r}') from None
   if value <= 0:
-    raise SweepError(f'stride {stride!r} must be positive')
+    raise ConfigError(f'stride {stride!r} must be positive')
   return value
 
 
 def cell_config(config, attention: str, stride: str, seed: int):
   """A copy of `config` with the cell's attention, stride and seed."""
   if attention not in ATTENTIONS:
-    raise SweepError(f'attention {attention!r}; expected one of {ATTENTIONS}')
+    raise ConfigError(f'attention {attention!r}; expected one of {ATTENTIONS}')
   c = config.copy_and_resolve_references()
   c.model.attention = attention
   if attention != 'trajectory':
@@ -144,13 +140,13 @@ def sweep(config, *, strides, attentions, root, seeds=None, cell='', checkpoints
   if checkpoints:
     unknown = set(checkpoints) - set(attentions)
     if unknown:
-      raise SweepError(f'--checkpoints for {sorted(unknown)}, not in --attentions')
+      raise ConfigError(f'--checkpoints for {sorted(unknown)}, not in --attentions')
     grid = [g for g in grid if g[0] in checkpoints]
   if cell:
     a, s, *sd = cell.split(':')
     todo = [g for g in grid if g[:2] == (a, s) and (not sd or str(g[2]) == sd[0])]
     if not todo:
-      raise SweepError(f'--cell={cell} is not in the grid {attentions} x {strides} x {seeds}')
+      raise ConfigError(f'--cell={cell} is not in the grid {attentions} x {strides} x {seeds}')
   else:
     todo = [] if collect_only else grid
   prefix = 'eval_' if checkpoints else ''
@@ -227,15 +223,15 @@ def main(argv):
   f = FLAGS
   try:
     if f.config is None or not f.root or not f.strides:
-      raise SweepError('--config, --root and --strides are required')
+      raise ConfigError('--config, --root and --strides are required')
     checkpoints = {}
     for item in f.checkpoints:
       a, sep, path = item.partition('=')
       if not sep or not path:
-        raise SweepError(f'--checkpoints wants ATTENTION=PATH items, got {item!r}')
+        raise ConfigError(f'--checkpoints wants ATTENTION=PATH items, got {item!r}')
       checkpoints[a] = path
     if f.eval_only != bool(checkpoints):
-      raise SweepError('--eval_only and --checkpoints go together')
+      raise ConfigError('--eval_only and --checkpoints go together')
     config_lib.finalize(f.config)
     rows = sweep(f.config, strides=f.strides, attentions=f.attentions, root=f.root,
                  seeds=f.seeds, cell=f.cell, checkpoints=checkpoints, collect_only=f.collect)

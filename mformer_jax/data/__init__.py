@@ -4,7 +4,7 @@ Importing this package is cheap (no TensorFlow): the trainer imports `config` ea
 preparation workers import `video`/`layouts` only.
 """
 
-from mformer_jax.errors import ConfigError, UserError
+from mformer_jax.errors import ConfigError, MissingInputError
 
 # The exact preparation commands, kept in sync with mformer_jax/data/README.md (the dataset
 # preparation guide). Placeholders in caps.
@@ -65,18 +65,12 @@ def to_display_rgb(model_input, bgr=False, mean=PIXEL_MEAN, std=PIXEL_STD):
   return np.clip(np.round((x + shift) * scale), 0, 255).astype(np.uint8)
 
 
-class CorruptDataError(UserError, ValueError):
-  """More records of a split fail (CRC, parsing, a frame's decoding) than data.max_bad_fraction
-  allows; the message lists them by shard and record index."""
-
-
-class DatasetNotFoundError(UserError, ValueError):
-  """A real dataset was requested but `data_dir` holds no prepared split."""
-
-  def __init__(self, name: str, data_dir: str, split: str):
-    cmd = PREPARE_COMMANDS.get(name, 'see mformer_jax/data/README.md')
-    where = repr(data_dir) if data_dir else 'config.data.data_dir (not set)'
-    super().__init__(
-        f'{name}: no prepared {split!r} split in {where}. Prepare it once with\n  {cmd}\n'
-        f'then pass --config.data.data_dir=OUT (details: mformer_jax/data/README.md). '
-        f'Or use --config.data.name=synthetic_motion, which needs no files.')
+def dataset_not_found(name: str, data_dir: str, split: str) -> MissingInputError:
+  """The error of a real dataset requested where `data_dir` holds no prepared split: how to
+  prepare it."""
+  cmd = PREPARE_COMMANDS.get(name, 'see mformer_jax/data/README.md')
+  where = repr(data_dir) if data_dir else 'config.data.data_dir (not set)'
+  return MissingInputError(
+      f'{name}: no prepared {split!r} split in {where}. Prepare it once with\n  {cmd}\n'
+      f'then pass --config.data.data_dir=OUT (details: mformer_jax/data/README.md). '
+      f'Or use --config.data.name=synthetic_motion, which needs no files.')

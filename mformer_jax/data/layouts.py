@@ -166,7 +166,7 @@ def epic_kitchens(frames, annotations, split):
 
 
 def load(item, short_side=0, quality=90):
-  """JPEG bytes of every frame of an item, plus fps and size. Raises VideoError."""
+  """JPEG bytes of every frame of an item, plus fps and size. Raises InputError."""
   if item.fps:  # EK frame folder: copy the JPEGs, re-encode only to resize.
     jpegs = []
     for k in range(item.num_frames):
@@ -177,13 +177,13 @@ def load(item, short_side=0, quality=90):
           data = f.read()
         data, (height, width) = video.resize_jpeg(data, short_side, quality)
       except OSError as e:
-        raise video.VideoError(f'unreadable frame {path}: {e}') from e
+        raise InputError(f'unreadable frame {path}: {e}') from e
       jpegs.append(data)
     return jpegs, item.fps, height, width
   if not os.path.exists(item.source):
-    raise video.VideoError('missing file')
+    raise InputError('missing file')
   if os.path.getsize(item.source) == 0:
-    raise video.VideoError('empty file')
+    raise InputError('empty file')
   frames, fps = video.read_video(item.source, short_side)
   height, width = frames[0].shape[:2]
   return [video.encode_jpeg(f, quality) for f in frames], fps, height, width

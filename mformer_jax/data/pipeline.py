@@ -11,7 +11,7 @@ written in example order, disjoint groups of shards).
 Bad records (prepared shards): every read checks the TFRecord framing's two CRCs (length and
 data). A record that fails them, does not parse or holds a frame that does not decode is skipped
 like an unreadable video, logged once with its shard and record index, and counted against
-data.max_bad_fraction (`CorruptDataError` beyond). In training its slot in the batch goes to
+data.max_bad_fraction (an `InputError` beyond). In training its slot in the batch goes to
 the next readable example of the epoch's order, so stream position i still feeds step i and
 resuming stays bitwise (the substitution is a function of the data alone). At evaluation the
 video is left out of the metrics and listed as unreadable. A failure whose record turns out
@@ -26,7 +26,6 @@ import tensorflow as tf
 from absl import logging
 
 from mformer_jax.errors import InputError
-from mformer_jax.data import CorruptDataError
 from mformer_jax.data import augment
 from mformer_jax.data import sources
 from mformer_jax.data import transforms
@@ -86,7 +85,7 @@ class BadRecords:
       logging.warning('skipped an unreadable %s record: %s', self.split, self.found[e])
     if len(self.found) > self.max_fraction * self.share:
       listed = '; '.join(list(self.found.values())[:5]) + (' ...' if len(self.found) > 5 else '')
-      raise CorruptDataError(
+      raise InputError(
           f'{len(self.found)} of {self.share} {self.split} records '
           f'({100 * len(self.found) / self.share:.1f} %) are unreadable, more than '
           f'data.max_bad_fraction={self.max_fraction:g} allows: {listed}. Prepare the split '
@@ -111,8 +110,8 @@ class TrainBatches:
       if k:
         self.bad.add(cands[:k], lambda e, seed=seed: self._rerun(e, seed))
       if k == sources.SUBSTITUTES:  # the slot holds a placeholder: never train on it
-        raise CorruptDataError(f'{k} training records in a row of the epoch order are '
-                               f'unreadable: {"; ".join(self.bad.found[int(c)] for c in cands)}')
+        raise InputError(f'{k} training records in a row of the epoch order are '
+                         f'unreadable: {"; ".join(self.bad.found[int(c)] for c in cands)}')
     return batch
 
 
@@ -231,8 +230,8 @@ def load_video_views(path, data_cfg):
   resize = lambda frame: augment.resize_short_side(frame, data_cfg.crop_size).numpy()
   try:
     kept, frames, n, fps = video.read_frames(path, wanted, resize)
-  except video.VideoError as e:
-    raise video.VideoError(f'cannot read {path}: {e}') from e
+  except InputError as e:
+    raise InputError(f'cannot read {path}: {e}') from e
   idx = wanted(n, fps)  # (clips, T)
   distinct = min(len(np.unique(clip)) for clip in idx)
   if distinct < idx.shape[1]:

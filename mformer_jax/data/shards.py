@@ -19,7 +19,7 @@ from absl import logging
 from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
 from mformer_jax.errors import MissingInputError
-from mformer_jax.data import DatasetNotFoundError
+from mformer_jax.data import dataset_not_found
 
 
 @functools.lru_cache(maxsize=8)
@@ -27,7 +27,7 @@ def summary(data_dir, name, split) -> dict:
   """The split's {split}.json: example count, class names, shards, videos skipped at preparation."""
   path = os.path.join(data_dir, f'{split}.json')
   if not data_dir or not tf.io.gfile.exists(path):
-    raise DatasetNotFoundError(name, data_dir, split)
+    raise dataset_not_found(name, data_dir, split)
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 

@@ -9,11 +9,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from mformer_jax.errors import UserError
-
-
-class VideoError(UserError):
-  """A video that cannot be used; the message is the reason written to the skip report."""
+from mformer_jax.errors import InputError
 
 
 def _short_side_size(height, width, short_side):
@@ -28,19 +24,19 @@ def _short_side_size(height, width, short_side):
 @contextlib.contextmanager
 def _reading(path):
   """Opens `path`: (container, its first video stream, fps); PyAV's and the OS's errors while
-  the block reads it become VideoError."""
+  the block reads it become InputError (the reason written to the skip report)."""
   try:
     with av.open(str(path)) as container:
       if not container.streams.video:
-        raise VideoError('no video stream')
+        raise InputError('no video stream')
       stream = container.streams.video[0]
       stream.thread_type = 'AUTO'
       rate = stream.average_rate or stream.guessed_rate
       yield container, stream, float(rate) if rate else 30.0
-  except VideoError:
+  except InputError:  # ours, above: already the reason
     raise
   except (av.FFmpegError, OSError, ValueError) as e:
-    raise VideoError(f'{type(e).__name__}: {e}') from e
+    raise InputError(f'{type(e).__name__}: {e}') from e
 
 
 def probe(path):
@@ -68,7 +64,7 @@ def read_video(path, short_side=0):
   fps, _ = probe(path)
   frames = [frame for _, frame in decode(path, short_side)]
   if not frames:
-    raise VideoError('no decodable frames')
+    raise InputError('no decodable frames')
   return frames, fps
 
 
@@ -89,14 +85,14 @@ def read_frames(path, wanted, transform=None):
       if frame is not None:
         kept[i] = frame if transform is None else transform(frame)
     if not count:
-      raise VideoError('no decodable frames')
+      raise InputError('no decodable frames')
     if count != n:  # the container's count was wrong: the indices of the true one
       n, stated = count, n
       indices = np.unique(np.asarray(wanted(n, fps)))
       if not set(indices.tolist()) <= set(kept):
         continue
     return indices, [kept[i] for i in indices.tolist()], n, fps
-  raise VideoError(f'decodes to {stated} frames, then to {n}')
+  raise InputError(f'decodes to {stated} frames, then to {n}')
 
 
 def encode_jpeg(frame, quality=90):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from mformer_jax.data import DatasetNotFoundError, layouts, pipeline
+from mformer_jax.data import layouts, pipeline
 from mformer_jax.errors import InputError, MissingInputError
 from mformer_jax.eval import evaluator
 from mformer_jax.model import head_prefix, make_model, outputs_by_head
@@ -93,7 +93,7 @@ def extract(config, workdir: str, videos: list[str], out: str, *, per_view=False
   params, tag = evaluator.params_to_evaluate(config, workdir, model, sharding.make_mesh())
   try:  # Names where known (labels.class_names); features never needed the dataset itself.
     names = labels.class_names(config.data, model.cfg.heads, (workdir, config.init.checkpoint))
-  except DatasetNotFoundError:
+  except MissingInputError:  # an unprepared dataset without a shipped list: no names
     names = None
   settings = _settings(config, tag, per_view, model.cfg.heads, names)
   done, bad = _load(out, settings)

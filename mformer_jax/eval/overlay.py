@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mformer_jax.model import attention_maps
 from mformer_jax.data import pipeline, to_display_rgb, video
-from mformer_jax.errors import UserError
+from mformer_jax.errors import ConfigError, UserError
 from mformer_jax.model import head_prefix
 
 TOP_DRAWN = 3  # Labels drawn per head (predict prints more).
@@ -23,10 +23,6 @@ MARKER = 'mformer_jax predict'
 # The formats predict_output may name, and their encoder (None: an animated GIF, as the Fig. 2
 # CLI writes).
 FORMATS = {'.mp4': 'libx264', '.webm': 'libvpx-vp9', '.gif': None}
-
-
-class OverlayError(UserError, ValueError):
-  """A query that cannot be drawn (bad FRAME,X,Y, a model without cross-frame maps)."""
 
 
 def label_lines(top: dict, count: int = TOP_DRAWN) -> list[str]:
@@ -73,7 +69,7 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
   try:
     qf, qx, qy = (float(v) for v in query.split(','))
   except ValueError:
-    raise OverlayError(f'predict_query={query!r}: expected FRAME,X,Y') from None
+    raise ConfigError(f'predict_query={query!r}: expected FRAME,X,Y') from None
   data = config.data.copy_and_resolve_references()
   data.test_num_clips = data.test_num_crops = 1  # The centre view only.
   clip = pipeline.load_video_views(config.video, data)[:1]
@@ -82,14 +78,14 @@ def attention_panels(model, params, config, query: str, layer: int = -1) -> np.n
     maps = attention_maps.compute(model, {'params': params}, clip, layers=[layer])
     fmap = attention_maps.frame_maps(maps, cfg)[0, 0, :, token].mean(0)
   except UserError as e:  # a query outside the clip, a model without per-frame maps
-    raise OverlayError(f'predict_query={query!r}: {e}') from None
+    raise ConfigError(f'predict_query={query!r}: {e}') from None
   frames = to_display_rgb(clip[0], data.bgr)  # Shown as RGB.
   return attention_maps.render(frames[::cfg.tubelet_size], np.asarray(fmap, np.float32), cfg,
                                token=token, query_xy=(qx, qy))
 
 
 def check_output(path: str, source: str = '') -> None:
-  """OverlayError (one line naming `path`) for an output write_prediction cannot produce or must
+  """ConfigError (one line naming `path`) for an output write_prediction cannot produce or must
   not write: called before the model runs, so that a typo costs nothing. An existing file is
   overwritten only where it is an earlier output of predict (it carries video.MARKER); never
   the input video `source` itself, under any name."""
@@ -111,7 +107,7 @@ def check_output(path: str, source: str = '') -> None:
                'another name')
   else:
     return
-  raise OverlayError(f'predict_output={path}: {problem}')
+  raise ConfigError(f'predict_output={path}: {problem}')
 
 
 def write_prediction(path: str, config, model, params, top: dict) -> int:

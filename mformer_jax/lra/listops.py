@@ -54,10 +54,6 @@ for _tok, _ch in ([(str(d), str(d)) for d in _DIGITS] + list(_SHORT.items())
 _DROP = str.maketrans('', '', ' ()\t\r\n')
 
 
-class MalformedExpressionError(UserError, ValueError):
-  """A ListOps source string that is not a well-formed expression."""
-
-
 def apply(op: str, args) -> int:
   if op == MIN:
     return min(args)
@@ -90,7 +86,7 @@ def value(source: str) -> int:
   Parentheses are optional (the tokenised form without them is accepted) but must balance.
   """
   if not isinstance(source, str):
-    raise MalformedExpressionError(f'expected a string, got {type(source).__name__}')
+    raise InputError(f'expected a string, got {type(source).__name__}')
   stack, result, depth = [], None, 0
   for pos, tok in enumerate(source.split()):
     where = _Where(pos, tok, source)
@@ -99,17 +95,17 @@ def value(source: str) -> int:
     elif tok == ')':
       depth -= 1
       if depth < 0:
-        raise MalformedExpressionError(f'unbalanced ")" at {where}')
+        raise InputError(f'unbalanced ")" at {where}')
     elif tok in OPERATORS:
       if result is not None:
-        raise MalformedExpressionError(f'more than one expression at {where}')
+        raise InputError(f'more than one expression at {where}')
       stack.append((tok, []))
     elif tok in (END, 'X'):
       if not stack:
-        raise MalformedExpressionError(f'"]" without an operator at {where}')
+        raise InputError(f'"]" without an operator at {where}')
       op, args = stack.pop()
       if not args:
-        raise MalformedExpressionError(f'{op} without arguments at {where}')
+        raise InputError(f'{op} without arguments at {where}')
       x = apply(op, args)
       if stack:
         stack[-1][1].append(x)
@@ -121,17 +117,17 @@ def value(source: str) -> int:
       elif result is None:
         result = int(tok)
       else:
-        raise MalformedExpressionError(f'more than one expression at {where}')
+        raise InputError(f'more than one expression at {where}')
     else:
-      raise MalformedExpressionError(f'unknown token at {where} (expected a digit 0-9, '
-                                     f'{", ".join(OPERATORS)}, "]" or a parenthesis)')
+      raise InputError(f'unknown token at {where} (expected a digit 0-9, '
+                       f'{", ".join(OPERATORS)}, "]" or a parenthesis)')
   if stack:
-    raise MalformedExpressionError(f'{len(stack)} operator(s) never closed with "]" in '
-                                   f'{source[:60]!r}')
+    raise InputError(f'{len(stack)} operator(s) never closed with "]" in '
+                     f'{source[:60]!r}')
   if depth:
-    raise MalformedExpressionError(f'{depth} unclosed "(" in {source[:60]!r}')
+    raise InputError(f'{depth} unclosed "(" in {source[:60]!r}')
   if result is None:
-    raise MalformedExpressionError('empty expression')
+    raise InputError('empty expression')
   return result
 
 
@@ -287,8 +283,8 @@ def encode(sources, max_length: int = 2000) -> np.ndarray:
       s = s.replace(tok, ch)
     ids = _LUT[np.frombuffer(s.translate(_DROP).encode(), np.uint8)][:max_length - 1]
     if (ids < 0).any():
-      raise MalformedExpressionError(f'expression {i} has characters outside the ListOps '
-                                     f'vocabulary: {sources[i][:60]!r}')
+      raise InputError(f'expression {i} has characters outside the ListOps '
+                       f'vocabulary: {sources[i][:60]!r}')
     out[i, 1:1 + len(ids)] = ids
   return out
 

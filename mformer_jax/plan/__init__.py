@@ -20,6 +20,5 @@ compile-only process needs, `probe` compiles one setting and searches the larges
 jax: the command sets the environment first.
 """
 from mformer_jax.plan.libtpu import libtpu_path
-from mformer_jax.plan.slices import PlanError
 
-__all__ = ['PlanError', 'libtpu_path']
+__all__ = ['libtpu_path']

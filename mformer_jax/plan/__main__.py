@@ -13,8 +13,8 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mformer_jax import config_lib, errors  # noqa: E402
+from mformer_jax.errors import ConfigError  # noqa: E402
 from mformer_jax.plan import probe, report, slices  # noqa: E402
-from mformer_jax.plan.slices import PlanError  # noqa: E402
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 
@@ -40,24 +40,24 @@ def batch_per_chip(config, chips: int, mode: str, per_chip=None, global_batch=No
   """--batch_per_chip / --global_batch -> clips per chip (or 'max'); default the paper's."""
   if global_batch is not None:
     if per_chip is not None:
-      raise PlanError('give --batch_per_chip or --global_batch, not both')
+      raise ConfigError('give --batch_per_chip or --global_batch, not both')
     if global_batch == 'config':
       global_batch = (config.train if mode == 'train' else config.eval).batch_size
     elif not re.fullmatch(r'[1-9]\d*', global_batch):
-      raise PlanError(f"--global_batch={global_batch!r}: a positive whole number or 'config'")
+      raise ConfigError(f"--global_batch={global_batch!r}: a positive whole number or 'config'")
     if int(global_batch) % chips:
-      raise PlanError(f'global batch {global_batch} does not divide over the {chips} chips; '
-                      'give a multiple of the chip count')
+      raise ConfigError(f'global batch {global_batch} does not divide over the {chips} chips; '
+                        'give a multiple of the chip count')
     return int(global_batch) // chips
   if per_chip == 'max':
     return 'max'
   if per_chip is None:
     if config.train.batch_size % config_lib.PAPER_DEVICES:
-      raise PlanError(f'train.batch_size={config.train.batch_size} is not a per-GPU batch of '
-                      f"the paper's {config_lib.PAPER_DEVICES} GPUs; give --batch_per_chip")
+      raise ConfigError(f'train.batch_size={config.train.batch_size} is not a per-GPU batch of '
+                        f"the paper's {config_lib.PAPER_DEVICES} GPUs; give --batch_per_chip")
     return config.train.batch_size // config_lib.PAPER_DEVICES
   if not re.fullmatch(r'[1-9]\d*', per_chip):
-    raise PlanError(f"--batch_per_chip={per_chip!r}: a positive whole number or 'max'")
+    raise ConfigError(f"--batch_per_chip={per_chip!r}: a positive whole number or 'max'")
   return int(per_chip)
 
 
@@ -67,7 +67,7 @@ def main(argv):
   f = flags.FLAGS
   try:
     if (f.topology is None) == (f.accelerator is None):
-      raise PlanError('give one of --topology=v5e:4x4 or --accelerator=v5litepod-16')
+      raise ConfigError('give one of --topology=v5e:4x4 or --accelerator=v5litepod-16')
     topology = (slices.check_topology(f.topology) if f.topology else
                 slices.accelerator_topology(f.accelerator))
     libtpu.require(LIBTPU)
@@ -84,9 +84,9 @@ def main(argv):
         json.dump(result, out, indent=1)
     print(report.table(result), flush=True)
     if not result['fits']:
-      raise PlanError(report.advice(result, f.config) if result['hbm_bytes_per_chip'] else
-                      f"the compiler states no HBM limit for {result['device_kind']!r}; cannot "
-                      'say it fits')
+      raise ConfigError(report.advice(result, f.config) if result['hbm_bytes_per_chip'] else
+                        f"the compiler states no HBM limit for {result['device_kind']!r}; cannot "
+                        'say it fits')
   except errors.UserError as e:
     errors.exit_with(e)
 

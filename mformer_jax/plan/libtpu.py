@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from mformer_jax.plan.slices import PlanError
+from mformer_jax.errors import UserError
 
 INSTALL = ('bash launch/setup_env.sh installs it (requirements-tpu.txt), or '
            '.venv/bin/pip install --target .venv/libtpu -r requirements-tpu.txt')
@@ -53,9 +53,9 @@ def environment():
 
 
 def require(path):
-  """`path` (what `environment` returned), or the PlanError saying how to install libtpu."""
+  """`path` (what `environment` returned), or the UserError saying how to install libtpu."""
   if path is None:
-    raise PlanError(f'libtpu is not installed, and compiling for TPU needs it: {INSTALL}')
+    raise UserError(f'libtpu is not installed, and compiling for TPU needs it: {INSTALL}')
   return path
 
 

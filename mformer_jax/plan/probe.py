@@ -14,7 +14,7 @@ from mformer_jax.eval import evaluator
 from mformer_jax.model import ModelConfig, make_model
 from mformer_jax.plan import hlo, libtpu
 from mformer_jax.plan.report import needed_bytes
-from mformer_jax.plan.slices import PlanError
+from mformer_jax.errors import ConfigError
 from mformer_jax.run import sharding
 from mformer_jax.train import throughput
 from mformer_jax.train.step import make_train_step
@@ -30,8 +30,8 @@ def topology_devices(name: str):
     with libtpu.filtered_stderr():
       topo = topologies.get_topology_desc(topology_name=name, platform='tpu', **kwargs)
   except Exception as e:  # libtpu says why in its own words (bad name, bad shape)
-    raise PlanError(f'unknown TPU topology {name!r} ({str(e).splitlines()[0]}); expected e.g. '
-                    'v5e:4x4, v5e:16x16, v4:2x2x4, v5p:2x4x4, v6e:4x4') from None
+    raise ConfigError(f'unknown TPU topology {name!r} ({str(e).splitlines()[0]}); expected e.g. '
+                      'v5e:4x4, v5e:16x16, v4:2x2x4, v5p:2x4x4, v6e:4x4') from None
   return sorted(topo.devices, key=lambda d: d.id)
 
 

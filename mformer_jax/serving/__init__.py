@@ -11,4 +11,3 @@ symbolic batch), `artifact` (checks, loading, writing), `savedmodel`, `onnx_grap
 from mformer_jax.serving.artifact import FORMATS, Written, check_output, load, write
 from mformer_jax.serving.forward import (export, export_config, inference_function,
                                          output_names)
-from mformer_jax.serving.onnx_graph import ExtraNotInstalledError

@@ -21,10 +21,6 @@ INSTALL = ('bash launch/setup_env.sh installs it (requirements-export.txt; MFORM
 OPSET = 23  # jax2onnx 0.17.1's default; onnxruntime >= 1.23 runs it
 
 
-class ExtraNotInstalledError(UserError, ImportError):
-  """A format whose optional packages are not installed; the message says how to install them."""
-
-
 def require_extra():
   """The jax2onnx module, from the environment or from EXTRA."""
   if importlib.util.find_spec('jax2onnx') is None and os.path.isdir(EXTRA):
@@ -37,8 +33,8 @@ def require_extra():
   try:
     import jax2onnx  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ExtraNotInstalledError(f'--format=onnx needs jax2onnx, onnx and onnxruntime ({e}): '
-                                 f'{INSTALL}') from e
+    raise UserError(f'--format=onnx needs jax2onnx, onnx and onnxruntime ({e}): '
+                    f'{INSTALL}') from e
   return jax2onnx
 
 

@@ -13,8 +13,8 @@ import functools
 import os
 import pathlib
 
-from mformer_jax import data
 from mformer_jax.data import pipeline
+from mformer_jax.errors import MissingInputError
 from mformer_jax.run import checkpoints
 from mformer_jax.run import workdir as workdir_lib
 from mformer_jax.weights import released
@@ -75,10 +75,10 @@ class WithNames(tuple):
 
 def class_names(data_cfg, heads: dict, sources=()) -> dict:
   """{head: names} for a model with `heads` run on config.data `data_cfg` (module docstring).
-  Without any, the dataset's own DatasetNotFoundError (the preparation command)."""
+  Without any, the dataset's own MissingInputError (the preparation command)."""
   try:
     own = pipeline.class_names(data_cfg)
-  except data.DatasetNotFoundError as e:
+  except MissingInputError as e:  # not prepared: the names may be known elsewhere
     own, missing = None, e
   if own and not all(is_placeholder(n, h) for h, n in own.items()):
     return own

@@ -41,16 +41,6 @@ TIMEOUT_S = 60  # per network read: a stalled connection fails (and resumes) ins
 RECORDS = 'verified.json'
 
 
-class DownloadError(MissingInputError):
-  """A released checkpoint that is not in the cache and cannot be downloaded now; the line says
-  which URL to fetch and where to put the file."""
-
-
-class CorruptDownloadError(InputError):
-  """A cached checkpoint that differs from the file verified before, or cannot be read; it has
-  been removed, so that the next run downloads it again."""
-
-
 def dataset(name: str) -> str:
   """The dataset (config.data.name) of a released name."""
   return DATASETS[name.split('_')[0]]
@@ -103,8 +93,8 @@ def read(source, reader, log=print):
     out = reader(str(path))
   except InputError as e:  # not a checkpoint (truncated, garbled): a broken download
     _forget(name, path)
-    raise CorruptDownloadError(f'{path} cannot be read ({e}); removed it: run again to '
-                               f'download {url(name)} anew') from None
+    raise InputError(f'{path} cannot be read ({e}); removed it: run again to '
+                     f'download {url(name)} anew') from None
   if name not in _records():
     _record(name, path)
   return out
@@ -119,8 +109,8 @@ def fetch(name: str, log=print) -> pathlib.Path:
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise DownloadError(f'cannot create the cache folder {path.parent} ({e.strerror}); set '
-                        '$MFORMER_CACHE to a writable folder') from None
+    raise MissingInputError(f'cannot create the cache folder {path.parent} ({e.strerror}); set '
+                            '$MFORMER_CACHE to a writable folder') from None
   log(f'Downloading {url(name)} -> {path}')
   _download(name, path)
   return path
@@ -130,8 +120,8 @@ def fetch(name: str, log=print) -> pathlib.Path:
 # Download with resume
 # ----------------------------------------------------------------------------------------------
 def _unreachable(name, path, reason):
-  return DownloadError(f'cannot download {name} ({reason}): fetch {url(name)} yourself and put '
-                       f'it at {path} (or pass the path of your copy)')
+  return MissingInputError(f'cannot download {name} ({reason}): fetch {url(name)} yourself '
+                           f'and put it at {path} (or pass the path of your copy)')
 
 
 def _total(response, have):
@@ -215,7 +205,7 @@ def _forget(name, path) -> None:
 
 
 def _check(name, path) -> None:
-  """CorruptDownloadError (the file removed) when `path` is not the file recorded for `name`."""
+  """InputError (the file removed) when `path` is not the file recorded for `name`."""
   want = _records().get(name)
   if want is None:
     return
@@ -225,5 +215,5 @@ def _check(name, path) -> None:
              if _sha256(path) != want['sha256'] else None)
   if problem:
     _forget(name, path)
-    raise CorruptDownloadError(f'{path}: {problem}; removed it: run again to download '
-                               f'{url(name)} anew')
+    raise InputError(f'{path}: {problem}; removed it: run again to download '
+                     f'{url(name)} anew')
