@@ -32,6 +32,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+import sys
 
 import ml_collections
 from absl import flags
@@ -241,9 +242,11 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   (`data.config.train_jitter_scales`), so a crop set on the command line brings its jitter.
   data.label_keys is derived from `ModelConfig.heads` (the one place that decides the heads),
   replacing any value: the pipeline yields exactly the labels the model predicts. Every value
-  is checked first (`check_values`: a ConfigError naming the field). Configs without a video
-  model (configs/lra_listops.py) pass unchanged.
+  is checked first (`check_values`: a ConfigError naming the field), and so is the command
+  line (`check_repeated_flags`). Configs without a video model (configs/lra_listops.py) pass
+  unchanged.
   """
+  check_repeated_flags(sys.argv, flags.FLAGS)  # the command's flags, where it has --config
   data, model = config.get('data'), config.get('model')
   if data is None or model is None or 'crop_size' not in data:
     return config

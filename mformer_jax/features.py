@@ -17,8 +17,6 @@ the names are known (`verb_class_names`, ...; weights/labels.py), and `unreadabl
 rewritten every --save_every videos; rerunning the same command skips the videos already in it
 (and tries the unreadable ones again).
 """
-import sys
-
 import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
@@ -46,7 +44,6 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')  # tf.data decodes; the accelerators are JAX's.
   f = flags.FLAGS
   try:
-    config_lib.check_repeated_flags(sys.argv, f)
     num, bad = features.extract(config_lib.finalize(f.config), f.workdir, features.video_list(f.videos), f.out,
                        per_view=f.per_view, save_every=f.save_every)
   except errors.UserError as e:

@@ -2,6 +2,7 @@
 (issue 32.4): a negative learning rate, a zero batch or save interval, a tuple flag given twice,
 a model override that is not of its field's type."""
 import re
+import sys
 
 import ml_collections
 import pytest
@@ -80,6 +81,17 @@ def test_a_tuple_flag_given_twice_is_refused():
       '--config.train.lr_boundaries given 2 times (tuple flags would be concatenated); give the '
       "whole tuple once, e.g. --config.train.lr_boundaries='(1, 2)'")):
     config_lib.check_repeated_flags(argv, values)
+
+
+def test_finalize_checks_the_command_line_it_came_from(monkeypatch):
+  """Every command runs finalize: plan, analysis.cost and stride_sweep refuse it too."""
+  argv = ['prog', '--config=configs/demo.py', '--config.train.lr_boundaries=(13,15)',
+          '--config.train.lr_boundaries=(1,2)']
+  values = _parse(argv)
+  monkeypatch.setattr(sys, 'argv', argv)
+  monkeypatch.setattr(flags, 'FLAGS', values)
+  with pytest.raises(ConfigError, match='--config.train.lr_boundaries given 2 times'):
+    config_lib.finalize(values.config)
 
 
 def test_a_tuple_flag_once_and_a_scalar_twice_pass():
