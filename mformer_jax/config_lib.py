@@ -130,6 +130,7 @@ _COUNT = _above(0, (int,))
 # The values a numeric field may take, wherever the others are meaningless (a zero batch, a
 # negative learning rate: gradient ascent): {field: (types, test, what the test says)}. Checked
 # by `check_values` (run by `finalize`) and, for the model's fields, by `model_overrides`.
+# Every numeric field is here but the seeds (any integer is one).
 VALUE_RULES = {
     'train.batch_size': _COUNT, 'train.num_epochs': _above(0), 'train.base_lr': _at_least(0),
     'train.lr_decay': _above(0), 'train.warmup_epochs': _at_least(0),
@@ -155,6 +156,7 @@ VALUE_RULES = {
         'tubelet_size', 'pretrain_img_size', 'embed_dim', 'depth', 'num_heads', 'num_landmarks',
         'performer_features')},
     'model.mlp_ratio': _above(0), 'model.nystrom_iters': _at_least(0, (int,)),
+    'model.layer_scale': _at_least(0),  # LayerScale's initial gamma; 0 = none
     'model.query_chunk': _at_least(0, (int,)),
     **{f'model.{f}': _FRACTION for f in ('dropout', 'attn_dropout', 'drop_path', 'head_dropout')},
 }

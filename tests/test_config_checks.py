@@ -44,6 +44,20 @@ def test_finalize_refuses_a_meaningless_value(field, value, message):
     config_lib.finalize(config)
 
 
+def _numeric_fields(node, prefix=''):
+  for key, value in node.items():
+    if hasattr(value, 'items'):
+      yield from _numeric_fields(value, f'{prefix}{key}.')
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield prefix + key
+
+
+def test_every_numeric_field_has_a_rule_but_the_seeds():
+  fields = set(_numeric_fields(config_lib.make_config('epic_kitchens')))
+  assert fields - set(config_lib.VALUE_RULES) == {'seed', 'data.synthetic.seed'}
+  assert set(config_lib.VALUE_RULES) - fields == set()
+
+
 def test_the_limits_themselves_pass():
   config = tfx.config(**{'train.base_lr': 0.0, 'train.max_steps': -1, 'eval.step': -1,
                          'checkpoint.keep_best': 0, 'train.lr_boundaries': (1.0, 1.0),
