@@ -139,7 +139,7 @@ def main():
                              clips=10, crops=3, num_frames=8, sampling_rate=4)
   for num in (int(n) for n in args.lengths.split(',')):
     for mode in ('clips', 'whole') if num <= args.whole_up_to else ('clips',):
-      r = measure(os.path.abspath(args.scratch), num, mode)
+      r = measure(args.scratch, num, mode)  # relative to the repository root, the workers' cwd
       results['runs'].append(r)
       print(json.dumps({k: r.get(k) for k in ('mode', 'frames', 'raw_video_mb', 'peak_rss_mb',
                                                'seconds', 'error')}), flush=True)

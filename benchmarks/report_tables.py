@@ -27,7 +27,8 @@ def _table(head, rows):
 
 # The script that wrote a results file (its recorded command) -> the kind of its tables.
 _KIND_OF_SCRIPT = {'train_step': 'train_step', 'profile_cpu': 'profile', 'matmul': 'matmul',
-                   'input_pipeline': 'input', 'export': 'export'}
+                   'input_pipeline': 'input', 'export': 'export',
+                   'predict_memory': 'predict_memory'}
 
 
 def kind(data) -> str:
@@ -210,6 +211,16 @@ def input_table(data):
                 [[name] + [f(r) for r in runs] for name, f in rows])
 
 
+def predict_memory_table(data):
+  """Peak RSS per video length: predict as it is (only the sampled frames kept, the labelled
+  copy streamed) and as it was (the whole video kept), each run a fresh process."""
+  modes = {'clips': 'the sampled frames', 'whole': 'the whole video (before)'}
+  rows = [[str(r['frames']), _fmt(r['raw_video_mb'], 4), modes.get(r['mode'], r['mode']),
+           'error' if 'error' in r else _fmt(r['peak_rss_mb'], 4), _fmt(r.get('seconds'))]
+          for r in data['runs']]
+  return _table(['frames', 'raw frames MB', 'predict keeps', 'peak RSS MB', 'wall s'], rows)
+
+
 def newest_first(m):
   """Sort key of a file's jax stack: the newest first."""
   return tuple(-int(x) for x in m['jax'].split('.')) if m.get('jax') else ()
@@ -254,6 +265,8 @@ def tables(data) -> str:
     return train_table(data)
   if k == 'export':
     return export_table(data)
+  if k == 'predict_memory':
+    return predict_memory_table(data)
   out = attention_table(data)
   lean = lean_vs_einsum(data) if k == 'layer' else ''
   if lean:
