@@ -10,16 +10,22 @@ import urllib.parse
 import pytest
 
 import mformer_jax as mf
+import release_fixtures
 import test_layers
+from release_fixtures import releases  # pylint: disable=unused-import
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 
 
-def _python_block():
+def _python_blocks():
   blocks = re.findall(r'```python\n(.*?)```', (ROOT / 'README.md').read_text(), re.S)
-  assert blocks, 'README has no python block'
-  return blocks[0]
+  assert len(blocks) == 2, 'README has two python blocks: the API, then released models + NNX'
+  return blocks
+
+
+def _python_block():
+  return _python_blocks()[0]
 
 
 def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
@@ -29,6 +35,23 @@ def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(ROOT)
   runpy.run_path(str(script))
   assert capsys.readouterr().out.strip() == '(1, 5) (1, 65, 64)'
+
+
+def test_readme_released_and_nnx_block_runs(releases, tmp_path, monkeypatch, capsys):  # pylint: disable=redefined-outer-name
+  """The second block as written, after the first (its imports), with the loopback server
+  serving a tiny K400-headed .pyth under the released name (no network); then the NNX module
+  gives the linen model's logits."""
+  release_fixtures.official_pyth(tmp_path / 'k400.pyth')
+  releases.files['k400_motionformer_224_16x4'] = (tmp_path / 'k400.pyth').read_bytes()
+  first, second = _python_blocks()
+  script = tmp_path / 'example.py'
+  script.write_text(first + second + 'print(float(jnp.abs(m(clip, train=False) - '
+                    'model.apply(variables, clip, train=False)).max()))\n')
+  monkeypatch.chdir(ROOT)
+  runpy.run_path(str(script))
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert lines[:2] == ['(1, 5) (1, 65, 64)', "['abseiling', 'air drumming', 'answering questions']"]
+  assert float(lines[2]) < 1e-5
 
 
 def test_readme_mf_names_exist():
