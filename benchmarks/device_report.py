@@ -96,7 +96,7 @@ def profile_lines(p) -> list:
            + (f" ({p['note']})" if p.get('note') else ''), '', f'Shares: {shares}.', '',
            '| op | category | ms/step | share |', '| --- | --- | --- | --- |']
   for o in p['top_ops']:
-    lines.append(f"| {o['op']} | {o['category']} | {_num(o.get('ms_per_step'), '.3f')} | "
+    lines.append(f"| {o['op'][-110:]} | {o['category']} | {_num(o.get('ms_per_step'), '.3f')} | "
                  f"{_pct(o.get('share')) if 'share' in o else str(o.get('count')) + ' ops'} |")
   return lines
 
@@ -107,7 +107,8 @@ def render(results: dict) -> str:
   b = best(results['train'])
   lines = [f"# Device check ({results['mode']}): {device}, jax {m.get('jax', '?')}",
            '', f"{results['model']}, {results['dtype']}; {m.get('date', '')}; "
-               f"{results.get('elapsed_s', 0):.0f} s of a {results['budget_s']:.0f} s budget.",
+               f"{results.get('elapsed_s', 0):.0f} s"
+               + (f" of a {results['budget_s']:.0f} s budget." if results['budget_s'] else '.'),
            '', f"Measured bf16 matmul ({mm.get('n', '-')}^3): {_num(mm.get('tflops'), '.1f')} "
                f"TFLOP/s; nominal dense bf16 peak: "
                f"{_num(b.get('peak_tflops') if b else None, '.0f')} TFLOP/s.",

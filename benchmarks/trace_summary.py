@@ -182,18 +182,29 @@ def hlo_counts(ops: dict) -> dict:
                       for (op, cat), n in by_op.most_common(15)]}
 
 
+def label(op: str, info) -> str:
+  """The name an op's time is reported under: the jax op it comes from (its name stack, with
+  every block's copy as blocks_*, so that a layer's op sums over the depth), else the HLO
+  instruction's name without its number (a kernel's name where no instruction is known)."""
+  name = (info or {}).get('op_name') or re.sub(r'\.\d+$', '', op)
+  name = re.sub(r'blocks_\d+', 'blocks_*', name)
+  return re.sub(r'^jit\([^/]*\)/', '', name)
+
+
 def summarize(trace_dir: str, hlo_text: str, steps: int = 1, top: int = 15) -> dict:
   """The profile summary of a trace of `steps` steps of the program `hlo_text`: shares of time
-  by category, the top ops by time (ms per step)."""
+  by category, the top ops by time (ms per step; ops by `label`)."""
   ops = parse_hlo(hlo_text)
   module = re.search(r'HloModule\s+([\w.\-]+)', hlo_text)
-  times, source = op_times(read_trace(trace_dir), ops, module.group(1) if module else '')
-  total = sum(t for t, _ in times.values())
+  by_op, source = op_times(read_trace(trace_dir), ops, module.group(1) if module else '')
+  total = sum(t for t, _ in by_op.values())
   if not total:
     return hlo_counts(ops)
-  shares = collections.Counter()
-  for (_, cat), (t, _) in times.items():
+  shares, times = collections.Counter(), collections.defaultdict(lambda: [0.0, 0])
+  for (op, cat), (t, n) in by_op.items():
     shares[cat] += t / total
+    times[(label(op, ops.get(op)), cat)][0] += t
+    times[(label(op, ops.get(op)), cat)][1] += n
   ranked = sorted(times.items(), key=lambda kv: -kv[1][0])[:top]
   return {'source': f'trace: {source}', 'steps': steps,
           'op_ms_per_step': total / 1e3 / steps,

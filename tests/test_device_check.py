@@ -135,6 +135,9 @@ def test_hlo_ops_are_put_in_their_category():
   assert ops['scores_fusion']['calls'] == 'fused_scores' and ops['dot.1']['comp'] == 'fused_scores'
   assert ops['a']['comp'] == 'main.9' and ops['fmha']['target'] == '__cudnn$fmhaSoftmax'
   assert {n: trace_summary.category(ops[n], ops[None]) for n in CATEGORY} == CATEGORY
+  assert trace_summary.label('fusion.12', {'op_name': 'jit(step)/jvp(M)/blocks_11/mlp/dot'}) == (
+      'jvp(M)/blocks_*/mlp/dot')
+  assert trace_summary.label('loop_fusion.7', None) == 'loop_fusion'
   assert trace_summary.kernel_category('MemcpyH2D') == 'host transfers'
   assert trace_summary.kernel_category('Memcpy DtoD (Device -> Device)') == 'copies/transposes'
   assert trace_summary.kernel_category('sm90_xmma_gemm_bf16bf16_bf16f32') == 'matmul'
@@ -168,10 +171,13 @@ def test_a_gpu_trace_is_summarised_from_its_xla_ops_line(tmp_path):
   assert s['shares'] == pytest.approx({'attention': 0.6, 'matmul': 0.2, 'elementwise/norm': 0,
                                        'copies/transposes': 0.1, 'host transfers': 0.1,
                                        'other': 0})
+  # Ops by the jax op they come from (every block's copy together), else by instruction name.
   assert [(o['op'], o['category']) for o in s['top_ops']] == [
-      ('scores_fusion', 'attention'), ('qkv_fusion', 'matmul'),
+      ('jvp(Motionformer)/blocks_*/attn/attn._fast/dot_general', 'attention'),
+      ('jvp(Motionformer)/blocks_*/attn/qkv/dot_general', 'matmul'),
       ('transpose_fusion', 'copies/transposes'), ('MemcpyH2D', 'host transfers')]
   assert s['top_ops'][0]['ms_per_step'] == pytest.approx(0.6)
+  assert s['top_ops'][0]['count'] == 1                  # once per step
 
 
 def test_a_cpu_trace_uses_the_host_threads_of_this_program(tmp_path):
