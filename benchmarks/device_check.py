@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,7 +123,9 @@ class Check:
     self.deadline = self.start + args.budget_s if args.budget_s > 0 else float('inf')
     self.trace_dir = tempfile.mkdtemp(prefix='device_check_trace_')
     m = common.machine()
-    name = 'device_check' + ('' if self.mode == 'full' else '_' + self.mode)
+    # A partial rerun (--only) is written beside the full run, not over it.
+    name = ('device_check' + ('' if self.mode == 'full' else '_' + self.mode)
+            + ('_part' if args.only else ''))
     self.path = os.path.join(args.out, os.path.relpath(common.results_path(name, m),
                                                        common.RESULTS_DIR))
     self.results = {'machine': m, 'command': shlex.join(sys.argv), 'mode': self.mode,
@@ -165,11 +168,10 @@ class Check:
 
   def record(self, rows: list) -> None:
     for r in rows:
-      key = {'matmul': 'matmul'}.get(r['name'], r['name'].split(':')[0])
-      if key == 'matmul':
+      if r['name'] == 'matmul':
         self.results['matmul'] = r
-      elif key in ('eval', 'official'):
-        self.results[key].append(r)
+      elif r['name'] in ('eval', 'official'):
+        self.results[r['name']].append(r)
       else:
         self.results['train'].append(r)
     self.write()
@@ -252,6 +254,7 @@ def run(args) -> dict:
                  for a in ('joint', 'divided')])
   check.results['profile'] = device_report.best_profile(check.results['train'])
   check.write()
+  shutil.rmtree(check.trace_dir, ignore_errors=True)   # summarised in the results
   print(device_report.render(check.results))
   print(f'wrote {check.path} and its .md', flush=True)
   return check.results
