@@ -83,6 +83,10 @@ def test_program_flops_count_what_runs():
   assert throughput.program_flops(lambda a, b: a @ b, x, w) == 2 * 4 * 8 * 3
   # The gradient with respect to w adds x^T g, one more product of the same size.
   assert throughput.program_flops(jax.grad(lambda b: (x @ b).sum()), w) == 2 * 2 * 4 * 8 * 3
+  # A conditional runs one branch: the costlier counts, not both.
+  cond = lambda a: jax.lax.cond(a[0, 0] > 0, lambda c: c @ jnp.ones((8, 8)),
+                                lambda c: 2 * c @ jnp.ones((8, 8)), a)
+  assert throughput.program_flops(cond, x) == 2 * 4 * 8 * 8
   # A loop's body counts once per trip.
   loop = lambda a: jax.lax.scan(lambda c, _: (c @ jnp.ones((8, 8)), None), a, length=5)[0]
   assert throughput.program_flops(loop, x) == 5 * 2 * 4 * 8 * 8

@@ -53,6 +53,8 @@ def count_macs(jaxpr) -> int:
       total += _conv_macs(eqn)
     elif name == 'scan':
       total += eqn.params['length'] * count_macs(eqn.params['jaxpr'].jaxpr)
+    elif name == 'cond':  # one branch runs (remat='tied' has two identical ones)
+      total += max(count_macs(b.jaxpr) for b in eqn.params['branches'])
     elif name == 'while':
       # fori_loop with static bounds: trip count is known only at run time in general; count
       # the body once per iteration when the bounds are literals, else once (documented).
