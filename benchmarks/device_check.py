@@ -26,17 +26,15 @@ official code are there, else a note). --one_step: Mformer-B shapes, one timed s
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common, device_report  # noqa: E402
+from benchmarks import common, device_report
 
-WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'device_workers.py')
+WORKERS = 'benchmarks.device_workers'   # run as a module from the repository root
 OFFICIAL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'out', 'device_check',
                             'official')
 TRAJECTORY_NONE = (('frames', 'cudnn', 'none'), ('chunked', 'xla', 'none'))
@@ -90,14 +88,16 @@ def parse_args(argv=None):
 # Running the workers
 # ----------------------------------------------------------------------------------------------
 def spawn(python: str, tasks: list, impl: str, timeout: float) -> list:
-  """Rows of `tasks` run by one worker process (device_workers.py --worker=JSON)."""
+  """Rows of `tasks` run by one worker process (python -m benchmarks.device_workers
+  --worker=JSON). PYTHONPATH keeps what it held (a carried wheel) after the repository."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = common.ROOT
   env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, os.environ.get('PYTHONPATH')]))
   env.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.92')   # the largest batch wants it all
   spec = json.dumps({'impl': impl, 'tasks': tasks})
   try:
-    proc = subprocess.run([python, WORKERS, '--worker=' + spec], capture_output=True, text=True,
+    proc = subprocess.run([python, '-m', WORKERS, '--worker=' + spec], capture_output=True,
+                          text=True,
                           timeout=max(timeout, 1) if timeout < float('inf') else None, env=env,
                           cwd=root)
   except subprocess.TimeoutExpired:
@@ -128,7 +128,7 @@ class Check:
             + ('_part' if args.only else ''))
     self.path = os.path.join(args.out, os.path.relpath(common.results_path(name, m),
                                                        common.RESULTS_DIR))
-    self.results = {'machine': m, 'command': shlex.join(sys.argv), 'mode': self.mode,
+    self.results = {'machine': m, 'command': common.command_line(), 'mode': self.mode,
                     'budget_s': args.budget_s, 'model': s['model'] or 'Mformer-B 16x224',
                     'dtype': 'bfloat16 compute, float32 parameters',
                     'train': [], 'official': [], 'eval': [], 'matmul': None, 'profile': None,

@@ -19,8 +19,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 GROUP_S = 0.25   # steps are timed in groups of at least this long, blocking once per group
 

@@ -316,3 +316,12 @@ def test_smoke_runs_every_setting_and_writes_the_json_and_table(tmp_path):
     assert json.load(f)['train'] == results['train']
   with open(path[:-len('.json')] + '.md') as f:
     assert f.read() == device_report.render(results)
+
+
+@pytest.mark.slow
+def test_a_worker_process_reports_its_rows_and_its_failures():
+  """spawn: python -m benchmarks.device_workers from the repository root, one row per task."""
+  rows = device_check.spawn(sys.executable, [{'task': 'nope', 'name': 'x'},
+                                             {'task': 'none', 'name': 'y'}], 'jax', 120)
+  assert rows == [{'name': 'x', 'error': "KeyError: 'nope'"},
+                  {'name': 'y', 'error': "KeyError: 'none'"}]
