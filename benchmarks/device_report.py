@@ -102,20 +102,28 @@ def profile_lines(p) -> list:
 
 
 def render(results: dict) -> str:
-  m, mm = results['machine'], results.get('matmul') or {}
+  """The check's own document (written beside its JSON): a title, then `body`."""
+  m = results['machine']
   device = ', '.join(m.get('gpus', [])) or m.get('cpu', '?')
+  return (f"# Device check ({results['mode']}): {device}, jax {m.get('jax', '?')}\n\n"
+          + body(results, '##'))
+
+
+def body(results: dict, level: str) -> str:
+  """Every table of a device check, under headings of `level` (benchmarks.report renders the
+  same text into results/README.md, one level deeper)."""
+  m, mm = results['machine'], results.get('matmul') or {}
   b = best(results['train'])
-  lines = [f"# Device check ({results['mode']}): {device}, jax {m.get('jax', '?')}",
-           '', f"{results['model']}, {results['dtype']}; {m.get('date', '')}; "
+  lines = [f"{results['model']}, {results['dtype']}; {m.get('date', '')}; "
                f"{results.get('elapsed_s', 0):.0f} s"
                + (f" of a {results['budget_s']:.0f} s budget." if results['budget_s'] else '.'),
            '', f"Measured bf16 matmul ({mm.get('n', '-')}^3): {_num(mm.get('tflops'), '.1f')} "
                f"TFLOP/s; nominal dense bf16 peak: "
                f"{_num(b.get('peak_tflops') if b else None, '.0f')} TFLOP/s.",
-           '', '## Training step (the trainer\'s own step, AdamW)', '', *train_table(results),
-           '', '## Official PyTorch model (bf16 autocast, AdamW)', '',
+           '', f'{level} Training step (the trainer\'s own step, AdamW)', '', *train_table(results),
+           '', f'{level} Official PyTorch model (bf16 autocast, AdamW)', '',
            *simple_table(results['official'], lambda r: r.get('mode', 'official')),
-           '', '## Eval forward (the views of one video as one batch)', '',
+           '', f'{level} Eval forward (the views of one video as one batch)', '',
            *simple_table(results['eval'] + [r for r in results['official']
                                             if r.get('mode') == 'eval'],
                          lambda r: 'official' if r.get('mode') else 'ours ' + _setting(r))]
@@ -124,9 +132,9 @@ def render(results: dict) -> str:
               else None)
   lines += ['', f"Eval ours / official: {_num(ev['clips_per_s'], '.2f')}x clips/s at "
                 f"{_num(ev['peak_memory'], '.2f')}x the peak memory.",
-            '', '## Profile of the best trajectory setting', '',
+            '', f'{level} Profile of the best trajectory setting', '',
             *profile_lines(results.get('profile'))]
   notes = results['notes'] + [f'skipped: {s}' for s in results['skipped']]
   if notes:
-    lines += ['', '## Notes', ''] + [f'- {n}' for n in notes]
+    lines += ['', f'{level} Notes', ''] + [f'- {n}' for n in notes]
   return '\n'.join(lines) + '\n'

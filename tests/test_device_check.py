@@ -325,3 +325,18 @@ def test_a_worker_process_reports_its_rows_and_its_failures():
                                              {'task': 'none', 'name': 'y'}], 'jax', 120)
   assert rows == [{'name': 'x', 'error': "KeyError: 'nope'"},
                   {'name': 'y', 'error': "KeyError: 'none'"}]
+
+
+def test_the_results_document_renders_a_device_check_under_its_class():
+  """benchmarks.report, the one renderer of results/README.md, files a device check under the
+  GPU's machine class with the same tables as the check's own document, one level deeper."""
+  from benchmarks import report  # pylint: disable=g-import-not-at-top
+  results = results_of([ROW], matmul={'n': 8192, 'tflops': 800.0})
+  results['command'] = '-m benchmarks.device_check --out=benchmarks/results'
+  rel = 'nvidia-h100-x1/device_check_jax0110.json'
+  text = report.render({rel: results})
+  assert '## nvidia-h100-x1: nvidia-h100-x1' in text
+  section = text[text.index('#### Device check: `device_check_jax0110`'):]
+  assert 'python -m benchmarks.device_check --out=benchmarks/results' in section
+  assert device_report.body(results, '#####').rstrip('\n') in section
+  assert device_report.render(results).endswith(device_report.body(results, '##'))
