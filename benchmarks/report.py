@@ -123,7 +123,7 @@ CLASSES = {
 
 # Conditions a file's JSON does not carry (how the machine was shared), by file-name prefix.
 CONDITIONS = {
-    'intel-spr-2core/eval_jax012': 'nice', 'intel-spr-2core/train_step_jax012': 'nice',
+    'intel-spr-2core/eval_jax012': 'nice', 'intel-spr-2core/train_step_jax012_bfloat16': 'nice',
     'intel-spr-2core/profile_jax012': 'nice',
 }
 CONDITION_TEXT = {'nice': """\
@@ -136,6 +136,11 @@ _RENAMED = ('Recorded as `{}_bf16.json`, the `--out` of its command; renamed sin
 NOTES = {
     'train_step_jax010_bfloat16': _RENAMED.format('train_step_jax010'),
     'train_step_jax012_bfloat16': _RENAMED.format('train_step_jax012'),
+    'train_step_jax012': """\
+Re-run on 2026-12-05 on a quiet machine (nothing else running), once the training step no longer
+imported TensorFlow (ours' base RSS 351-546 MB); written to the command's `--out` and copied
+here. The official code is the same checkout as before, kept where the device check keeps it.
+The run it replaces (git history) had other jobs beside it at `nice 10`.""",
     'matmul_jax010': """\
 On this stack XLA:CPU compiles a bfloat16 `dot` as two converts to float32 and a float32 dot
 (no AMX; no flag changes the HLO), while PyTorch's oneDNN runs bfloat16 on AMX.""",
