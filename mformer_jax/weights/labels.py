@@ -13,7 +13,6 @@ import functools
 import os
 import pathlib
 
-from mformer_jax.data import pipeline
 from mformer_jax.errors import MissingInputError
 from mformer_jax.run import checkpoints
 from mformer_jax.run import workdir as workdir_lib
@@ -76,6 +75,9 @@ class WithNames(tuple):
 def class_names(data_cfg, heads: dict, sources=()) -> dict:
   """{head: names} for a model with `heads` run on config.data `data_cfg` (module docstring).
   Without any, the dataset's own MissingInputError (the preparation command)."""
+  # Imported here: the data pipeline imports TensorFlow (~500 MB resident), which loading
+  # weights for a model.apply never needs.
+  from mformer_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   try:
     own = pipeline.class_names(data_cfg)
   except MissingInputError as e:  # not prepared: the names may be known elsewhere

@@ -95,7 +95,8 @@ def _source(source, cfg, step, strict, log, shardings=None):
 
 def load(source, cfg=None, *, like=None, dont_load=(), step=None, strict: bool = False,
          imagenet: bool = False, shardings=None, return_step: bool = False, log=logging.info):
-  """(ModelConfig, numpy params) of `source`, checked.
+  """(ModelConfig, numpy params) of `source`, checked. Arrays of a state dict passed in that
+  need no conversion are not copied: the params share memory with it (as np.asarray would).
 
   source: a workdir of this trainer (it has WORKDIR/checkpoints; `python -m mformer_jax.convert`
     writes one): its newest readable step, verified, with the model config saved in its
@@ -167,5 +168,22 @@ def load_official(path_or_state_dict, cfg=None):
   again on every call.
   """
   model_cfg, params = load(path_or_state_dict, cfg)
-  return labels.WithNames(Motionformer(model_cfg), jax.device_put({'params': params}),
+  return labels.WithNames(Motionformer(model_cfg), {'params': _place(_flat_taken(params))},
                           labels.of_source(path_or_state_dict, model_cfg.heads))
+
+
+def _flat_taken(params) -> dict:
+  """The flattened leaves of `params`, emptied of them (so that `_place` holds their last
+  references, where the caller held them alone)."""
+  flat = traverse_util.flatten_dict(params)
+  params.clear()
+  return flat
+
+
+def _place(flat: dict):
+  """The tree of `flat`'s leaves on the default device, put one at a time and each host array
+  dropped once placed. A file's arrays then die one by one as their device copies appear:
+  loading holds the weights about once, not twice (host and device) at its peak (jax lets go
+  of a host array at its next call, so each is freed while the next is placed). Empties `flat`."""
+  return traverse_util.unflatten_dict(
+      {k: jax.device_put(flat.pop(k)) for k in list(flat)})

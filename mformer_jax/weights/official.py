@@ -231,14 +231,21 @@ def config_from_state_dict(sd: StateDict) -> dict[str, Any]:
 
 
 def params_from_state_dict(sd: StateDict, cfg: ModelConfig) -> dict:
-  """Strict import: every key present, none extra, every shape right, else one error."""
+  """Strict import: every key present, none extra, every shape right, else one error.
+
+  The parameters share memory with `sd` where its dtype is the config's param_dtype (the
+  unstacked layout; a stacked one copies)."""
   sd = strip_prefixes(sd)
   paths = param_shapes(unscanned(cfg))
   check_fit({k: v.shape for k, v in sd.items()},
             {official_key(p): _to_official(p, np.zeros(s, np.int8)).shape for p, s in paths.items()},
             'the checkpoint', f' ({cfg.attention}, depth {cfg.depth}, dim {cfg.embed_dim}, '
             f'{cfg.num_frames} frames)')
-  flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype) for p in paths}
+  # No copy where the dtype already fits: the arrays stay (transposed) views of `sd`, copied
+  # once, into the model's layout, when they are placed on a device. A copy here would hold a
+  # third instance of the weights beside the state dict and the device's (+1x the model's size
+  # in peak memory when loading).
+  flat = {p: _to_flax(p, sd[official_key(p)]).astype(cfg.param_dtype, copy=False) for p in paths}
   return blocks_layout(traverse_util.unflatten_dict(flat), cfg)
 
 
