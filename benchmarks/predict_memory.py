@@ -85,8 +85,8 @@ def _whole(config, workdir):
   model = build(config.model)
   params, _ = evaluator.params_to_evaluate(config, workdir, model, sharding.make_mesh())
   decoded, fps = video.read_video(config.video)
-  views = transforms.test_views(tf.constant(np.stack(decoded)), len(decoded), fps, config.data,
-                                decoded=True).numpy()
+  views = transforms.test_views(tf.constant(np.stack(decoded)), len(decoded), fps,
+                                config.data).numpy()
   probs = jax.jit(functools.partial(evaluator.probabilities, model))(params, views)['label']
   top = {'label': [(str(i), float(p)) for i, p in enumerate(np.asarray(probs).mean(0))][:3]}
   stack = np.stack(video.read_video(config.video)[0])

@@ -90,7 +90,12 @@ The scale every other time of the machine class is read against."""),
 Synthetic textured videos, {input_pipeline.SECONDS} s at {input_pipeline.FPS} fps,
 {input_pipeline.HEIGHT}x{input_pipeline.WIDTH}, h264, prepared with `mformer_jax.data.prepare`
 (native frames as JPEG); the training pipeline at the K400 recipe (16 frames at rate 4, short side
-U[256,320], 224 random crop, flip, colour jitter, float32, batch 8)."""),
+U[256,320], 224 random crop, flip, colour jitter; batch 8). Since 2026-12-05 the pipeline reads
+only the sampled JPEGs out of a record (hardware CRC32C, `data/records.py`) and yields uint8
+crops with the colour jitter's draws, which the training step finishes (`data/device_augment.py`);
+the reference path is the earlier per-clip path (TensorFlow's record reader and parser, the whole
+recipe in TensorFlow, float32 out) in the same run. Older runs measured the pipeline of their day
+and have no reference rows."""),
     'export': ('Export', """\
 Mformer-B (K400 head, 16x224, random weights in an official-format state dict) written by
 `python -m mformer_jax.export` in each format (file size, export wall time), then run in a fresh

@@ -194,14 +194,18 @@ def op_paths(data, top=8):
 
 
 def input_table(data):
+  got = lambda key, fmt: lambda r: format(r[key], fmt) if key in r else '—'  # older runs lack some
   rows = [('training clips/s, one core (pinned; one map call; TF pools of 1 thread)',
-           lambda r: f'{r["train1_clips_per_s"]:.1f}'),
-          ('training clips/s, every core (AUTOTUNE)',
-           lambda r: f'{r["train_all_clips_per_s"]:.1f}'),
-          ('whole video decoded by PyAV, s per clip', lambda r: f'{r["pyav_whole_video"]:.3g}'),
-          ('every JPEG of the record, s per clip', lambda r: f'{r["record_all_jpegs"]:.3g}'),
-          ('only the sampled JPEGs of the record, s per clip',
-           lambda r: f'{r["record_needed_jpegs"]:.3g}'),
+           got('train1_clips_per_s', '.1f')),
+          ('training clips/s, every core (AUTOTUNE)', got('train_all_clips_per_s', '.1f')),
+          ('reference per-clip path, clips/s, one core', got('reference1_clips_per_s', '.1f')),
+          ('reference per-clip path, clips/s, every core', got('reference_all_clips_per_s', '.1f')),
+          ('one core: training pipeline / reference path', got('train1_over_reference1', '.2f')),
+          ('the step\'s finishing (colour jitter, normalisation) on this CPU, ms per clip',
+           got('finish_in_step_ms_per_clip', '.2f')),
+          ('whole video decoded by PyAV, s per clip', got('pyav_whole_video', '.3g')),
+          ('every JPEG of the record, s per clip', got('record_all_jpegs', '.3g')),
+          ('only the sampled JPEGs of the record, s per clip', got('record_needed_jpegs', '.3g')),
           ('speed-up of decoding only the sampled frames vs PyAV whole-video',
            lambda r: _ratio(r['pyav_whole_video'], r['record_needed_jpegs'], 0)),
           ('videos / MiB of mp4 / MiB of TFRecords',

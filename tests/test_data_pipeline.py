@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import data_fixtures as fx
 from mformer_jax.errors import InputError, MissingInputError
+from mformer_jax.data import to_model_input
 from mformer_jax.data import config
 from mformer_jax.data import layouts
 from mformer_jax.data import pipeline
@@ -45,9 +46,10 @@ def test_train_batches_labels_indices_and_same_crop_flip(k400):
                                                   process_index=0, process_count=1), 6)
   directions = []
   for b in batches:
-    assert b['clip'].shape == (4, T, CROP, CROP, 3) and b['clip'].dtype == np.float32
-    assert b['clip'].min() >= -1 and b['clip'].max() <= 1 and b['label'].dtype == np.int32
-    for clip, label in zip(b['clip'], b['label']):
+    # uint8 crops: the training step normalises them (and jitters colour, off here).
+    assert b['clip'].shape == (4, T, CROP, CROP, 3) and b['clip'].dtype == np.uint8
+    assert set(b) == {'clip', 'label'} and b['label'].dtype == np.int32
+    for clip, label in zip(to_model_input(b['clip']), b['label']):
       v = videos[fx.video_tags(clip)]
       assert label == v['label']
       assert tuple(fx.frame_codes(clip)) in _possible_train_indices(v['num'], v['fps'])
@@ -149,7 +151,8 @@ def test_epic_kitchens_verb_noun_bgr_and_one_based_window(tmp_path):
                                         process_count=1))
   assert set(b) == {'clip', 'verb', 'noun'}
   firsts = {3: (10, 65), 5: (50, 50)}  # verb -> (first frame number, frames in segment)
-  for clip, verb, noun in zip(b['clip'], b['verb'], b['noun']):
+  # The uint8 crops are RGB; the training step reverses the channels (config.data.bgr).
+  for clip, verb, noun in zip(to_model_input(b['clip'], cfg.bgr), b['verb'], b['noun']):
     assert (verb, noun) in {(3, 7), (5, 11)}
     first, n = firsts[int(verb)]
     codes = fx.frame_codes(clip, channel=2)  # BGR: the red code sits in the last channel.
@@ -191,7 +194,7 @@ def test_ssv2_segment_sampling_without_flip(tmp_path):
   cfg.rand_augment = config.RAND_AUGMENT['ssv2']  # The official default runs in tf.data.
   b = next(pipeline.make_train_iterator(cfg, local_batch_size=3, seed=0, process_index=0,
                                         process_count=1))
-  assert b['clip'].shape == (3, T, CROP, CROP, 3) and np.isfinite(b['clip']).all()
+  assert b['clip'].shape == (3, T, CROP, CROP, 3) and b['clip'].dtype == np.uint8
 
 
 def test_missing_data_dir_raises_with_the_prepare_command():

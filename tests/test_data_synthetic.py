@@ -102,12 +102,14 @@ def test_synthetic_pipelines_resume_and_count_every_video_once():
   it = pipeline.make_train_iterator(cfg, local_batch_size=8, seed=0, process_index=0,
                                     process_count=1)
   batches = [next(it) for _ in range(7)]  # Crosses the epoch boundary at 40 clips.
-  assert batches[0]['clip'].shape == (8, 8, 32, 32, 3) and batches[0]['clip'].dtype == np.float32
-  assert -1 <= batches[0]['clip'].min() and batches[0]['clip'].max() <= 1
+  # The rendered uint8 videos as they are (the training step normalises them).
+  assert batches[0]['clip'].shape == (8, 8, 32, 32, 3) and batches[0]['clip'].dtype == np.uint8
   resumed = next(pipeline.make_train_iterator(cfg, local_batch_size=8, seed=0, start_step=6,
                                               process_index=0, process_count=1))
   np.testing.assert_array_equal(resumed['clip'], batches[6]['clip'])
   data = synthetic.generate(40, **{**KW, 'with_masks': False})
+  rendered = {v.tobytes() for v in data.videos}
+  assert all(clip.tobytes() in rendered for b in batches for clip in b['clip'])
   epoch = np.concatenate([b['label'] for b in batches[:5]])
   assert sorted(epoch) == sorted(data.labels)  # One epoch = every clip once.
   seen = []

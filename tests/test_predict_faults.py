@@ -24,8 +24,7 @@ def _whole_video_views(path, cfg):
   """The reference: every frame decoded and kept, the views cut from the whole stack (what
   load_video_views did before it kept only the sampled frames)."""
   frames, fps = video.read_video(path)
-  return transforms.test_views(tf.constant(np.stack(frames)), len(frames), fps, cfg,
-                               decoded=True).numpy()
+  return transforms.test_views(tf.constant(np.stack(frames)), len(frames), fps, cfg).numpy()
 
 
 @pytest.mark.parametrize('name,fields', [

@@ -28,6 +28,8 @@ PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.5, 0.5, 0.5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Luma weights of the colour jitter's contrast and saturation (ITU-R BT.601, as torchvision).
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def pixel_affine(mean=PIXEL_MEAN, std=PIXEL_STD):

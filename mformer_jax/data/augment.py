@@ -40,10 +40,14 @@ def segment_indices(n, fps, num_frames, u=None, target_fps=30.0):
 
 
 def decode_frames(encoded, indices):
-  """Decodes only the JPEGs at `indices` (each distinct one once), shape indices + (H, W, 3)."""
+  """Decodes only the JPEGs at `indices` (each distinct one once), shape indices + (H, W, 3).
+
+  encoded: the video's encoded frames (a string vector), or a function from the distinct
+  indices to their encoded frames (`shards.Shards.frames`: only those are read)."""
   flat = tf.reshape(indices, [-1])
   unique, where = tf.unique(flat)
-  frames = tf.map_fn(lambda s: tf.io.decode_jpeg(s, channels=3), tf.gather(encoded, unique),
+  read = encoded if callable(encoded) else lambda u: tf.gather(encoded, u)
+  frames = tf.map_fn(lambda s: tf.io.decode_jpeg(s, channels=3), read(unique),
                      fn_output_signature=tf.uint8)
   frames = tf.gather(frames, where)
   return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
@@ -124,24 +128,34 @@ def flip(frames, seed):
                  lambda: tf.reverse(frames, [2]), lambda: frames)
 
 
-def color_jitter(frames, seed, strength=0.4, prob=0.8):
-  """Brightness, contrast, saturation (each factor U[1-s, 1+s]) in random order, with
-  probability `prob`, one draw per clip. Works on [0, 1] RGB, before normalisation."""
+def colour_jitter_draws(seed, strength=0.4, prob=0.8):
+  """One clip's colour jitter as 7 float32: the brightness, contrast and saturation factors
+  (each U[1-s, 1+s]), the order the three are applied in (a permutation of 0, 1, 2) and
+  whether the jitter applies at all (1.0 with probability `prob`)."""
   u = tf.random.stateless_uniform([7], seed)
   factors = 1.0 - strength + 2.0 * strength * u[:3]
-  grey_weights = tf.constant([0.299, 0.587, 0.114])
+  order = tf.cast(tf.argsort(u[3:6]), tf.float32)
+  return tf.concat([factors, order, tf.cast(u[6:] < prob, tf.float32)], 0)
+
+
+def color_jitter(frames, seed, strength=0.4, prob=0.8):
+  """Brightness, contrast, saturation in random order (`colour_jitter_draws`) on [0, 1] RGB,
+  before normalisation: the reference of `device_augment.colour_jitter`, which the training
+  step runs on the same draws."""
+  draws = colour_jitter_draws(seed, strength, prob)
+  factors, order = draws[:3], tf.cast(draws[3:6], tf.int32)
+  grey_weights = tf.constant(data.GREY_WEIGHTS)
 
   def grey(x):
     return tf.reduce_sum(x * grey_weights, -1, keepdims=True)
   ops = [lambda x: x * factors[0],
          lambda x: (x - tf.reduce_mean(grey(x))) * factors[1] + tf.reduce_mean(grey(x)),
          lambda x: (x - grey(x)) * factors[2] + grey(x)]
-  order = tf.argsort(u[3:6])
   jittered = frames
   for step in range(3):
     jittered = tf.clip_by_value(tf.switch_case(order[step], [
         lambda op=op: op(jittered) for op in ops]), 0.0, 1.0)
-  return tf.cond(u[6] < prob, lambda: jittered, lambda: frames)
+  return tf.cond(draws[6] > 0, lambda: jittered, lambda: frames)
 
 
 def normalise(frames, bgr):

@@ -20,6 +20,15 @@ def clip_frames(cfg) -> int:
   return 1 if cfg.single_frame else cfg.num_frames
 
 
+COLOUR = 'colour'  # the training batch's key of the colour jitter's draws: (batch, 7) float32
+
+
+def colour_on_device(cfg) -> bool:
+  """Whether training batches carry colour-jitter draws for the training step to apply
+  (`device_augment`): the real datasets' jitter; synthetic_motion clips are used as rendered."""
+  return bool(cfg.color_jitter) and cfg.source == 'prepared'
+
+
 def train_jitter_scales(cfg) -> tuple:
   """The short sides training resizes to, U[lo, hi]: data.train_jitter_scales, or when it is ()
   (the default) the official U[256, 320] at a 224 crop scaled with data.crop_size (the official

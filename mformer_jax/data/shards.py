@@ -19,7 +19,9 @@ from absl import logging
 from tensorflow.python.lib.io import tf_record  # random access that checks the record CRCs
 
 from mformer_jax.errors import MissingInputError
+from mformer_jax.data import augment
 from mformer_jax.data import dataset_not_found
+from mformer_jax.data import records
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,8 +72,8 @@ def _opened(data_dir, name, split):
 
 
 class Shards:
-  """The records of one prepared split: `frames(example)` as a TensorFlow op (inside tf.data),
-  `describe` / `diagnose` in Python for the bad-record report."""
+  """The records of one prepared split: `frames` and `decoded` as TensorFlow ops (inside
+  tf.data), `describe` / `diagnose` in Python for the bad-record report."""
 
   def __init__(self, data_dir, name, split):
     self.summary, index = _opened(data_dir, name, split)
@@ -83,10 +85,10 @@ class Shards:
 
   @staticmethod
   def _read(path, offset, length):
-    """One record's bytes, its CRCs checked (tf.errors.DataLossError when they fail)."""
-    # Scalars arrive as bytes/ints inside tf.data and as 0-d arrays when run eagerly; `offset`
-    # is the data's, after the framing's uint64 length and its uint32 CRC.
-    reader = tf_record.tf_record_random_reader(os.fsdecode(np.asarray(path).item()))
+    """One record's bytes, its CRCs checked (tf.errors.DataLossError when they fail), by
+    TensorFlow's reader: the diagnosis's, independent of the pipelines' `records.read_record`.
+    `offset` is the data's, after the framing's uint64 length and its uint32 CRC."""
+    reader = tf_record.tf_record_random_reader(path)
     record, _ = reader.read(int(offset) - 12)
     if len(record) != int(length):
       raise tf.errors.DataLossError(None, None, f'record of {len(record)} bytes, the index '
@@ -95,16 +97,28 @@ class Shards:
 
   @staticmethod
   def _parse(record):
+    """All the record's encoded frames, by TensorFlow's parser (the diagnosis's)."""
     parsed = tf.io.parse_single_sequence_example(
         record, sequence_features={'image/encoded': tf.io.FixedLenSequenceFeature([], tf.string)})
     return parsed[1]['image/encoded']
 
-  def frames(self, example):
-    """The encoded JPEGs of one example (a string vector), read by offset."""
-    record = tf.numpy_function(
-        self._read, [tf.gather(self.path, example), self.index['offset'][example],
-                     self.index['length'][example]], tf.string, stateful=False)
-    return self._parse(tf.ensure_shape(record, []))
+  def frames(self, example, indices=None):
+    """The encoded JPEGs of one example (a string vector), all of them or those at `indices`,
+    read by offset (`records.read_frames`: only those are cut out of the record)."""
+    n = self.index['num_frames'][example]
+    indices = tf.range(n) if indices is None else tf.cast(indices, tf.int64)
+    read = lambda path, offset, length, idx, num: np.array(
+        records.read_frames(os.fsdecode(np.asarray(path).item()), int(offset), int(length),
+                            idx.tolist(), int(num)), object)
+    encoded = tf.numpy_function(
+        read, [tf.gather(self.path, example), self.index['offset'][example],
+               self.index['length'][example], indices, n], tf.string, stateful=False)
+    return tf.ensure_shape(encoded, indices.shape)
+
+  def decoded(self, example, indices):
+    """uint8 frames of shape indices.shape + (H, W, 3): each distinct frame read and decoded
+    once, the others never touched."""
+    return augment.decode_frames(lambda unique: self.frames(example, unique), indices)
 
   def describe(self, example) -> str:
     """'<shard> record <k> (<video key>)': where an example lives."""

@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 from mformer_jax.errors import ConfigError, InputError
-from mformer_jax.data import augment
 from mformer_jax.data import shards
 from mformer_jax.data import synthetic
 from mformer_jax.data import to_model_input
@@ -74,14 +73,13 @@ class Prepared:
     n, fps = records.index['num_frames'][example], records.index['fps'][example]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
     idx = transforms.frame_indices(n, fps, cfg, train_seed=seeds[0])
-    clip = transforms.train_augment(augment.decode_frames(records.frames(example), idx),
-                                    seeds[1:], cfg)
-    return dict(clip=clip, **self._labels(example))
+    return dict(transforms.train_clip(records.decoded(example, idx), seeds[1:], cfg),
+                **self._labels(example))
 
   def test_example(self, example):
     records = self.open()
     n, fps = records.index['num_frames'][example], records.index['fps'][example]
-    views = transforms.test_views(records.frames(example), n, fps, self.cfg, decoded=False)
+    views = transforms.test_views(lambda idx: records.decoded(example, idx), n, fps, self.cfg)
     return dict(clip=views, video_index=tf.cast(example, tf.int32), **self._labels(example))
 
   def train_batches(self, stream, batch_size, lo, hi):
@@ -171,7 +169,7 @@ class Synthetic:
       if cfg.single_frame:  # one random frame per clip, from the example's seed
         pick = [np.random.default_rng([*seed, 2]).integers(cfg.num_frames) for _, seed in items]
         videos = videos[np.arange(batch_size), pick][:, None]
-      yield dict(clip=to_model_input(videos, cfg.bgr), label=labels)
+      yield dict(clip=videos, label=labels)  # uint8: the training step normalises
 
   def eval_videos(self, lo, hi):
     cfg, clips = self.cfg, self._clips(lo, hi, cache_bytes=0)

@@ -8,11 +8,12 @@ import tensorflow as tf
 
 from mformer_jax.errors import ConfigError
 from mformer_jax.data import augment
-from mformer_jax.data.config import clip_frames, train_jitter_scales
+from mformer_jax.data.config import COLOUR, clip_frames, colour_on_device, train_jitter_scales
 
 
-def train_augment(frames, seeds, cfg):
-  """uint8 (T, H, W, 3) -> normalised float32 (T, S, S, 3); one draw per clip."""
+def train_crop(frames, seeds, cfg):
+  """uint8 (T, H, W, 3) -> float32 [0, 255] (T, S, S, 3): the spatial draws (scale jitter and
+  crop, or RandomResizedCrop; flip) and RandAugment, one draw per clip."""
   if cfg.random_resized_crop:
     clip = augment.random_resized_crop(frames, seeds[0], cfg.crop_size)
   else:
@@ -24,7 +25,24 @@ def train_augment(frames, seeds, cfg):
   if cfg.rand_augment:
     from mformer_jax.data import randaugment  # pylint: disable=g-import-not-at-top  (rarely used)
     clip = randaugment.rand_augment(clip, seeds[2], cfg.rand_augment)
-  clip = clip / 255.0
+  return clip
+
+
+def train_clip(frames, seeds, cfg) -> dict:
+  """The pipeline's part of the training augmentation: uint8 (T, H, W, 3) -> {'clip': uint8
+  (T, S, S, 3)} (`train_crop` rounded), with the colour jitter's draws where
+  `colour_on_device`. The training step finishes it (`device_augment.model_input`)."""
+  out = {'clip': tf.saturate_cast(tf.round(train_crop(frames, seeds, cfg)), tf.uint8)}
+  if colour_on_device(cfg):
+    out[COLOUR] = augment.colour_jitter_draws(seeds[3], cfg.color_jitter_strength)
+  return out
+
+
+def train_augment(frames, seeds, cfg):
+  """The whole training recipe in TensorFlow: uint8 (T, H, W, 3) -> normalised float32
+  (T, S, S, 3). The reference `train_clip` + `device_augment.model_input` are held to (they
+  differ by rounding the crop to uint8)."""
+  clip = train_crop(frames, seeds, cfg) / 255.0
   if cfg.color_jitter:
     clip = augment.color_jitter(clip, seeds[3], cfg.color_jitter_strength)
   return augment.normalise(clip * 255.0, cfg.bgr)
@@ -72,13 +90,14 @@ def _window_indices(n, fps, cfg, *, train_seed=None):
                                   offset=cfg.frame_offset)
 
 
-def test_views(frames, n, fps, cfg, decoded):
+def test_views(frames, n, fps, cfg):
   """(test_num_clips * test_num_crops, T, S, S, 3), clip-major as the official index order.
 
-  `frames`: encoded JPEGs (decoded=False; only the needed ones are decoded) or uint8 frames.
+  `frames`: the video's uint8 frames (n, H, W, 3), or a function from frame indices to the
+  frames there (`shards.Shards.decoded`: only those are read and decoded).
   """
   idx = frame_indices(n, fps, cfg)
-  frames = tf.gather(frames, idx) if decoded else augment.decode_frames(frames, idx)
+  frames = frames(idx) if callable(frames) else tf.gather(frames, idx)
   shape = tf.shape(frames)
   flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
   flat = augment.resize_short_side(flat, cfg.crop_size)

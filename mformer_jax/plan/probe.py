@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import topologies
 
+from mformer_jax.data import device_augment
 from mformer_jax.eval import evaluator
 from mformer_jax.model import ModelConfig, make_model
 from mformer_jax.plan import hlo, libtpu
@@ -50,8 +51,12 @@ def compile_step(config, devices, global_batch: int, mode: str):
   # The schedule's length only moves its boundaries (constants of the program), not memory.
   step_fn, _, abstract, state_sh = make_train_step(config, model, mesh, steps_per_epoch=1)
   rows = sharding.batch_sharded(mesh)
-  batch = {'clip': jax.ShapeDtypeStruct((global_batch, c.num_frames, c.img_size, c.img_size, 3),
-                                        jnp.float32, sharding=rows)}
+  if mode == 'train':  # the pipeline's uint8 crops (and colour draws), finished in the step
+    batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=rows) for k, (shape, dtype) in
+             device_augment.train_inputs(config.data, global_batch).items()}
+  else:
+    batch = {'clip': jax.ShapeDtypeStruct(
+        (global_batch, c.num_frames, c.img_size, c.img_size, 3), jnp.float32, sharding=rows)}
   batch.update({h: jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=rows)
                 for h in c.heads})
   with_sh = lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s)

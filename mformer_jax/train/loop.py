@@ -20,6 +20,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 from mformer_jax import weights
 from mformer_jax.data import pipeline
+from mformer_jax.data.config import COLOUR, colour_on_device
 from mformer_jax.errors import ConfigError
 from mformer_jax.eval import evaluator as evaluator_lib
 from mformer_jax.model import init_variables, make_model
@@ -189,7 +190,7 @@ def _train_and_evaluate(config, workdir, stop) -> dict:
                                             jax_logging_process=0, msg='Parameters')
 
   # ---- The loop. Batch i of the (deterministic) input pipeline always feeds update i.
-  keys = ('clip', *model.cfg.heads)
+  keys = ('clip', *model.cfg.heads) + ((COLOUR,) if colour_on_device(config.data) else ())
   batches = pipeline.make_train_iterator(
       config.data, local_batch_size=local_batch, seed=config.seed, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())

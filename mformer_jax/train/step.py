@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from mformer_jax.errors import ConfigError
+from mformer_jax.data import device_augment
 from mformer_jax.model import head_prefix, init_variables, outputs_by_head
 from mformer_jax.run import sharding
 from mformer_jax.train import fused, optim
@@ -53,8 +54,12 @@ def create_train_state(params, tx, seed: int) -> dict:
 
 
 def train_step(state, batch, *, model, tx, schedule, label_smoothing: float,
-               fused_update: bool = False):
+               fused_update: bool = False, bgr: bool = False):
   """One update: (state, batch) -> (new state, metrics as (sum, count) pairs).
+
+  The batch's clips are the pipeline's uint8 crops (finished into model input here by
+  `device_augment.model_input`: colour jitter, normalisation, `bgr` channel order) or float
+  model input already.
 
   Bind the keywords with functools.partial and jit it (see `train_and_evaluate`).
   """
@@ -63,12 +68,13 @@ def train_step(state, batch, *, model, tx, schedule, label_smoothing: float,
   drop_rng, landmark_rng = jax.random.split(rng)
   rngs = {'dropout': drop_rng, 'landmarks': landmark_rng}
   objective = functools.partial(loss_and_metrics, batch=batch, label_smoothing=label_smoothing)
+  clip = device_augment.model_input(batch, bgr)
   if fused_update:
     params, opt_state, _, metrics, grad_norm = fused.train_step(
-        model, tx, state['params'], state['opt_state'], batch['clip'], objective, rngs)
+        model, tx, state['params'], state['opt_state'], clip, objective, rngs)
   else:
     def loss_fn(params):
-      return objective(model.apply({'params': params}, batch['clip'], train=True, rngs=rngs))
+      return objective(model.apply({'params': params}, clip, train=True, rngs=rngs))
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -95,7 +101,7 @@ def make_train_step(config, model, mesh, steps_per_epoch: int):
                                       fsdp_min_size=config.mesh.fsdp_min_size)
   step = functools.partial(train_step, model=model, tx=tx, schedule=schedule,
                            label_smoothing=config.train.label_smoothing,
-                           fused_update=bool(config.train.fused_update))
+                           fused_update=bool(config.train.fused_update), bgr=config.data.bgr)
 
   @functools.wraps(train_step)
   def step_on_mesh(state, batch):
