@@ -1,4 +1,5 @@
-"""What loading an official checkpoint holds in memory: the state dict's arrays are not copied
+"""What loading an official checkpoint holds in memory: torch_pickle keeps each whole storage's
+buffer as its tensor (no second copy of the file's bytes), the state dict's arrays are not copied
 on the host (official.params_from_state_dict), `load_official` places them one at a time and
 drops each host array once placed, and importing the weights API imports no TensorFlow."""
 import dataclasses
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+import torch_files
 from mformer_jax import weights
-from mformer_jax.weights import official
+from mformer_jax.weights import official, torch_pickle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 load_lib = importlib.import_module('mformer_jax.weights.load')  # the name `load` is the function
@@ -27,6 +29,30 @@ def _state_dict():
   with np.load(ORIG) as z:
     sd = {k: z[k] for k in z.files if '__' not in k}
   return weights.read_official(ORIG)[0].cfg, sd
+
+
+def _memory(a: np.ndarray):
+  """The object whose memory `a` is (the end of its chain of bases)."""
+  while isinstance(a, np.ndarray) and a.base is not None:
+    a = a.base
+  return a.obj if isinstance(a, memoryview) else a
+
+
+def test_a_whole_contiguous_tensor_keeps_its_storage_buffer(tmp_path):
+  rng = np.random.default_rng(0)
+  sd = {'w': rng.standard_normal((4, 3)).astype(np.float32), 'b': np.arange(3, dtype=np.int64),
+        's': torch_files.Strided(np.full(1, 2.5), 0, (), ()),
+        'part': torch_files.Strided(np.arange(6, dtype=np.float32), 2, (2, 2), (1, 2))}
+  torch_files.write_pyth(tmp_path / 'x.pth', {'model_state': sd})
+  got = torch_pickle.load(str(tmp_path / 'x.pth'))['model_state']
+  for k in ('w', 'b', 's'):  # the storage as read: a bytearray of exactly the tensor's bytes
+    buffer = _memory(got[k])
+    assert isinstance(buffer, bytearray) and len(buffer) == got[k].nbytes, k
+    assert got[k].flags.writeable and got[k].flags.c_contiguous
+    np.testing.assert_array_equal(got[k], np.full((), 2.5) if k == 's' else sd[k], strict=True)
+  # A part of a storage, transposed: a C-order copy of its own.
+  assert isinstance(_memory(got['part']), np.ndarray) and got['part'].flags.c_contiguous
+  np.testing.assert_array_equal(got['part'], np.float32([[2, 4], [3, 5]]), strict=True)
 
 
 def test_params_are_views_of_the_state_dict_with_its_exact_values():

@@ -15,12 +15,15 @@ Unpickling calls whatever the file names, so the unpickler here resolves only th
 checkpoint of tensors, numbers, strings and containers needs: the tensor rebuilders to this
 module's stand-ins, storage classes and dtypes to their names, a few builtin container types to
 themselves; any other name (os.system, a model class, numpy) is refused with
-an `InputError`, so no code of the file's choosing runs. Tensors are rebuilt as
-writable C-order copies, after checking that their size, stride and offset stay inside their
-storage.
+an `InputError`, so no code of the file's choosing runs. Tensors come back as writable C-order
+arrays with memory of their own, after checking that their size, stride and offset stay inside
+their storage: a tensor that is its whole storage, contiguous (each tensor of a saved state
+dict), keeps the storage's buffer as it was read, any other is a copy; no two share memory.
+Reading a state dict thus holds its bytes once, not twice (storages and copies).
 """
 import codecs
 import collections
+import math
 import os
 import pickle
 import struct
@@ -85,6 +88,7 @@ class _Unpickler(pickle.Unpickler):
     self._read_storage = read_storage
     self._big_endian = big_endian
     self.storages = {} if storages is None else storages  # key -> _Storage, shared by views
+    self._taken = set()  # id()s of the storage buffers a tensor has kept as its own memory
 
   def find_class(self, module, name):
     if module == '__builtin__':  # protocol 2 (torch's) writes Python 2's name for builtins
@@ -175,6 +179,10 @@ class _Unpickler(pickle.Unpickler):
       raise InputError(
           f'tensor (size {size}, stride {stride}, offset {offset}) reaching outside its storage '
           f'of {n} elements')
+    if self._takes_whole(storage, offset, size, stride, item):
+      self._taken.add(id(storage.data))
+      a = np.frombuffer(storage.data, np.uint8).view(dtype).reshape(size)  # writable: a bytearray
+      return self._signs(a, metadata)
     # Strided over the bytes, each element a last axis of `item` bytes (numpy's as_strided does
     # not take float8 dtypes). The copy is C order and writable, no view of a storage that
     # other tensors share.
@@ -183,7 +191,18 @@ class _Unpickler(pickle.Unpickler):
     if self._big_endian:  # reverse each element's bytes (each half's, for complex numbers)
       parts = 2 if dtype.kind == 'c' else 1
       a = a.reshape(size + (parts, item // parts))[..., ::-1].reshape(size + (item,))
-    a = a.copy().view(dtype).reshape(size)
+    return self._signs(a.copy().view(dtype).reshape(size), metadata)
+
+  def _takes_whole(self, storage, offset, size, stride, item) -> bool:
+    """Whether the tensor can keep its storage's buffer: it is all of it, in C order, stored
+    little-endian (no bytes to swap), and no tensor has kept it before (later ones copy)."""
+    c_order = tuple(math.prod(size[i + 1:]) for i in range(len(size)))
+    return (isinstance(storage.data, bytearray) and not self._big_endian and offset == 0
+            and stride == c_order and math.prod(size) * item == len(storage.data)
+            and id(storage.data) not in self._taken)
+
+  @staticmethod
+  def _signs(a, metadata):
     if metadata and metadata.get('neg'):  # lazily negated / conjugated tensors (torch's bits)
       a = -a
     if metadata and metadata.get('conj'):
@@ -208,7 +227,7 @@ def _load_zip(path):
       name = f'{prefix}data/{key}'
       if name not in names:
         raise InputError(f'the storage record {name} is missing')
-      data = zf.read(name)
+      data = bytearray(zf.read(name))  # writable, for a tensor to keep (_takes_whole)
       if len(data) != numel * dtype.itemsize:
         raise InputError(f'{len(data)} bytes in {name}, expected '
                          f'{numel} x {dtype.itemsize}')
@@ -253,7 +272,7 @@ def _load_legacy(path):
       if count != numel or not 0 <= count * dtype.itemsize <= size - f.tell():
         raise InputError(f'storage {key!r}: {count} elements of {numel}, '
                          f'{size - f.tell()} bytes left (truncated?)')
-      storages[key] = _Storage(dtype, numel, f.read(count * dtype.itemsize))
+      storages[key] = _Storage(dtype, numel, bytearray(f.read(count * dtype.itemsize)))
     f.seek(start)
     return _Unpickler(f, _no_storage, storages=storages).load()
 
