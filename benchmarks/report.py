@@ -51,8 +51,11 @@ KINDS = {
 Mformer-B, batch 1, 16x224: a converted official checkpoint through `load_official`'s default
 path (`trajectory_impl='chunked'`) against the official model under `torch.no_grad()`. In
 bfloat16, ours sets `model.dtype=bfloat16` and the official code runs under
-`torch.autocast('cpu', dtype=torch.bfloat16)`. Peak RSS of ours includes the exported state dict
-and its converted copy, held before the forward."""),
+`torch.autocast('cpu', dtype=torch.bfloat16)`. Ours reads an official-format `.npz` of fresh
+weights from disk (`attention.SOURCE`, written beforehand by a process of its own); the official
+model is built with its own random weights, read from no file. In the jax 0.10 files ours
+instead made the weights inside the measured process (init, export), and its peak RSS includes
+that state dict and its converted copy, held before the forward."""),
     'train_step': ('Training step', """\
 Mformer-B forward, backward and AdamW(1e-4, wd 0.05), batch 1, 16x224, drop-path 0.2 active in
 both. Ours: the trainer's own step (`train.step.make_train_step`) with
@@ -128,7 +131,8 @@ CLASSES = {
 
 # Conditions a file's JSON does not carry (how the machine was shared), by file-name prefix.
 CONDITIONS = {
-    'intel-spr-2core/eval_jax012': 'nice', 'intel-spr-2core/train_step_jax012_bfloat16': 'nice',
+    'intel-spr-2core/eval_jax012_impls': 'nice',
+    'intel-spr-2core/train_step_jax012_bfloat16': 'nice',
     'intel-spr-2core/profile_jax012': 'nice',
 }
 CONDITION_TEXT = {'nice': """\
@@ -146,6 +150,13 @@ Re-run on 2026-12-05 on a quiet machine (nothing else running), once the trainin
 imported TensorFlow (ours' base RSS 351-546 MB); written to the command's `--out` and copied
 here. The official code is the same checkout as before, kept where the device check keeps it.
 The run it replaces (git history) had other jobs beside it at `nice 10`.""",
+    'eval_jax012_float32': """\
+Re-run on 2026-12-05 on a quiet machine (load average 0.7-1.4 through the run, the run's own two
+threads included) once `load_official` held the weights once (no host copy, placed leaf by leaf)
+and the weights API no longer imported TensorFlow, with ours reading its weights from a file
+(above). The run it replaces (git history: ours 2164 MB peak RSS, 1.64x the official's
+1319 MB) made the weights inside the measured process and had other jobs beside it at
+`nice 10`.""",
     'matmul_jax010': """\
 On this stack XLA:CPU compiles a bfloat16 `dot` as two converts to float32 and a float32 dot
 (no AMX; no flag changes the HLO), while PyTorch's oneDNN runs bfloat16 on AMX.""",
