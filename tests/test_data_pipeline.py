@@ -1,5 +1,6 @@
 """tf.data pipelines on prepared fixture trees: sampling, augmentation, views, hosts, resume."""
 
+import itertools
 import os
 import shutil
 
@@ -339,3 +340,13 @@ def test_a_missing_shard_is_one_line_when_the_split_is_opened(k400, tmp_path):
     pipeline.make_train_iterator(bad_cfg, local_batch_size=2, seed=0, process_index=0,
                                  process_count=1)
   assert pipeline.class_names(bad_cfg) == {'label': ['abseiling', 'zumba']}  # needs no shard
+
+
+def test_stream_slots_from_any_start_across_epochs():
+  stream = pipeline.Stream(10, 15, seed=3, p=1, count=2, start=7)
+  for i, (candidates, seed) in enumerate(itertools.islice(stream(3), 12)):
+    g = 7 + i
+    epoch, pos = divmod(g, 5)
+    order = 10 + np.random.default_rng([3, epoch, 1]).permutation(5)
+    assert candidates.tolist() == [order[(pos + k) % 5] for k in range(3)]
+    assert seed.tolist() == [3, g * 2 + 1]

@@ -115,6 +115,36 @@ class TrainBatches:
     return batch
 
 
+class Stream:
+  """One host's training slots from stream position `start` on: slot g holds epoch g // size's
+  example at g % size of that epoch's order (a permutation seeded by (seed, epoch, host)), then
+  (width > 1) the ones after it in that order, the substitutes for an unreadable record, and
+  its augmentation seed (seed, g * count + p)."""
+
+  def __init__(self, lo, hi, seed, p, count, start):
+    self.lo, self.size, self.seed, self.p, self.count, self.start = lo, hi - lo, seed, p, count, start
+
+  @functools.lru_cache(maxsize=2)
+  def order(self, epoch):
+    return self.lo + np.random.default_rng([self.seed, epoch, self.p]).permutation(self.size)
+
+  def epoch(self, epoch, width):
+    """Every slot of `epoch`: (candidates (size, width), seeds (size, 2)), int64."""
+    pos = np.arange(self.size)
+    g = epoch * self.size + pos
+    candidates = self.order(epoch)[(pos[:, None] + np.arange(width)) % self.size]
+    seeds = np.stack([np.full(self.size, self.seed), g * self.count + self.p], 1)
+    return candidates.astype(np.int64), seeds.astype(np.int64)
+
+  def __call__(self, width):
+    """The slots from `start` on, one (candidates, seed) at a time."""
+    first, skip = divmod(self.start, self.size)
+    for epoch in itertools.count(first):
+      candidates, seeds = self.epoch(epoch, width)
+      yield from zip(candidates[skip:], seeds[skip:])
+      skip = 0
+
+
 def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, process_index=None,
                         process_count=None):
   """Infinite iterator (`TrainBatches`) of {'clip': (b, T, S, S, 3) float32, 'label' |
@@ -127,18 +157,7 @@ def make_train_iterator(data_cfg, *, local_batch_size, seed, start_step=0, proce
   if hi <= lo:
     raise InputError(f'Host {p} of {count} has no training examples (n={n}).')
 
-  @functools.lru_cache(maxsize=2)
-  def order(epoch):
-    return lo + np.random.default_rng([seed, epoch, p]).permutation(hi - lo)
-
-  def stream(width):
-    """(examples, seed) per stream position from `start_step`: its example, then (width > 1)
-    the ones after it in the epoch's order, the substitutes for an unreadable record."""
-    for g in itertools.count(start_step * local_batch_size):
-      epoch, pos = divmod(g, hi - lo)
-      yield (order(epoch)[(pos + np.arange(width)) % (hi - lo)],
-             np.array([seed, g * count + p], np.int64))
-
+  stream = Stream(lo, hi, seed, p, count, start_step * local_batch_size)
   batches = source.train_batches(stream, local_batch_size, lo, hi)
   if records is None:
     return TrainBatches(batches)

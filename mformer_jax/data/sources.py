@@ -5,10 +5,12 @@ A source of one split has `num_examples`, `class_names()`, `skipped` (videos lef
 preparation: (path, reason)), `open()` (checks the split's files; returns the `shards.Shards`
 whose unreadable records the pipelines count, or None), `check_eval(views_per_video)`, and two
 iterators:
-`train_batches(stream, batch_size, lo, hi)` (a stream of (candidate examples, seed) per stream
-position -> batches) and `eval_videos(lo, hi)` (one dict per video, in order). `get` picks the
+`train_batches(stream, batch_size, lo, hi)` (a `pipeline.Stream` of (candidate examples, seed)
+per stream position -> batches) and `eval_videos(lo, hi)` (one dict per video, in order). `get` picks the
 source.
 """
+
+import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -84,41 +86,60 @@ class Prepared:
 
   def train_batches(self, stream, batch_size, lo, hi):
     """Every stream position yields one slot: the first readable of its SUBSTITUTES candidates,
-    or a placeholder (_skipped = SUBSTITUTES) when none is."""
+    or a placeholder (_skipped = SUBSTITUTES) when none is.
+
+    tf.data computes each slot's first candidate (a parallel, deterministic map whose errors
+    drop the element); a position missing from its output is filled here by trying the other
+    candidates in order, with the same traced function. Unreadable records are rare, and a
+    per-slot dataset of candidates would instantiate the clip's whole graph for every clip
+    (half of a clip's cost, measured)."""
     del lo, hi  # the stream holds the host's examples
     self.open()  # here, eagerly: the functions traced below capture its tensors
-    ds = tf.data.Dataset.from_generator(
-        lambda: stream(SUBSTITUTES),
-        output_signature=(tf.TensorSpec([SUBSTITUTES], tf.int64), tf.TensorSpec([2], tf.int64)))
-
-    def slot(candidates, example_seed):
-      def attempt(example, rank):
-        return dict(self.train_example(example, example_seed), _skipped=rank,
-                    _candidates=candidates, _seed=example_seed)
-      tried = tf.data.Dataset.from_tensor_slices(
-          (candidates, tf.range(SUBSTITUTES, dtype=tf.int64))).map(attempt).ignore_errors()
-      none = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype),
-                                   tried.element_spec)
-      none.update(_skipped=tf.constant(SUBSTITUTES, tf.int64), _candidates=candidates,
-                  _seed=example_seed)
-      return tried.concatenate(tf.data.Dataset.from_tensors(none)).take(1)
-
-    # A deterministic interleave of one-element datasets keeps the stream's order exactly.
+    spec = (tf.TensorSpec([SUBSTITUTES], tf.int64), tf.TensorSpec([2], tf.int64))
+    # Slots an epoch at a time: Python per element upstream of the clip's map (from_generator)
+    # doubled a clip's cost on one core (measured: its page faults), once per epoch does not.
+    first, skip = divmod(stream.start, stream.size)
+    epoch = lambda e: tf.data.Dataset.from_tensor_slices(tuple(
+        tf.ensure_shape(x, [None, *s.shape]) for x, s in zip(tf.numpy_function(
+            lambda e: stream.epoch(int(e), SUBSTITUTES), [e], [tf.int64, tf.int64],
+            stateful=False), spec)))
+    ds = tf.data.Dataset.range(first, 2**62).flat_map(epoch).skip(skip)
     parallel = self.cfg.num_parallel_calls or tf.data.AUTOTUNE
-    ds = ds.interleave(slot, cycle_length=parallel, block_length=1, num_parallel_calls=parallel,
-                       deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(self.cfg.prefetch)
-    return ds.as_numpy_iterator()
+    firsts = ds.enumerate().map(
+        lambda position, x: (position, self.train_example(x[0][0], x[1])),
+        num_parallel_calls=parallel, deterministic=True).ignore_errors()
+    firsts = firsts.prefetch(batch_size * self.cfg.prefetch).as_numpy_iterator()
+    attempt = tf.function(self.train_example,
+                          input_signature=(tf.TensorSpec([], tf.int64), spec[1]))
+    positions, pending = enumerate(stream(SUBSTITUTES)), next(firsts, None)
+    while True:
+      slots = []
+      for position, (candidates, seed) in itertools.islice(positions, batch_size):
+        if pending is not None and pending[0] == position:
+          slot, skipped, pending = pending[1], 0, next(firsts, None)
+        else:
+          slot, skipped = self._substitute(attempt, candidates, seed)
+        slots.append(dict(slot, _skipped=skipped, _candidates=candidates, _seed=seed))
+      yield {k: np.stack([slot[k] for slot in slots]) for k in slots[0]}
+
+  def _substitute(self, attempt, candidates, seed):
+    """(clip dict, rank) of the first readable candidate after the first (which failed), or a
+    placeholder of zeros and SUBSTITUTES."""
+    for rank in range(1, SUBSTITUTES):
+      try:
+        return {k: v.numpy() for k, v in attempt(candidates[rank], seed).items()}, rank
+      except tf.errors.OpError:
+        continue
+    spec = attempt.get_concrete_function().structured_outputs
+    return {k: np.zeros(v.shape, v.dtype.as_numpy_dtype) for k, v in spec.items()}, SUBSTITUTES
 
   def eval_videos(self, lo, hi):
     """Per video, in order: test views, labels, video_index; an unreadable one is left out (the
     gaps in video_index are the unreadable videos)."""
     self.open()  # here, eagerly: the functions traced below capture its tensors
     parallel = self.cfg.num_parallel_calls or tf.data.AUTOTUNE
-    ds = tf.data.Dataset.range(lo, hi).interleave(
-        lambda e: tf.data.Dataset.from_tensors(e).map(self.test_example).ignore_errors(),
-        cycle_length=parallel, block_length=1, num_parallel_calls=parallel,
-        deterministic=True).prefetch(2)
+    ds = tf.data.Dataset.range(lo, hi).map(self.test_example, num_parallel_calls=parallel,
+                                           deterministic=True).ignore_errors().prefetch(2)
     return ds.as_numpy_iterator()
 
 
