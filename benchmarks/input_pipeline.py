@@ -2,7 +2,7 @@ r"""Input pipeline benchmark: training clips/s per core at the K400 recipe, and 
 decoding only the sampled frames over decoding the whole video.
 
   TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
-      .venv/bin/python -m benchmarks.input_pipeline --out benchmarks/out [--results=PATH]
+      .venv/bin/python -m benchmarks.input_pipeline --out benchmarks/out [--runs=3] [--results=PATH]
 
 Synthetic 10 s videos (30 fps, 320x426, h264) are encoded with PyAV and prepared with
 `mformer_jax.data.prepare` (native frames as JPEG). The training pipeline (16 frames at rate 4,
@@ -169,6 +169,7 @@ def main():
   p.add_argument('--out', default='benchmarks/out')
   p.add_argument('--videos', type=int, default=8)
   p.add_argument('--clips', type=int, default=96)
+  p.add_argument('--runs', type=int, default=3, help='runs recorded, one after the other')
   p.add_argument('--measure', choices=MODES, help=argparse.SUPPRESS)
   common.out_arg(p, 'input_pipeline', flag='--results')
   args = p.parse_args()
@@ -188,10 +189,23 @@ def main():
   prepare.build(items, ['a', 'b'], out=data_dir, split='train', layout='kinetics',
                 workers=len(os.sched_getaffinity(0)), per_shard=4)
   prepare_s = time.perf_counter() - start
-  results = dict(videos=len(videos), encode_s=encode_s, prepare_s=prepare_s,
-                 mp4_mb=sum(os.path.getsize(v) for v in videos) / 2**20,
-                 records_mb=sum(os.path.getsize(os.path.join(data_dir, f))
-                                for f in os.listdir(data_dir) if f.endswith('.tfrecord')) / 2**20)
+  record, path = common.new_results(args.results, 'input_pipeline', args.variant)
+  record['versions'] = {d: importlib.metadata.version(d) for d in ('tensorflow', 'tensorflow-cpu', 'av')
+                        if _installed(d)}
+  for _ in range(args.runs):
+    results = dict(videos=len(videos), encode_s=encode_s, prepare_s=prepare_s,
+                   mp4_mb=sum(os.path.getsize(v) for v in videos) / 2**20,
+                   records_mb=sum(os.path.getsize(os.path.join(data_dir, f))
+                                  for f in os.listdir(data_dir) if f.endswith('.tfrecord')) / 2**20)
+    results.update(measure(args, data_dir, videos))
+    print(json.dumps(results, indent=1))
+    record['runs'].append(results)
+  common.write(record, path)
+
+
+def measure(args, data_dir, videos) -> dict:
+  """One run: every mode in its own process, the step's finishing, the decode comparison."""
+  results = {}
   for mode in MODES:
     out = subprocess.run([sys.executable, '-m', 'benchmarks.input_pipeline', '--out',
                           os.path.abspath(args.out), '--clips', str(args.clips), '--measure',
@@ -205,12 +219,7 @@ def main():
   results['speedup_needed_vs_pyav'] = results['pyav_whole_video'] / results['record_needed_jpegs']
   results['speedup_needed_vs_all_jpegs'] = (results['record_all_jpegs'] /
                                             results['record_needed_jpegs'])
-  print(json.dumps(results, indent=1))
-  record, path = common.new_results(args.results, 'input_pipeline', args.variant)
-  record['versions'] = {d: importlib.metadata.version(d) for d in ('tensorflow', 'tensorflow-cpu', 'av')
-                        if _installed(d)}
-  record['runs'].append(results)
-  common.write(record, path)
+  return results
 
 
 def _installed(dist):
