@@ -322,6 +322,13 @@ def plan_document(data: dict) -> str:
       'L = `k400_motionformer_224_32x3` (3136), HR = `k400_motionformer_336_16x8` (3528); '
       'bfloat16 compute, float32 parameters and AdamW state, `scan_blocks=True` unless marked '
       '"unrolled".',
+      '',
+      'Recorded when the step took float32 clips. Since 2026-12-05 the trainer feeds it uint8 '
+      "crops and 7 colour-jitter draws per clip (`mformer_jax/data/device_augment.py`), and "
+      '`python -m mformer_jax.plan` compiles that: the clip arguments shrink to a quarter (B at '
+      '4 clips/chip: 38.5 to 9.6 MB), and the float32 clip the step makes is now one of its '
+      'temporaries: tens of MB per chip against the GiB below. The programs have not been '
+      'compiled again since.',
       '']
   lines += report_tables.plan_sections(runs)
   lines += ['## Commands', '', 'Each prefixed with `.venv/bin/python` (`nice -n 10`), in the '
