@@ -81,11 +81,15 @@ def test_place_drops_each_host_array_once_it_is_on_the_device():
           ('a', 'bias'): rng.standard_normal(4).astype(np.float32),
           ('b',): np.arange(6, dtype=np.int32).reshape(2, 3)}
   want = {k: v.copy() for k, v in flat.items()}
-  alive = [weakref.ref(v) for v in flat.values()]
+  alive = {k: weakref.ref(v) for k, v in flat.items()}
   placed = load_lib._place(flat)  # pylint: disable=protected-access
   gc.collect()  # jax drops its references to host buffers at its next call or collection
-  assert not flat and all(r() is None for r in alive)
-  assert isinstance(placed['a']['kernel'], jax.Array)
+  assert not flat and isinstance(placed['a']['kernel'], jax.Array)
+  by_path = traverse_util.flatten_dict(placed)
+  for k, ref in alive.items():
+    # Gone, or alive only as the device buffer itself: the CPU client may adopt an aligned,
+    # contiguous host array without a copy (whether it does depends on where malloc put it).
+    assert ref() is None or np.shares_memory(ref(), np.asarray(by_path[k])), k
   for k, v in traverse_util.flatten_dict(placed).items():
     np.testing.assert_array_equal(np.asarray(v), want[k], strict=True)
 
