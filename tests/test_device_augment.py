@@ -3,7 +3,6 @@ TensorFlow's reader and parser, and uint8 crops finished in the step (`device_au
 the whole recipe in TensorFlow (`transforms.train_augment`)."""
 
 import itertools
-import os
 
 import jax
 import numpy as np
