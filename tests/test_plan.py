@@ -77,8 +77,13 @@ def _compile_here(mode, cfg, topology, batch_per_chip):
            'label': jax.ShapeDtypeStruct((n,), jnp.int32, sharding=rows)}
   place = lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s)
   if mode == 'train':
+    # The training pipeline's uint8 crops (with colour draws where the real datasets jitter
+    # colour), which the step finishes into model input.
+    batch['clip'] = place(batch['clip'], rows).update(dtype=jnp.uint8)
+    if cfg.data.color_jitter and cfg.data.source == 'prepared':
+      batch['colour'] = jax.ShapeDtypeStruct((n, 7), jnp.float32, sharding=rows)
     update = functools.partial(train.train_step, model=model, tx=tx, schedule=schedule,
-                               label_smoothing=cfg.train.label_smoothing)
+                               label_smoothing=cfg.train.label_smoothing, bgr=cfg.data.bgr)
 
     def train_step(state, batch):
       with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # as the trainer's step
