@@ -134,3 +134,27 @@ def test_batches_hold_what_train_inputs_says(prepared):
     assert (config.COLOUR in spec) == (name == 'kinetics400')
     for key, (shape, dtype) in spec.items():
       assert batch[key].shape == shape and batch[key].dtype == dtype, key
+
+
+def test_the_trainers_batches_are_the_old_pipelines_clips_within_rounding(prepared):
+  """End to end: make_train_iterator's batch, finished as the step does, against each slot's clip
+  computed the old way (TensorFlow's reader and parser, the whole recipe in TensorFlow)."""
+  out, _ = prepared
+  cfg = config.data_config('kinetics400', num_frames=T, sampling_rate=2, crop_size=CROP)
+  cfg.data_dir, cfg.train_jitter_scales = out, (36, 44)
+  assert cfg.color_jitter and cfg.random_flip
+  batch = next(pipeline.make_train_iterator(cfg, local_batch_size=6, seed=4, start_step=1,
+                                            process_index=0, process_count=1))
+  got = np.asarray(jax.jit(device_augment.model_input)(batch))
+  split = shards.Shards(out, 'kinetics400', 'train')
+  ix = split.np_index
+  slots = pipeline.Stream(0, split.num, seed=4, p=0, count=1, start=6)(1)
+  for i, (candidates, seed) in zip(range(6), slots):
+    e = int(candidates[0])
+    record = split._read(split.paths[ix['shard'][e]], ix['offset'][e], ix['length'][e])  # pylint: disable=protected-access
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+    idx = transforms.frame_indices(ix['num_frames'][e], ix['fps'][e], cfg, train_seed=seeds[0])
+    frames = augment.decode_frames(split._parse(record), idx)  # pylint: disable=protected-access
+    want = transforms.train_augment(frames, seeds[1:], cfg).numpy()
+    assert np.abs(got[i] - want).max() <= ROUNDING * JITTER_GAIN + 1e-5, i
+    assert batch['label'][i] == ix['label'][e]
